@@ -1,0 +1,113 @@
+// The one typed table of trace events. Keys are `system:name`. The kernel's own tracepoints
+// (system `iommu`) keep their names and fields exactly as include/trace/events/iommu.h has them;
+// the other systems are the simulator's additions for hardware, core, devices, DMA API and mm.
+// Add an event here, next to its siblings, before emitting it.
+
+/** A value a trace field can hold. Addresses and sizes are bigint, like the kernel's u64. */
+export type TraceValue = number | bigint | string | boolean | null;
+
+export interface TraceEventMap {
+  // ---- kernel tracepoints: include/trace/events/iommu.h (system "iommu") ----
+  "iommu:add_device_to_group": { gid: number; device: string };
+  "iommu:remove_device_from_group": { gid: number; device: string };
+  "iommu:attach_device_to_domain": { device: string };
+  "iommu:map": { iova: bigint; paddr: bigint; size: bigint };
+  "iommu:unmap": { iova: bigint; size: bigint; unmapped_size: bigint };
+  "iommu:io_page_fault": { device: string; driver: string; iova: bigint; flags: number };
+
+  // ---- IOMMU core additions (no kernel tracepoint exists for these) ----
+  "iommu_core:domain_alloc": { domain: number; type: string; device: string };
+  "iommu_core:domain_free": { domain: number; type: string };
+  "iommu_core:group_set_domain": { gid: number; domain: number; result: string };
+  "iommu_core:dma_owner": { gid: number; op: string; owner_cnt: number; owner: string | null };
+  "iommu_core:attach_device_pasid": {
+    device: string;
+    pasid: number;
+    domain: number;
+    result: string;
+  };
+  "iommu_core:replace_device_pasid": {
+    device: string;
+    pasid: number;
+    domain: number;
+    result: string;
+  };
+  "iommu_core:detach_device_pasid": { device: string; pasid: number; domain: number };
+  "iommu_core:pasid_alloc": { pasid: number; device: string };
+  "iommu_core:pasid_free": { pasid: number };
+  "iommu_core:sva_bind": { device: string; mm: number; pasid: number; result: string };
+  "iommu_core:sva_unbind": { device: string; mm: number; pasid: number };
+  "iommu_core:iopf_report": {
+    device: string;
+    pasid: number | null;
+    grpid: number;
+    addr: bigint;
+    perm: number;
+    last: boolean;
+    result: string;
+  };
+  "iommu_core:iopf_response": { device: string; pasid: number; grpid: number; code: string };
+  "iommu_core:warning": { site: string; message: string };
+
+  // ---- RISC-V IOMMU hardware (system "riscv_iommu"); track = the IOMMU instance ----
+  "riscv_iommu:translate": {
+    device_id: number;
+    pasid: number | null;
+    iova: bigint;
+    access: string;
+    result: string;
+    pa: bigint | null;
+  };
+  "riscv_iommu:iotlb_hit": { gscid: number; pscid: number; iova: bigint };
+  "riscv_iommu:iotlb_miss": { gscid: number; pscid: number; iova: bigint };
+  "riscv_iommu:walk": { stage: string; levels: number; ptes_read: number; result: string };
+  "riscv_iommu:fault_record": {
+    cause: number;
+    ttyp: number;
+    did: number;
+    pid: number;
+    pv: boolean;
+    priv: boolean;
+    iotval: bigint;
+    iotval2: bigint;
+  };
+  "riscv_iommu:command": { opcode: string; fields: string; result: string };
+  "riscv_iommu:page_request": {
+    did: number;
+    pid: number | null;
+    addr: bigint;
+    prgi: number;
+    last: boolean;
+    r: boolean;
+    w: boolean;
+    x: boolean;
+    priv: boolean;
+    result: string;
+  };
+  "riscv_iommu:page_response": { did: number; pid: number | null; prgi: number; code: number };
+  "riscv_iommu:ats_inval": { did: number; pid: number | null; address: bigint; itag: number };
+  "riscv_iommu:interrupt": { cause: string; vector: number };
+
+  // ---- devices (system "device"); track = the device ----
+  "device:dma": {
+    rid: number;
+    pasid: number | null;
+    iova: bigint;
+    size: number;
+    dir: string;
+    result: string;
+  };
+  "device:ats_translate": { rid: number; pasid: number | null; iova: bigint; result: string };
+
+  // ---- the DMA API (system "dma") ----
+  "dma:map": { device: string; iova: bigint; paddr: bigint; size: bigint; dir: string };
+  "dma:unmap": { device: string; iova: bigint; size: bigint };
+  "dma:flush_queue": { domain: number; entries: number; reason: string };
+
+  // ---- the CPU side (system "mm") ----
+  "mm:fault": { mm: number; addr: bigint; flags: string; result: string };
+  "mm:invalidate_range": { mm: number; start: bigint; end: bigint };
+  "mm:release": { mm: number };
+}
+
+export type TraceEventName = keyof TraceEventMap;
