@@ -1,0 +1,650 @@
+// A RISC-V page table (any of the six modes) held in simulated physical memory, built the way
+// software builds one: tables are frames from a FrameAllocator, PTEs are written into memory,
+// and the hardware walker (walk.ts) reads exactly what this wrote.
+//
+// Mappings: `map` installs one leaf of a size the mode allows (4 KiB, 64 KiB Svnapot NAPOT =
+// 16 identical level-0 PTEs with N=1 and ppn[3:0]=1000, 2 MiB, 1 GiB, 512 GiB, 256 TiB); it
+// never replaces an existing mapping. `unmap` removes every mapping inside a range but never
+// splits a superpage or NAPOT range. `protect` changes permission bits in a range.
+// Outcomes are values (PtStatus); only misuse (a size the mode lacks, bad permission bits,
+// use after destroy) throws SimError.
+//
+// Intermediate tables are allocated on demand. When the last valid entry of a non-root table
+// goes (unmap, or a map that ran out of memory half-way), the table is reclaimed according to
+// `reclaim`: "free" (default) clears its parent PTE and frees the frame at once; "defer" clears
+// the parent PTE and holds the frame until `releaseDeferred()` — for owners that must first
+// invalidate walk caches, as the kernel frees table pages only after the IOTLB flush; "keep"
+// leaves empty tables in place until `destroy()`. Empty tables in place are reused, and a map of
+// a superpage over an empty table reclaims that table.
+//
+// This object must be the only writer of its tables' PTEs (hardware A/D updates aside): it keeps
+// a count of valid entries per table.
+//
+// Hot path: `map4k` / `unmap4k` / `lookupPpn` on page numbers return small integers (PT_*) and
+// allocate nothing but table frames.
+
+import { hex } from "../../base/bits.js";
+import { SimError } from "../../base/errors.js";
+import type { Json } from "../../base/json.js";
+import type { FrameAllocator, PhysicalMemory } from "../memory.js";
+import {
+  isCanonicalAddress,
+  isCanonicalVpn,
+  leafLevelOf,
+  type PagingMode,
+  signExtendVpn,
+  treeVpn,
+} from "./modes.js";
+import {
+  NAPOT_64K_PPN_BITS,
+  PTE_HI_N,
+  PTE_PERM_MASK,
+  PTE_R,
+  PTE_U,
+  PTE_V,
+  PTE_W,
+  PTE_X,
+  pteHi,
+  pteLo,
+  ptePbmt,
+  ptePpn,
+} from "./pte.js";
+
+/**
+ * Outcome of a page-table operation:
+ * - "ok";
+ * - "exists": map over a range that already has a mapping (also inside a larger leaf);
+ * - "misaligned": va or pa not aligned to the mapping size, or a range not 4 KiB aligned;
+ * - "no-memory": no frame for an intermediate table (nothing is left half-built);
+ * - "would-split": unmap/protect would cover only part of a superpage or NAPOT range (nothing
+ *   changed);
+ * - "not-mapped": nothing mapped there;
+ * - "out-of-range": va not canonical (first stage) or above the GPA width (G-stage), a range
+ *   crossing the non-canonical hole, or pa beyond 56 bits.
+ */
+export type PtStatus =
+  | "ok"
+  | "exists"
+  | "misaligned"
+  | "no-memory"
+  | "would-split"
+  | "not-mapped"
+  | "out-of-range";
+
+export const PT_OK = 0;
+export const PT_EXISTS = 1;
+export const PT_MISALIGNED = 2;
+export const PT_NO_MEMORY = 3;
+export const PT_WOULD_SPLIT = 4;
+export const PT_NOT_MAPPED = 5;
+export const PT_OUT_OF_RANGE = 6;
+
+/** Status name of each PT_* code. */
+export const PT_STATUS_NAMES: readonly PtStatus[] = Object.freeze([
+  "ok",
+  "exists",
+  "misaligned",
+  "no-memory",
+  "would-split",
+  "not-mapped",
+  "out-of-range",
+]);
+
+export type TableReclaim = "free" | "defer" | "keep";
+
+export interface PageTableOptions {
+  readonly reclaim?: TableReclaim;
+}
+
+/** One leaf mapping: the whole leaf region (a NAPOT range counts as one 64 KiB mapping). */
+export interface Mapping {
+  readonly va: bigint;
+  readonly pa: bigint;
+  readonly size: bigint;
+  /** PTE bits 7:0 (V R W X U G A D) as in memory, A/D included. */
+  readonly perm: number;
+  readonly pbmt: number;
+}
+
+export interface UnmapResult {
+  readonly status: PtStatus;
+  /** Bytes unmapped (0 unless status is "ok"). */
+  readonly unmapped: bigint;
+}
+
+const TWO32 = 0x1_0000_0000;
+const PPN_LIMIT = 2 ** 44;
+const POW2 = new Float64Array(64).map((_, i) => 2 ** i);
+const RWX = PTE_R | PTE_W | PTE_X;
+
+// #scan operations
+const SCAN_CHECK = 0;
+const SCAN_REMOVE = 1;
+const SCAN_PROTECT = 2;
+
+export class PageTable {
+  readonly memory: PhysicalMemory;
+  readonly mode: PagingMode;
+  readonly reclaim: TableReclaim;
+  readonly #frames: FrameAllocator;
+  #root: number;
+  /** Valid entries of each non-root table page. */
+  readonly #counts = new Map<number, number>();
+  readonly #deferred: number[] = [];
+  /** Table page and entry index visited at each depth (0 = root) by the last descent. */
+  readonly #pathPage = new Float64Array(8);
+  readonly #pathIdx = new Int32Array(8);
+  /** Scratch outputs of #locate. */
+  #page = 0;
+  #idx = 0;
+  /** Scratch accumulators of #scan. */
+  #scanPages = 0;
+  #scanPerm = 0;
+  #scanMask = 0;
+
+  /**
+   * A new empty table (root allocated: one page, or 16 KiB aligned 4 pages for x4 modes), or
+   * null when the allocator has no room for the root.
+   */
+  static create(
+    memory: PhysicalMemory,
+    frames: FrameAllocator,
+    mode: PagingMode,
+    options: PageTableOptions = {},
+  ): PageTable | null {
+    const root =
+      mode.rootPages > 1 ? frames.allocContiguous(mode.rootPages, mode.rootPages) : frames.alloc();
+    if (root < 0) return null;
+    return new PageTable(memory, frames, mode, root, options.reclaim ?? "free");
+  }
+
+  private constructor(
+    memory: PhysicalMemory,
+    frames: FrameAllocator,
+    mode: PagingMode,
+    root: number,
+    reclaim: TableReclaim,
+  ) {
+    this.memory = memory;
+    this.#frames = frames;
+    this.mode = mode;
+    this.#root = root;
+    this.reclaim = reclaim;
+  }
+
+  /** Page number of the root table (for satp/iosatp/hgatp/iohgatp.PPN). */
+  get rootPpn(): number {
+    this.#alive();
+    return this.#root;
+  }
+
+  /** Frames this table holds: root pages, intermediate tables and deferred ones. */
+  get tablePages(): number {
+    return this.#root < 0 ? 0 : this.mode.rootPages + this.#counts.size + this.#deferred.length;
+  }
+
+  /** Frames detached by unmap and awaiting `releaseDeferred()` (reclaim "defer"). */
+  get deferredPages(): number {
+    return this.#deferred.length;
+  }
+
+  // ---------------------------------------------------------------- bigint API
+
+  /**
+   * Maps [va, va+size) to [pa, pa+size) with one leaf of `size` (a size of `mode.leafShifts`).
+   * `perm`: PTE bits R W X U G A D (V is added); a leaf needs R or X, and W needs R.
+   * `pbmt`: Svpbmt type 0 (PMA), 1 (NC) or 2 (IO).
+   */
+  map(va: bigint, pa: bigint, size: bigint, perm: number, pbmt = 0): PtStatus {
+    this.#alive();
+    const level = this.#levelOfSize(size);
+    checkLeaf(perm, pbmt);
+    if ((va & (size - 1n)) !== 0n || (pa & (size - 1n)) !== 0n) return "misaligned";
+    if (!isCanonicalAddress(this.mode, va) || pa < 0n || pa >> 12n >= BigInt(PPN_LIMIT))
+      return "out-of-range";
+    const napot = size === 0x1_0000n;
+    return PT_STATUS_NAMES[
+      this.#install(Number(va >> 12n), Number(pa >> 12n), level, perm, pbmt, napot)
+    ]!;
+  }
+
+  /**
+   * Removes every mapping inside [va, va+size). Refuses ("would-split", nothing changed) when a
+   * superpage or NAPOT range is only partly inside. "not-mapped" when the range held nothing.
+   */
+  unmap(va: bigint, size: bigint): UnmapResult {
+    this.#alive();
+    const range = this.#range(va, size);
+    if (typeof range === "string") return { status: range, unmapped: 0n };
+    const [start, end] = range;
+    this.#scanMask = 0;
+    if (this.#scanRoot(start, end, SCAN_CHECK)) return { status: "would-split", unmapped: 0n };
+    this.#scanRoot(start, end, SCAN_REMOVE);
+    const pages = this.#scanPages;
+    if (pages === 0) return { status: "not-mapped", unmapped: 0n };
+    return { status: "ok", unmapped: BigInt(pages) << 12n };
+  }
+
+  /**
+   * Sets the bits of `mask` (default R W X U) in every leaf inside [va, va+size) to those of
+   * `perm`; other bits (A, D, G unless masked, PPN, PBMT, N) are kept. Same refusals as unmap.
+   * The result must stay a legal leaf (R or X set, W only with R).
+   */
+  protect(va: bigint, size: bigint, perm: number, mask = PTE_R | PTE_W | PTE_X | PTE_U): PtStatus {
+    this.#alive();
+    if (!Number.isInteger(mask) || (mask & ~PTE_PERM_MASK) !== 0) {
+      throw new SimError(`protect mask 0x${mask.toString(16)} is not within PTE bits 7:1`);
+    }
+    const range = this.#range(va, size);
+    if (typeof range === "string") return range;
+    const [start, end] = range;
+    this.#scanPerm = perm & mask;
+    this.#scanMask = mask;
+    if (this.#scanRoot(start, end, SCAN_CHECK)) return "would-split";
+    if (this.#scanPages === 0) return "not-mapped";
+    this.#scanRoot(start, end, SCAN_PROTECT);
+    return "ok";
+  }
+
+  /** The leaf mapping that covers `va`, or null. */
+  lookup(va: bigint): Mapping | null {
+    this.#alive();
+    if (!isCanonicalAddress(this.mode, va)) return null;
+    const vpn = Number(va >> 12n);
+    const found = this.#find(vpn);
+    if (found < 0) return null;
+    const lo = this.#leafLo;
+    const hi = this.#leafHi;
+    const napot = found === 0 && (hi & PTE_HI_N) !== 0;
+    const shift = napot ? 16 : 12 + 9 * found;
+    const size = 1n << BigInt(shift);
+    let ppn = ptePpn(lo, hi);
+    if (napot) ppn -= NAPOT_64K_PPN_BITS;
+    return {
+      va: va & ~(size - 1n),
+      pa: BigInt(ppn) << 12n,
+      size,
+      perm: lo & 0xff,
+      pbmt: ptePbmt(hi),
+    };
+  }
+
+  /** The physical address `va` maps to, or 0n when unmapped (like iommu_iova_to_phys). */
+  iovaToPhys(va: bigint): bigint {
+    const m = this.lookup(va);
+    return m === null ? 0n : m.pa + (va - m.va);
+  }
+
+  /** Every leaf mapping, in tree order (for first-stage modes: lower half, then upper half). */
+  mappings(): Mapping[] {
+    this.#alive();
+    const out: Mapping[] = [];
+    this.#collect(this.#root, this.mode.levels - 1, 0, 512 * this.mode.rootPages, out);
+    return out;
+  }
+
+  /** Frees every table frame, the root included. The table is unusable afterwards. */
+  destroy(): void {
+    this.#alive();
+    for (const page of [...this.#counts.keys()]) this.#frames.free(page);
+    this.#counts.clear();
+    this.releaseDeferred();
+    this.#frames.free(this.#root, this.mode.rootPages);
+    this.#root = -1;
+  }
+
+  /** Frees the frames of tables detached by unmap under reclaim "defer"; returns how many. */
+  releaseDeferred(): number {
+    const n = this.#deferred.length;
+    for (let i = 0; i < n; i++) this.#frames.free(this.#deferred[i]!);
+    this.#deferred.length = 0;
+    return n;
+  }
+
+  toJSON(): Json {
+    return {
+      mode: this.mode.name,
+      root: this.#root < 0 ? null : hex(this.#root * 4096),
+      tablePages: this.tablePages,
+      deferredPages: this.#deferred.length,
+      reclaim: this.reclaim,
+    };
+  }
+
+  // ---------------------------------------------------------------- hot path
+
+  /**
+   * Maps 4 KiB page `vpn` (a full-VA page number, as the walker takes) to `ppn`. `perm` as for
+   * `map`. Returns PT_OK, PT_EXISTS, PT_NO_MEMORY or PT_OUT_OF_RANGE.
+   */
+  map4k(vpn: number, ppn: number, perm: number, pbmt = 0): number {
+    this.#alive();
+    checkLeaf(perm, pbmt);
+    if (!(ppn >= 0 && ppn < PPN_LIMIT))
+      throw new SimError(`ppn ${ppn} is not a 44-bit page number`);
+    if (!isCanonicalVpn(this.mode, vpn)) return PT_OUT_OF_RANGE;
+    return this.#install(vpn, ppn, 0, perm, pbmt, false);
+  }
+
+  /**
+   * Unmaps the 4 KiB page `vpn`. Returns PT_OK, PT_NOT_MAPPED, PT_WOULD_SPLIT (the page lies in
+   * a superpage or NAPOT range) or PT_OUT_OF_RANGE.
+   */
+  unmap4k(vpn: number): number {
+    this.#alive();
+    if (!isCanonicalVpn(this.mode, vpn)) return PT_OUT_OF_RANGE;
+    const mem = this.memory;
+    const vlo = vpn >>> 0;
+    const vhi = (vpn - vlo) / TWO32;
+    let table = this.#root;
+    let depth = 0;
+    for (let level = this.mode.levels - 1; ; level--, depth++) {
+      this.#locate(table, level, vlo, vhi);
+      const page = this.#page;
+      const idx = this.#idx;
+      this.#pathPage[depth] = page;
+      this.#pathIdx[depth] = idx;
+      const words = mem.writablePageU32(page)!;
+      const lo = words[idx << 1]!;
+      const hi = words[(idx << 1) + 1]!;
+      if ((lo & PTE_V) === 0) return PT_NOT_MAPPED;
+      if ((lo & RWX) === 0) {
+        table = ptePpn(lo, hi);
+        continue;
+      }
+      if (level > 0 || (hi & PTE_HI_N) !== 0) return PT_WOULD_SPLIT;
+      words[idx << 1] = 0;
+      words[(idx << 1) + 1] = 0;
+      this.#countAdd(page, -1);
+      this.#reclaimUp(depth);
+      return PT_OK;
+    }
+  }
+
+  /** The 4 KiB physical page `vpn` maps to (any leaf size), or -1. No permission checks. */
+  lookupPpn(vpn: number): number {
+    this.#alive();
+    if (!isCanonicalVpn(this.mode, vpn)) return -1;
+    const level = this.#find(vpn);
+    if (level < 0) return -1;
+    const ppn = ptePpn(this.#leafLo, this.#leafHi);
+    if (level === 0)
+      return (this.#leafHi & PTE_HI_N) !== 0 ? ppn - NAPOT_64K_PPN_BITS + (vpn % 16) : ppn;
+    return ppn + (vpn % POW2[9 * level]!);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #leafLo = 0;
+  #leafHi = 0;
+
+  #alive(): void {
+    if (this.#root < 0) throw new SimError("page table used after destroy()");
+  }
+
+  #levelOfSize(size: bigint): number {
+    const shift = size > 0n && (size & (size - 1n)) === 0n ? size.toString(2).length - 1 : -1;
+    const level = shift < 0 ? -1 : leafLevelOf(this.mode, shift);
+    if (level < 0) throw new SimError(`${hex(size)} is not a leaf size of ${this.mode.name}`);
+    return level;
+  }
+
+  /** Sets #page/#idx to the page and index of `vpn`'s entry in `table` at `level`. */
+  #locate(table: number, level: number, vlo: number, vhi: number): void {
+    const shift = 9 * level;
+    let idx =
+      shift === 0
+        ? vlo
+        : shift >= 32
+          ? vhi >>> (shift - 32)
+          : (vlo >>> shift) | (vhi << (32 - shift));
+    idx &= level === this.mode.levels - 1 ? (1 << this.mode.rootIndexBits) - 1 : 511;
+    this.#page = table + (idx >>> 9);
+    this.#idx = idx & 511;
+  }
+
+  /** Descends to the leaf of `vpn`; returns its level (PTE in #leafLo/#leafHi) or -1. */
+  #find(vpn: number): number {
+    const vlo = vpn >>> 0;
+    const vhi = (vpn - vlo) / TWO32;
+    let table = this.#root;
+    for (let level = this.mode.levels - 1; level >= 0; level--) {
+      this.#locate(table, level, vlo, vhi);
+      const words = this.memory.pageU32(this.#page)!;
+      const lo = words[this.#idx << 1]!;
+      const hi = words[(this.#idx << 1) + 1]!;
+      if ((lo & PTE_V) === 0) return -1;
+      if ((lo & RWX) !== 0) {
+        this.#leafLo = lo;
+        this.#leafHi = hi;
+        return level;
+      }
+      table = ptePpn(lo, hi);
+    }
+    return -1;
+  }
+
+  /** Installs a leaf at `level` (NAPOT: 16 level-0 entries); returns a PT_* code. */
+  #install(
+    vpn: number,
+    ppn: number,
+    level: number,
+    perm: number,
+    pbmt: number,
+    napot: boolean,
+  ): number {
+    const mem = this.memory;
+    const vlo = vpn >>> 0;
+    const vhi = (vpn - vlo) / TWO32;
+    let table = this.#root;
+    let depth = 0;
+    for (let i = this.mode.levels - 1; i > level; i--, depth++) {
+      this.#locate(table, i, vlo, vhi);
+      const page = this.#page;
+      const w = this.#idx << 1;
+      this.#pathPage[depth] = page;
+      this.#pathIdx[depth] = this.#idx;
+      const words = mem.writablePageU32(page)!;
+      const lo = words[w]!;
+      if ((lo & PTE_V) !== 0) {
+        if ((lo & RWX) !== 0) return PT_EXISTS;
+        table = ptePpn(lo, words[w + 1]!);
+        continue;
+      }
+      const t = this.#frames.alloc();
+      if (t < 0) {
+        // Undo the tables this call created (each holds only the pointer to the next).
+        this.#reclaimUp(depth, true);
+        return PT_NO_MEMORY;
+      }
+      words[w] = pteLo(t, PTE_V);
+      words[w + 1] = pteHi(t, 0, false);
+      this.#countAdd(page, 1);
+      this.#counts.set(t, 0);
+      table = t;
+    }
+    this.#locate(table, level, vlo, vhi);
+    const page = this.#page;
+    const words = mem.writablePageU32(page)!;
+    const count = napot ? 16 : 1;
+    const first = napot ? this.#idx & ~15 : this.#idx;
+    for (let k = 0; k < count; k++) {
+      const w = (first + k) << 1;
+      const lo = words[w]!;
+      if ((lo & PTE_V) === 0) continue;
+      if ((lo & RWX) !== 0) return PT_EXISTS;
+      const child = ptePpn(lo, words[w + 1]!);
+      if (this.#counts.get(child) !== 0) return PT_EXISTS;
+      // An empty table left in place ("keep") gives way to the superpage.
+      words[w] = 0;
+      words[w + 1] = 0;
+      this.#countAdd(page, -1);
+      this.#counts.delete(child);
+      this.#release(child);
+    }
+    const leafPpn = napot ? ppn + NAPOT_64K_PPN_BITS : ppn;
+    const lo = pteLo(leafPpn, PTE_V | perm);
+    const hi = pteHi(leafPpn, pbmt, napot);
+    for (let k = 0; k < count; k++) {
+      const w = (first + k) << 1;
+      words[w] = lo;
+      words[w + 1] = hi;
+    }
+    this.#countAdd(page, count);
+    return PT_OK;
+  }
+
+  #countAdd(page: number, delta: number): void {
+    if (page - this.#root < this.mode.rootPages && page >= this.#root) return;
+    this.#counts.set(page, this.#counts.get(page)! + delta);
+  }
+
+  /**
+   * After an entry of the table at path depth `depth` went away: reclaims that table and its
+   * ancestors while they are empty (never the root).
+   */
+  #reclaimUp(depth: number, always = false): void {
+    if (this.reclaim === "keep" && !always) return;
+    for (let d = depth; d > 0; d--) {
+      const page = this.#pathPage[d]!;
+      if (this.#counts.get(page) !== 0) return;
+      const parent = this.#pathPage[d - 1]!;
+      const w = this.#pathIdx[d - 1]! << 1;
+      const words = this.memory.writablePageU32(parent)!;
+      words[w] = 0;
+      words[w + 1] = 0;
+      this.#countAdd(parent, -1);
+      this.#counts.delete(page);
+      this.#release(page);
+    }
+  }
+
+  #release(page: number): void {
+    if (this.reclaim === "defer") this.#deferred.push(page);
+    else this.#frames.free(page);
+  }
+
+  /** The tree-page range [start, end) of [va, va+size), or the status refusing it. */
+  #range(va: bigint, size: bigint): [number, number] | PtStatus {
+    if ((va & 0xfffn) !== 0n || (size & 0xfffn) !== 0n || size <= 0n) return "misaligned";
+    const last = va + size - 1n;
+    if (!isCanonicalAddress(this.mode, va) || !isCanonicalAddress(this.mode, last))
+      return "out-of-range";
+    const start = treeVpn(this.mode, Number(va >> 12n));
+    const end = treeVpn(this.mode, Number(last >> 12n)) + 1;
+    // Both ends canonical but in different halves: the range covers the non-canonical hole.
+    if (end - start !== Number(size >> 12n)) return "out-of-range";
+    return [start, end];
+  }
+
+  /** Runs #scan over the root; returns true if a leaf straddles the range (CHECK only). */
+  #scanRoot(start: number, end: number, op: number): boolean {
+    this.#scanPages = 0;
+    return this.#scan(
+      this.#root,
+      this.mode.levels - 1,
+      0,
+      512 * this.mode.rootPages,
+      start,
+      end,
+      op,
+    );
+  }
+
+  /**
+   * Visits the entries of `table` (covering tree pages from `base`, `entries` entries at
+   * `level`) that intersect [start, end). CHECK counts mapped pages and reports straddling
+   * leaves; REMOVE clears leaves and reclaims emptied tables; PROTECT rewrites permissions.
+   */
+  #scan(
+    table: number,
+    level: number,
+    base: number,
+    entries: number,
+    start: number,
+    end: number,
+    op: number,
+  ): boolean {
+    const span = POW2[9 * level]!;
+    const e0 = Math.max(0, Math.floor((start - base) / span));
+    const e1 = Math.min(entries, Math.ceil((end - base) / span));
+    for (let e = e0; e < e1; e++) {
+      const page = table + (e >>> 9);
+      const w = (e & 511) << 1;
+      const words = this.memory.writablePageU32(page)!;
+      const lo = words[w]!;
+      const hi = words[w + 1]!;
+      if ((lo & PTE_V) === 0) continue;
+      const eBase = base + e * span;
+      if ((lo & RWX) === 0) {
+        const child = ptePpn(lo, hi);
+        if (this.#scan(child, level - 1, eBase, 512, start, end, op)) return true;
+        if (op === SCAN_REMOVE && this.#counts.get(child) === 0 && this.reclaim !== "keep") {
+          words[w] = 0;
+          words[w + 1] = 0;
+          this.#countAdd(page, -1);
+          this.#counts.delete(child);
+          this.#release(child);
+        }
+        continue;
+      }
+      const napot = level === 0 && (hi & PTE_HI_N) !== 0;
+      const lBase = napot ? base + (e & ~15) : eBase;
+      const lSpan = napot ? 16 : span;
+      if (lBase < start || lBase + lSpan > end) {
+        if (op === SCAN_CHECK) return true;
+        throw new SimError("page table changed between check and apply");
+      }
+      this.#scanPages += span;
+      const next = ((lo & ~this.#scanMask) | this.#scanPerm) >>> 0;
+      if (op === SCAN_CHECK) {
+        // protect: refuse (before changing anything) a result that is no legal leaf.
+        if (this.#scanMask !== 0) checkLeaf(next & PTE_PERM_MASK, 0);
+      } else if (op === SCAN_REMOVE) {
+        words[w] = 0;
+        words[w + 1] = 0;
+        this.#countAdd(page, -1);
+      } else {
+        words[w] = next;
+      }
+    }
+    return false;
+  }
+
+  #collect(table: number, level: number, base: number, entries: number, out: Mapping[]): void {
+    const span = POW2[9 * level]!;
+    for (let e = 0; e < entries; e++) {
+      const words = this.memory.pageU32(table + (e >>> 9))!;
+      const w = (e & 511) << 1;
+      const lo = words[w]!;
+      const hi = words[w + 1]!;
+      if ((lo & PTE_V) === 0) continue;
+      const eBase = base + e * span;
+      if ((lo & RWX) === 0) {
+        this.#collect(ptePpn(lo, hi), level - 1, eBase, 512, out);
+        continue;
+      }
+      const napot = level === 0 && (hi & PTE_HI_N) !== 0;
+      if (napot && (e & 15) !== 0) continue;
+      const shift = napot ? 16 : 12 + 9 * level;
+      const ppn = ptePpn(lo, hi) - (napot ? NAPOT_64K_PPN_BITS : 0);
+      out.push({
+        va: BigInt(signExtendVpn(this.mode, eBase)) << 12n,
+        pa: BigInt(ppn) << 12n,
+        size: 1n << BigInt(shift),
+        perm: lo & 0xff,
+        pbmt: ptePbmt(hi),
+      });
+    }
+  }
+}
+
+/** Throws unless `perm` is a legal leaf (R or X; W only with R; bits 7:1 only) and pbmt 0-2. */
+function checkLeaf(perm: number, pbmt: number): void {
+  if (!Number.isInteger(perm) || (perm & ~(PTE_PERM_MASK | PTE_V)) !== 0) {
+    throw new SimError(`leaf permission 0x${perm.toString(16)} has bits beyond PTE bits 7:0`);
+  }
+  if ((perm & RWX) === 0) throw new SimError("a leaf needs R, W or X (R=W=X=0 is a table pointer)");
+  if ((perm & (PTE_R | PTE_W)) === PTE_W) throw new SimError("W without R is a reserved encoding");
+  if (pbmt !== 0 && pbmt !== 1 && pbmt !== 2) throw new SimError(`PBMT ${pbmt} is not PMA/NC/IO`);
+}
