@@ -1,0 +1,132 @@
+// The built-in machines, written as plain description data (the same form a YAML file has).
+// Scenarios name them (`machine: pci-no-acs`) or extend them (`machine: {extends: default, …}`).
+
+import { fromPlain, type InputNode } from "./input/node.js";
+
+export interface BuiltinMachine {
+  readonly doc: string;
+  readonly description: Readonly<Record<string, unknown>>;
+}
+
+const PASID_DEVICE = { pasid_bits: 20, ats: true, pri: true };
+
+export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
+  default: {
+    doc:
+      "Two IOMMU instances (iommu0 with 20-bit PASIDs and SVA-capable devices, iommu1 without PASIDs); " +
+      "a PCIe switch with ACS isolating a DSA-like engine and a NIC; a conventional PCI bridge " +
+      "(no ACS possible) whose two devices share one group; a platform device with a firmware " +
+      "direct-mapped region; an empty external-facing (Thunderbolt-like) port where an untrusted " +
+      "device can be hot-added; drivers bound at boot.",
+    description: {
+      name: "default",
+      memory: { size: "512M" },
+      iommus: {
+        iommu0: { driver: "mock", pasid_bits: 20 },
+        iommu1: { driver: "mock", pasid_bits: 0, page_sizes: ["4K", "2M"] },
+      },
+      pci: {
+        rp0: { type: "root_port", slot: 1, acs: true },
+        sw0: { type: "switch_upstream", parent: "rp0" },
+        sw0p0: { type: "switch_downstream", parent: "sw0", slot: 0, acs: true },
+        sw0p1: { type: "switch_downstream", parent: "sw0", slot: 1, acs: true },
+        rp1: { type: "root_port", slot: 2, acs: true },
+        br0: { type: "pci_bridge", parent: "rp1" },
+        rp2: { type: "root_port", slot: 3, acs: true, external_facing: true },
+      },
+      devices: {
+        dsa0: {
+          parent: "sw0p0",
+          iommu: "iommu0",
+          ...PASID_DEVICE,
+          endpoint: "dsa",
+          driver: "idxd",
+        },
+        nic0: { parent: "sw0p1", iommu: "iommu0", ats: true, endpoint: "nic", driver: "nic" },
+        legacy0: { parent: "br0", slot: 0, iommu: "iommu1", endpoint: "test" },
+        legacy1: { parent: "br0", slot: 1, iommu: "iommu1", endpoint: "test" },
+        tb0: { parent: "rp2", iommu: "iommu0", ats: true, endpoint: "test", present: false },
+        gpu0: {
+          bus: "platform",
+          iommu: "iommu1",
+          endpoint: "test",
+          reserved_regions: [{ type: "direct", start: "0xa0000000", size: "1M" }],
+        },
+      },
+    },
+  },
+  "single-mock": {
+    doc: "One mock IOMMU; one PCIe device (20-bit PASID, ATS, PRI) below an ACS root port; one platform device.",
+    description: {
+      name: "single-mock",
+      memory: { size: "256M" },
+      iommus: { iommu0: { driver: "mock", pasid_bits: 20 } },
+      pci: { rp0: { type: "root_port", slot: 1, acs: true } },
+      devices: {
+        dev0: { parent: "rp0", ...PASID_DEVICE, endpoint: "test" },
+        plat0: { bus: "platform", pasid_num_bits: 20, endpoint: "test" },
+      },
+    },
+  },
+  "pci-no-acs": {
+    doc:
+      "One mock IOMMU; a switch whose downstream ports lack ACS (two NICs share a group), a " +
+      "multifunction device without ACS (its functions share a group), a function whose DMA-alias " +
+      "quirk joins it to its ACS-isolated sibling, and one device isolated below an ACS root port.",
+    description: {
+      name: "pci-no-acs",
+      memory: { size: "256M" },
+      iommus: { iommu0: { driver: "mock", pasid_bits: 20 } },
+      pci: {
+        rp0: { type: "root_port", slot: 1, acs: true },
+        sw0: { type: "switch_upstream", parent: "rp0" },
+        sw0p0: { type: "switch_downstream", parent: "sw0", slot: 0, acs: false },
+        sw0p1: { type: "switch_downstream", parent: "sw0", slot: 1, acs: false },
+        rp1: { type: "root_port", slot: 2, acs: true },
+        rp2: { type: "root_port", slot: 3, acs: true },
+        rp3: { type: "root_port", slot: 4, acs: true },
+      },
+      devices: {
+        nic0: { parent: "sw0p0", ...PASID_DEVICE, endpoint: "nic" },
+        nic1: { parent: "sw0p1", ...PASID_DEVICE, endpoint: "nic" },
+        mf0: { parent: "rp1", function: 0, pasid_bits: 20, endpoint: "test" },
+        mf1: { parent: "rp1", function: 1, pasid_bits: 20, endpoint: "test" },
+        // Functions with ACS are isolated from each other; the quirk's alias joins them anyway.
+        quirk0: { parent: "rp2", function: 0, acs: true, dma_alias: ["00.1"], endpoint: "test" },
+        quirk1: { parent: "rp2", function: 1, acs: true, endpoint: "test" },
+        iso0: { parent: "rp3", ...PASID_DEVICE, endpoint: "test" },
+      },
+    },
+  },
+  "multi-iommu": {
+    doc:
+      "Two mock IOMMU instances with different capabilities (iommu0: 20-bit PASIDs, 4K/2M/1G; " +
+      "iommu1: 8-bit PASIDs, 4K only), each with an isolated PASID-capable device.",
+    description: {
+      name: "multi-iommu",
+      memory: { size: "256M" },
+      iommus: {
+        iommu0: { driver: "mock", pasid_bits: 20 },
+        iommu1: { driver: "mock", pasid_bits: 8, page_sizes: ["4K"] },
+      },
+      pci: {
+        rp0: { type: "root_port", slot: 1, acs: true },
+        rp1: { type: "root_port", slot: 2, acs: true },
+      },
+      devices: {
+        dev0: { parent: "rp0", iommu: "iommu0", ...PASID_DEVICE, endpoint: "test" },
+        dev1: { parent: "rp1", iommu: "iommu1", ...PASID_DEVICE, endpoint: "test" },
+      },
+    },
+  },
+};
+
+export function builtinMachineNames(): string[] {
+  return Object.keys(BUILTIN_MACHINES);
+}
+
+/** The description node of a built-in machine (positions name it as `<builtin NAME>`). */
+export function builtinMachineNode(name: string): InputNode | undefined {
+  const b = Object.hasOwn(BUILTIN_MACHINES, name) ? BUILTIN_MACHINES[name] : undefined;
+  return b ? fromPlain(b.description, `<builtin ${name}>`) : undefined;
+}

@@ -1,0 +1,257 @@
+// Running a validated scenario: boot its machine, execute the steps in order, check every
+// expectation (errno, returned value, machine state, WARNs, invariants) and record per step the
+// outcome, the virtual time it took and the trace events it produced. The first failing step
+// ends the run; the rest are reported as skipped.
+
+import { SimError } from "../base/errors.js";
+import { type Json, jsonValue } from "../base/json.js";
+import type { TraceRecord } from "../base/trace.js";
+import type { MachinePlan, ScenarioHost, ScenarioMachine } from "./host.js";
+import type { CallStep, ExpectStep, Scenario, Step, WarnsExpectation } from "./load.js";
+import { type Mismatch, match, ResolveError, type RunEnv, resolve } from "./values.js";
+import { isResult } from "./vocabulary/types.js";
+
+export interface RunOptions {
+  /** Overrides the scenario's `seed:`. */
+  readonly seed?: number;
+  /** Runs every IOMMU instance of the machine with this driver. */
+  readonly driver?: string;
+  /** Check the machine's invariants after every step (default true). */
+  readonly checkInvariants?: boolean;
+  /** Keep every trace record (for `--trace`). */
+  readonly keepTrace?: boolean;
+}
+
+export interface StepFailure {
+  readonly message: string;
+  readonly expected?: Json;
+  readonly actual?: Json;
+}
+
+export interface StepResult {
+  /** Position in `steps:`, from 1. */
+  readonly step: number;
+  readonly file: string;
+  readonly line: number | undefined;
+  readonly column: number | undefined;
+  readonly call: string;
+  readonly status: "pass" | "fail" | "skipped";
+  /** The JSON view of the returned value (calls that return something and succeeded). */
+  readonly result?: Json;
+  /** The errno the call failed with, if it failed. */
+  readonly errno?: string;
+  readonly durationNs: number;
+  readonly traceEvents: number;
+  /** WARN sites the step raised, in order. */
+  readonly warnings: readonly string[];
+  readonly failure?: StepFailure;
+  readonly note?: string;
+}
+
+export interface ScenarioResult {
+  readonly file: string;
+  readonly name: string;
+  readonly driver: string;
+  readonly seed: number;
+  readonly status: "pass" | "fail";
+  readonly steps: readonly StepResult[];
+  /** Every trace record of the run, when `keepTrace` was set. */
+  readonly trace?: readonly TraceRecord[];
+}
+
+export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
+  scenario: Scenario<M, P>,
+  host: ScenarioHost<M, P>,
+  opts: RunOptions = {},
+): ScenarioResult {
+  const seed = opts.seed ?? scenario.seed;
+  const m = host.boot(
+    scenario.machine,
+    opts.driver === undefined ? { seed } : { seed, driver: opts.driver },
+  );
+  const ctx = m.ctx;
+  let events = 0;
+  const kept: TraceRecord[] = [];
+  const stop = ctx.trace.subscribe((r) => {
+    events++;
+    if (opts.keepTrace) kept.push(r);
+  });
+  const env: RunEnv<M> = { m, vocabulary: host.vocabulary, bindings: new Map() };
+  const results: StepResult[] = [];
+  let failed = false;
+  try {
+    for (const step of scenario.steps) {
+      const base = {
+        step: step.index + 1,
+        file: scenario.file,
+        line: step.loc.line,
+        column: step.loc.column,
+        call: step.text,
+        ...(step.note === undefined ? {} : { note: step.note }),
+      };
+      if (failed) {
+        results.push({ ...base, status: "skipped", durationNs: 0, traceEvents: 0, warnings: [] });
+        continue;
+      }
+      const t0 = ctx.clock.now;
+      const e0 = events;
+      const w0 = ctx.warnings.count;
+      const outcome = execute(step, env);
+      const warnings = ctx.warnings
+        .list()
+        .slice(w0)
+        .map((w) => w.site);
+      let failure = outcome.failure;
+      if (!failure && step.warns) failure = checkWarns(step.warns, warnings);
+      if (!failure && opts.checkInvariants !== false) {
+        const broken = m.checkInvariants();
+        if (broken.length > 0) {
+          failure = {
+            message: `invariant violated after this step: ${broken.join("; ")}`,
+            actual: [...broken],
+          };
+        }
+      }
+      if (failure) failed = true;
+      results.push({
+        ...base,
+        status: failure ? "fail" : "pass",
+        ...(outcome.result === undefined ? {} : { result: outcome.result }),
+        ...(outcome.errno === undefined ? {} : { errno: outcome.errno }),
+        durationNs: ctx.clock.now - t0,
+        traceEvents: events - e0,
+        warnings,
+        ...(failure ? { failure } : {}),
+      });
+    }
+  } finally {
+    stop();
+  }
+  return {
+    file: scenario.file,
+    name: scenario.name,
+    driver: opts.driver ?? scenario.machine.drivers.join("+"),
+    seed,
+    status: failed ? "fail" : "pass",
+    steps: results,
+    ...(opts.keepTrace ? { trace: kept } : {}),
+  };
+}
+
+interface Outcome {
+  readonly result?: Json;
+  readonly errno?: string;
+  readonly failure?: StepFailure;
+}
+
+function execute<M>(step: Step<M>, env: RunEnv<M>): Outcome {
+  try {
+    return step.kind === "call" ? executeCall(step, env) : executeExpect(step, env);
+  } catch (e) {
+    if (e instanceof ResolveError || e instanceof SimError) {
+      return {
+        failure: { message: e instanceof SimError ? `simulator error: ${e.message}` : e.message },
+      };
+    }
+    throw e;
+  }
+}
+
+function executeCall<M>(step: CallStep<M>, env: RunEnv<M>): Outcome {
+  const args: Record<string, unknown> = {};
+  for (const [k, c] of step.args) args[k] = resolve(c, env);
+  const raw = step.fn.call(env.m, args);
+  let value: unknown = raw;
+  if (step.fn.returns.fallible) {
+    if (!isResult(raw))
+      throw new SimError(`vocabulary entry ${step.fn.name} did not return a Result`);
+    if (!raw.ok) {
+      if (step.error === raw.errno) return { errno: raw.errno };
+      const expected = step.error ? `-${step.error}` : "success";
+      return {
+        errno: raw.errno,
+        failure: {
+          message: `${step.fn.name} failed with -${raw.errno}, expected ${expected}`,
+          expected,
+          actual: `-${raw.errno}`,
+        },
+      };
+    }
+    value = raw.value;
+    if (step.error) {
+      const got = value === undefined ? "0" : jsonValue(value);
+      return {
+        ...resultOf(value),
+        failure: {
+          message: `${step.fn.name} succeeded, expected -${step.error}`,
+          expected: `-${step.error}`,
+          actual: got,
+        },
+      };
+    }
+  }
+  if (step.returns) {
+    const mm = match(step.returns, value, env);
+    if (mm)
+      return {
+        ...resultOf(value),
+        failure: mismatchFailure(`${step.fn.name} returned an unexpected value`, mm),
+      };
+  }
+  if (
+    step.bind !== undefined &&
+    step.fn.returns.type !== "void" &&
+    step.fn.returns.type.kind === "object"
+  ) {
+    env.bindings.set(step.bind, { kind: step.fn.returns.type.object, value });
+  }
+  return resultOf(value);
+}
+
+function resultOf(value: unknown): { result?: Json } {
+  return value === undefined ? {} : { result: jsonValue(value) };
+}
+
+function executeExpect<M>(step: ExpectStep<M>, env: RunEnv<M>): Outcome {
+  const subject = step.arg ? resolve(step.arg, env) : undefined;
+  for (const check of step.checks) {
+    const spec =
+      check.prop === step.subject.name && step.subject.self
+        ? step.subject.self
+        : step.subject.props![check.prop]!;
+    const actual = spec.get(env.m, subject);
+    const mm = match(check.expected, actual, env, subject);
+    if (mm) {
+      const what =
+        check.prop === step.subject.name
+          ? step.subject.name
+          : `${check.prop} of ${step.subject.name}`;
+      return { failure: mismatchFailure(`unexpected ${what}`, mm) };
+    }
+  }
+  return {};
+}
+
+function mismatchFailure(message: string, mm: Mismatch): StepFailure {
+  return {
+    message: mm.at ? `${message} (at ${mm.at})` : message,
+    expected: mm.expected,
+    actual: mm.actual,
+  };
+}
+
+function checkWarns(want: WarnsExpectation, got: readonly string[]): StepFailure | undefined {
+  if ("count" in want) {
+    return want.count === got.length
+      ? undefined
+      : {
+          message: `expected ${want.count} kernel WARN(s), got ${got.length}`,
+          expected: want.count,
+          actual: [...got],
+        };
+  }
+  const same = want.sites.length === got.length && want.sites.every((s, i) => s === got[i]);
+  return same
+    ? undefined
+    : { message: "unexpected kernel WARN sites", expected: [...want.sites], actual: [...got] };
+}
