@@ -59,6 +59,18 @@ export interface ScenarioResult {
   readonly trace?: readonly TraceRecord[];
 }
 
+/**
+ * The drivers a scenario runs against: those it declares (else those its machine uses) that
+ * this build can run.
+ */
+export function applicableDrivers<M extends ScenarioMachine, P extends MachinePlan>(
+  scenario: Scenario<M, P>,
+  host: ScenarioHost<M, P>,
+): string[] {
+  const wanted = scenario.drivers ?? scenario.machine.drivers;
+  return wanted.filter((d) => host.availableDrivers.includes(d));
+}
+
 export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
   scenario: Scenario<M, P>,
   host: ScenarioHost<M, P>,

@@ -1,0 +1,289 @@
+// The `iommu-sim` commands. `runCli` parses the arguments with commander and returns the exit
+// code instead of exiting, so tests drive it in-process:
+//   0 everything passed, 1 a scenario failed, 2 bad input (scenario, description, arguments).
+// User mistakes print one clear message each and no stack trace.
+
+import { Command, CommanderError, Option } from "commander";
+import { InputError } from "../base/errors.js";
+import type { Json } from "../base/json.js";
+import { BUILTIN_MACHINES } from "../machine/builtin.js";
+import { InputErrors } from "../machine/input/diagnostics.js";
+import type { MachinePlan, ScenarioHost } from "../scenario/host.js";
+import { loadScenario, type Scenario } from "../scenario/load.js";
+import { formatScenarioResult, scenarioResultJSON } from "../scenario/report.js";
+import { applicableDrivers, runScenario, type ScenarioResult } from "../scenario/run.js";
+import { formatTraceText, type TraceRun, traceToChromeJSON } from "../scenario/trace-format.js";
+import type { CliIo } from "./io.js";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_INPUT = 2;
+
+// biome-ignore lint/suspicious/noExplicitAny: the CLI drives any host (the real one or a test fake)
+type AnyHost = ScenarioHost<any, any>;
+
+export interface CliDeps {
+  readonly host: AnyHost;
+  /** The `demo` command: boots the default machine and tells its story. */
+  readonly demo: (io: CliIo) => number;
+}
+
+interface RunOpts {
+  readonly json?: boolean;
+  readonly trace?: string;
+  readonly driver?: string;
+  readonly seed?: number;
+  readonly check: boolean;
+  readonly verbose?: boolean;
+}
+
+export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps): Promise<number> {
+  let code = EXIT_OK;
+  const program = new Command()
+    .name("iommu-sim")
+    .description("An executable model of the Linux IOMMU subsystem on a simulated RISC-V IOMMU")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout(s),
+      writeErr: (s) => io.stderr(s),
+    })
+    .showSuggestionAfterError(true);
+
+  program
+    .command("demo")
+    .description("boot the built-in default machine and show what it holds (the default command)")
+    .action(() => {
+      code = deps.demo(io);
+    });
+
+  program
+    .command("run")
+    .description("run scenario files and check every expectation")
+    .argument("<files...>", "scenario files (YAML or JSON)")
+    .option("--json", "print machine-readable results")
+    .option("--trace <file>", "write the trace of every run (.json: Chrome/Perfetto, else text)")
+    .option("--driver <name>", 'run every IOMMU with this driver ("all": each driver that applies)')
+    .addOption(new Option("--seed <n>", "override the scenarios' seeds").argParser(parseSeed))
+    .option("--no-check", "do not check the machine invariants after every step")
+    .option("-v, --verbose", "list every step, not only failures")
+    .action((files: string[], opts: RunOpts) => {
+      code = runFiles(files, opts, io, deps.host);
+    });
+
+  program
+    .command("validate")
+    .description("parse and validate scenario files without running them")
+    .argument("<files...>", "scenario files (YAML or JSON)")
+    .option("--json", "print machine-readable results")
+    .action((files: string[], opts: { json?: boolean }) => {
+      code = validateFiles(files, opts, io, deps.host);
+    });
+
+  program
+    .command("machines")
+    .description("list the built-in machines")
+    .action(() => {
+      for (const [name, m] of Object.entries(BUILTIN_MACHINES)) {
+        io.stdout(`${name.padEnd(12)} ${m.doc}\n`);
+      }
+    });
+
+  try {
+    await program.parseAsync(argv.length === 0 ? ["demo"] : [...argv], { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version exit cleanly; any other parse problem is a usage error.
+      return e.code === "commander.helpDisplayed" ||
+        e.code === "commander.version" ||
+        e.code === "commander.help"
+        ? EXIT_OK
+        : EXIT_INPUT;
+    }
+    if (e instanceof InputError) {
+      io.stderr(`${e.format()}\n`);
+      return EXIT_INPUT;
+    }
+    throw e;
+  }
+  return code;
+}
+
+function parseSeed(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) > 0xffff_ffff) {
+    throw new CommanderError(
+      EXIT_INPUT,
+      "commander.invalidArgument",
+      `--seed: expected an integer 0..4294967295, got "${v}"`,
+    );
+  }
+  return Number(v);
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: scenarios of any host
+type AnyScenario = Scenario<any, any>;
+
+/** Loads every file; all problems of all files are collected before reporting. */
+function loadAll(
+  files: readonly string[],
+  io: CliIo,
+  host: AnyHost,
+): { scenarios: AnyScenario[]; errors: InputError[] } {
+  const scenarios: AnyScenario[] = [];
+  const errors: InputError[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = io.readFile(file);
+    } catch (e) {
+      errors.push(new InputError(`cannot read the file: ${readErrorText(e)}`, { file }));
+      continue;
+    }
+    try {
+      scenarios.push(loadScenario(text, file, host));
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      errors.push(...(e instanceof InputErrors ? e.errors : [e]));
+    }
+  }
+  return { scenarios, errors };
+}
+
+function readErrorText(e: unknown): string {
+  const code = (e as { code?: string }).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EISDIR") return "it is a directory";
+  if (code === "EACCES") return "permission denied";
+  return e instanceof Error ? e.message : String(e);
+}
+
+function reportInputErrors(
+  errors: readonly InputError[],
+  json: boolean | undefined,
+  io: CliIo,
+): number {
+  if (json) {
+    const list: Json[] = errors.map((e) => ({
+      file: e.location.file ?? null,
+      line: e.location.line ?? null,
+      column: e.location.column ?? null,
+      message: e.message,
+    }));
+    io.stdout(`${JSON.stringify({ status: "invalid", errors: list }, null, 2)}\n`);
+  } else {
+    for (const e of errors) io.stderr(`${e.format()}\n`);
+    io.stderr(`${errors.length} error${errors.length === 1 ? "" : "s"}; nothing was run\n`);
+  }
+  return EXIT_INPUT;
+}
+
+function validateFiles(
+  files: readonly string[],
+  opts: { json?: boolean },
+  io: CliIo,
+  host: AnyHost,
+): number {
+  const { scenarios, errors } = loadAll(files, io, host);
+  if (errors.length > 0) return reportInputErrors(errors, opts.json, io);
+  if (opts.json) {
+    const list = scenarios.map((s) => ({ file: s.file, name: s.name, steps: s.steps.length }));
+    io.stdout(`${JSON.stringify({ status: "valid", scenarios: list }, null, 2)}\n`);
+  } else {
+    for (const s of scenarios) io.stdout(`valid ${s.file}: ${s.name} (${s.steps.length} steps)\n`);
+  }
+  return EXIT_OK;
+}
+
+function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyHost): number {
+  const { scenarios, errors } = loadAll(files, io, host);
+  if (
+    opts.driver !== undefined &&
+    opts.driver !== "all" &&
+    !host.availableDrivers.includes(opts.driver)
+  ) {
+    errors.push(
+      new InputError(
+        `--driver: unknown driver "${opts.driver}"; available: ${host.availableDrivers.join(", ")}, all`,
+      ),
+    );
+  }
+  if (errors.length > 0) return reportInputErrors(errors, opts.json, io);
+
+  const results: ScenarioResult[] = [];
+  const skipped: string[] = [];
+  const bootErrors: InputError[] = [];
+  for (const s of scenarios) {
+    for (const driver of driversFor(s, opts.driver, host)) {
+      if (driver === null) {
+        skipped.push(
+          `${s.file}: declares drivers ${(s.drivers ?? []).join(", ")}; not run with --driver ${opts.driver}`,
+        );
+        continue;
+      }
+      try {
+        results.push(
+          runScenario(s, host, {
+            ...(driver === undefined ? {} : { driver }),
+            ...(opts.seed === undefined ? {} : { seed: opts.seed }),
+            checkInvariants: opts.check,
+            keepTrace: opts.trace !== undefined,
+          }),
+        );
+      } catch (e) {
+        if (!(e instanceof InputError)) throw e;
+        bootErrors.push(...(e instanceof InputErrors ? e.errors : [e]));
+      }
+    }
+  }
+  if (bootErrors.length > 0) return reportInputErrors(bootErrors, opts.json, io);
+
+  if (opts.trace !== undefined) writeTrace(opts.trace, results, io);
+  const failed = results.filter((r) => r.status === "fail").length;
+  if (opts.json) {
+    const doc = {
+      status: failed > 0 ? "fail" : "pass",
+      summary: {
+        runs: results.length,
+        passed: results.length - failed,
+        failed,
+        skipped: skipped.length,
+      },
+      results: results.map(scenarioResultJSON),
+    };
+    io.stdout(`${JSON.stringify(doc, null, 2)}\n`);
+  } else {
+    for (const r of results)
+      io.stdout(`${formatScenarioResult(r, { verbose: opts.verbose ?? false })}\n`);
+    for (const s of skipped) io.stdout(`SKIP ${s}\n`);
+    io.stdout(
+      `${results.length} run${results.length === 1 ? "" : "s"}: ${results.length - failed} passed, ${failed} failed${skipped.length ? `, ${skipped.length} skipped` : ""}\n`,
+    );
+  }
+  return failed > 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+/** undefined = the machine's own drivers; null = the scenario does not apply to the forced one. */
+function driversFor(
+  s: AnyScenario,
+  forced: string | undefined,
+  host: AnyHost,
+): (string | undefined | null)[] {
+  if (forced === undefined) return [undefined];
+  if (forced === "all") return applicableDrivers(s, host);
+  const declared = (s.drivers ?? (s.machine as MachinePlan).drivers) as readonly string[];
+  return declared.includes(forced) || s.drivers === undefined ? [forced] : [null];
+}
+
+function writeTrace(path: string, results: readonly ScenarioResult[], io: CliIo): void {
+  const runs: TraceRun[] = results.map((r) => ({
+    label: `${r.file} [${r.driver}]`,
+    records: r.trace ?? [],
+  }));
+  const text = path.endsWith(".json")
+    ? `${JSON.stringify(traceToChromeJSON(runs))}\n`
+    : runs.map((r) => `# ${r.label}\n${formatTraceText(r.records)}`).join("");
+  try {
+    io.writeFile(path, text);
+  } catch (e) {
+    throw new InputError(`--trace: cannot write the file: ${readErrorText(e)}`, { file: path });
+  }
+}

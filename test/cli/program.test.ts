@@ -1,0 +1,210 @@
+import { describe, expect, it } from "vitest";
+import type { CliIo } from "../../src/cli/io.js";
+import { type CliDeps, runCli } from "../../src/cli/program.js";
+import { fakeHost } from "../scenario/fake-world.js";
+
+/** An in-memory CLI: files in a map, output captured. */
+function cli(files: Record<string, string> = {}) {
+  const out: string[] = [];
+  const errOut: string[] = [];
+  const written: Record<string, string> = {};
+  const io: CliIo = {
+    stdout: (t) => out.push(t),
+    stderr: (t) => errOut.push(t),
+    readFile: (p) => {
+      if (!(p in files)) throw Object.assign(new Error(`ENOENT: ${p}`), { code: "ENOENT" });
+      return files[p]!;
+    },
+    writeFile: (p, t) => {
+      written[p] = t;
+    },
+  };
+  const deps: CliDeps = {
+    host: fakeHost,
+    demo: (o) => {
+      o.stdout("demo ran\n");
+      return 0;
+    },
+  };
+  return {
+    run: (...argv: string[]) => runCli(argv, io, deps),
+    stdout: () => out.join(""),
+    stderr: () => errOut.join(""),
+    written,
+  };
+}
+
+const PASS =
+  "machine: two\nsteps:\n  - fake_domain_alloc: {dev: a}\n    as: d1\n  - fake_attach: {domain: d1, dev: a}\n";
+const FAIL =
+  "machine: two\nsteps:\n  - fake_domain_alloc: {dev: b}\n    as: d1\n  - fake_attach: {domain: d1, dev: b}\n  - fake_attach: {domain: d1, dev: c}\n";
+const BAD = "machine: two\nsteps:\n  - fake_attach: {domain: nope, dev: a}\n  - fake_tik: {}\n";
+
+describe("the iommu-sim command line", () => {
+  it("demo is the default command", async () => {
+    const c = cli();
+    expect(await c.run()).toBe(0);
+    expect(c.stdout()).toBe("demo ran\n");
+  });
+
+  it("run: exit 0 when every scenario passes", async () => {
+    const c = cli({ "p.yaml": PASS });
+    expect(await c.run("run", "p.yaml")).toBe(0);
+    expect(c.stdout()).toBe("PASS p.yaml [mock] p — 2/2 steps\n1 run: 1 passed, 0 failed\n");
+    expect(c.stderr()).toBe("");
+  });
+
+  it("run: exit 1 on a failed expectation, naming step, file:line, call, expected and actual", async () => {
+    const c = cli({ "p.yaml": PASS, "f.yaml": FAIL });
+    expect(await c.run("run", "p.yaml", "f.yaml")).toBe(1);
+    expect(c.stdout()).toBe(
+      [
+        "PASS p.yaml [mock] p — 2/2 steps",
+        "FAIL f.yaml [mock] f — 2/3 steps",
+        "  ✗ step 3 (f.yaml:6:5): fake_attach(domain=d1, dev=c) = -EBUSY",
+        "      fake_attach failed with -EBUSY, expected success",
+        '      expected: "success"',
+        '      actual:   "-EBUSY"',
+        "2 runs: 1 passed, 1 failed",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("run: exit 2 with every validation error of every file, and nothing runs", async () => {
+    const c = cli({ "p.yaml": PASS, "b.yaml": BAD });
+    expect(await c.run("run", "p.yaml", "b.yaml", "missing.yaml")).toBe(2);
+    expect(c.stdout()).toBe("");
+    expect(c.stderr()).toBe(
+      [
+        'b.yaml:3:27: steps[0].fake_attach.domain: "nope" is not bound (no earlier step has "as: nope")',
+        'b.yaml:4:5: steps[1].fake_tik: unknown function "fake_tik" (did you mean "fake_tick"?)',
+        "missing.yaml: cannot read the file: no such file",
+        "3 errors; nothing was run",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("run --json: per-step results, identical across runs", async () => {
+    const a = cli({ "f.yaml": FAIL });
+    expect(await a.run("run", "--json", "f.yaml")).toBe(1);
+    const doc = JSON.parse(a.stdout());
+    expect(doc).toMatchObject({
+      status: "fail",
+      summary: { runs: 1, passed: 0, failed: 1, skipped: 0 },
+      results: [
+        {
+          file: "f.yaml",
+          driver: "mock",
+          seed: 1,
+          status: "fail",
+          steps: [
+            {
+              step: 1,
+              call: "fake_domain_alloc(dev=b)",
+              status: "pass",
+              duration_ns: 0,
+              trace_events: 1,
+            },
+            { step: 2, status: "pass" },
+            {
+              step: 3,
+              status: "fail",
+              errno: "EBUSY",
+              failure: { expected: "success", actual: "-EBUSY" },
+            },
+          ],
+        },
+      ],
+    });
+    const b = cli({ "f.yaml": FAIL });
+    await b.run("run", "--json", "f.yaml");
+    expect(b.stdout()).toBe(a.stdout());
+  });
+
+  it("validate: exit 0 for valid files, 2 with JSON errors for invalid ones", async () => {
+    const ok = cli({ "p.yaml": PASS });
+    expect(await ok.run("validate", "p.yaml")).toBe(0);
+    expect(ok.stdout()).toBe("valid p.yaml: p (2 steps)\n");
+    const bad = cli({ "b.yaml": BAD });
+    expect(await bad.run("validate", "--json", "b.yaml")).toBe(2);
+    expect(JSON.parse(bad.stdout())).toEqual({
+      status: "invalid",
+      errors: [
+        {
+          file: "b.yaml",
+          line: 3,
+          column: 27,
+          message:
+            'steps[0].fake_attach.domain: "nope" is not bound (no earlier step has "as: nope")',
+        },
+        {
+          file: "b.yaml",
+          line: 4,
+          column: 5,
+          message: 'steps[1].fake_tik: unknown function "fake_tik" (did you mean "fake_tick"?)',
+        },
+      ],
+    });
+  });
+
+  it("bad command-line arguments are reported clearly with exit 2", async () => {
+    const c = cli({ "p.yaml": PASS });
+    expect(await c.run("run")).toBe(2);
+    expect(c.stderr()).toBe("error: missing required argument 'files'\n");
+    const d = cli({ "p.yaml": PASS });
+    expect(await d.run("run", "--sede", "3", "p.yaml")).toBe(2);
+    expect(d.stderr()).toBe("error: unknown option '--sede'\n(Did you mean --seed?)\n");
+    const e = cli({ "p.yaml": PASS });
+    expect(await e.run("run", "--seed", "x", "p.yaml")).toBe(2);
+    expect(e.stderr()).toContain('--seed: expected an integer 0..4294967295, got "x"');
+    const f = cli({ "p.yaml": PASS });
+    expect(await f.run("runn")).toBe(2);
+    expect(f.stderr()).toContain("unknown command 'runn'");
+    const g = cli({ "p.yaml": PASS });
+    expect(await g.run("run", "--driver", "nope", "p.yaml")).toBe(2);
+    expect(g.stderr()).toBe(
+      '--driver: unknown driver "nope"; available: mock, all\n1 error; nothing was run\n',
+    );
+  });
+
+  it("--help exits 0", async () => {
+    const c = cli();
+    expect(await c.run("--help")).toBe(0);
+    expect(c.stdout()).toContain("Usage: iommu-sim");
+  });
+
+  it("--trace writes text or Chrome JSON", async () => {
+    const c = cli({ "p.yaml": PASS });
+    expect(await c.run("run", "--trace", "t.txt", "p.yaml")).toBe(0);
+    expect(c.written["t.txt"]).toBe(
+      "# p.yaml [mock]\n            core     0.000000000: iommu_core:domain_alloc: domain=0 type=x device=y\n",
+    );
+    expect(await c.run("run", "--trace", "t.json", "p.yaml")).toBe(0);
+    const trace = JSON.parse(c.written["t.json"]!);
+    expect(trace.traceEvents).toEqual([
+      { name: "process_name", ph: "M", pid: 1, tid: 0, args: { name: "p.yaml [mock]" } },
+      { name: "thread_name", ph: "M", pid: 1, tid: 1, args: { name: "core" } },
+      {
+        name: "domain_alloc",
+        cat: "iommu_core",
+        ph: "i",
+        s: "t",
+        ts: 0,
+        pid: 1,
+        tid: 1,
+        args: { domain: 0, type: "x", device: "y" },
+      },
+    ]);
+  });
+
+  it("--seed overrides the scenario seed, --driver all runs each applicable driver", async () => {
+    const c = cli({ "p.yaml": PASS });
+    expect(await c.run("run", "--json", "--seed", "7", "--driver", "all", "p.yaml")).toBe(0);
+    const doc = JSON.parse(c.stdout());
+    expect(doc.results.map((r: { seed: number; driver: string }) => [r.seed, r.driver])).toEqual([
+      [7, "mock"],
+    ]);
+  });
+});
