@@ -88,6 +88,18 @@ export interface TraceEventMap {
   "riscv_iommu:ats_inval": { did: number; pid: number | null; address: bigint; itag: number };
   "riscv_iommu:interrupt": { cause: string; vector: number };
 
+  // ---- PCI Express fabric (system "pci"); track = the host bridge ----
+  "pci:route": {
+    device: string;
+    rid: number;
+    addr: bigint;
+    kind: string;
+    target: string | null;
+    via: string | null;
+    reason: string | null;
+  };
+  "pci:hotplug": { op: string; port: string; device: string };
+
   // ---- devices (system "device"); track = the device ----
   "device:dma": {
     rid: number;
