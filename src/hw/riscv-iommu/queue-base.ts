@@ -1,0 +1,62 @@
+// The base register shared by the three in-memory queues (`cqb`, `fqb`, `pqb`): LOG2SZ-1 in bits
+// 4:0 and the PPN in bits 53:10, WARL, held as two halves. The PPN keeps only the bits within
+// `capabilities.PAS`.
+
+import type { Json } from "../../base/json.js";
+import { ppnOfHalves } from "./registers.js";
+
+export class QueueBase {
+  lo = 0;
+  hi = 0;
+  readonly #loMask: number;
+  readonly #hiMask: number;
+
+  constructor(pasBits: number) {
+    const ppnBits = pasBits - 12;
+    this.#loMask = (0x1f | (ppnBits >= 22 ? 0xffff_fc00 : ((2 ** ppnBits - 1) << 10) >>> 0)) >>> 0;
+    this.#hiMask = ppnBits > 22 ? 2 ** (ppnBits - 22) - 1 : 0;
+  }
+
+  /** Writes the low (`half` 0) or high (1) half, keeping only the implemented bits. */
+  write(half: 0 | 1, value: number): void {
+    if (half === 0) this.lo = (value & this.#loMask) >>> 0;
+    else this.hi = (value & this.#hiMask) >>> 0;
+  }
+
+  /** log2 of the number of entries (LOG2SZ = field + 1). */
+  get log2Size(): number {
+    return (this.lo & 0x1f) + 1;
+  }
+
+  /** Number of entries. */
+  get entries(): number {
+    return 2 ** this.log2Size;
+  }
+
+  /** Index bits software and the IOMMU may use: LOG2SZ-1:0. */
+  get indexMask(): number {
+    return this.log2Size >= 32 ? 0xffff_ffff : 2 ** this.log2Size - 1;
+  }
+
+  get ppn(): number {
+    return ppnOfHalves(this.lo, this.hi);
+  }
+
+  /** Page and byte offset of entry `index` (entries of `size` bytes). */
+  pageOf(index: number, size: number): number {
+    return this.ppn + Math.floor((index * size) / 4096);
+  }
+
+  offsetOf(index: number, size: number): number {
+    return (index * size) % 4096;
+  }
+
+  toJSON(): Json {
+    return { PPN: `0x${this.ppn.toString(16)}`, LOG2SZ: this.log2Size };
+  }
+}
+
+/** Index following `i` in a queue of `entries` entries. */
+export function nextIndex(i: number, entries: number): number {
+  return i + 1 === entries ? 0 : i + 1;
+}
