@@ -1,0 +1,543 @@
+// A mock IOMMU driver modelled on the kernel's iommufd selftest mock (drivers/iommu/iommufd/
+// selftest.c, core §9.1): paging domains with a mapping store instead of page tables, a static
+// blocked domain that is also the default domain, PASID-capable mock devices, the PASID-1024
+// replace-failure quirk — and, for the simulator, a configurable shape (page sizes, aperture,
+// PASID width, static/dynamic identity, def_domain_type, group strategy) plus fault injection on
+// every op, so every rollback path of the core can run. It implements the same `IommuOps` a
+// real driver does and records what it programmed (RID and PASID domains per device) so checks
+// can compare the core's view with the "hardware".
+//
+// Deviation from the kernel mock: its smallest IO page is PAGE_SIZE/2; the simulator maps in
+// 4 KiB pages, so MOCK_IO_PAGE_SIZE is 4 KiB here.
+
+import type { Errno } from "../../base/errno.js";
+import { SimError } from "../../base/errors.js";
+import { Ida } from "../../base/ida.js";
+import type { Json } from "../../base/json.js";
+import { err, OK, ok, type Result } from "../../base/result.js";
+import type { BusType } from "../../bus/device.js";
+import { Device } from "../../bus/device.js";
+import { FirmwareDescription, FwNode, type IommuResvRegion } from "../../bus/firmware.js";
+import {
+  IOMMU_CAP,
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_ALLOC_PASID,
+  type IommuCap,
+  type IommuDomainType,
+} from "../../iommu/constants.js";
+import type { IommuCore } from "../../iommu/core.js";
+import {
+  IommuDomain,
+  type IommuDomainOps,
+  type IommuDomain as IommuDomainT,
+  type IotlbGather,
+  type MapOut,
+} from "../../iommu/domain.js";
+import type { IommuGroup } from "../../iommu/group.js";
+import { IommuDevice, type IommuOps } from "../../iommu/ops.js";
+import { type MockCallInfo, MockFaultInjector, type MockOp } from "./fault-inject.js";
+import { MockPagingDomain } from "./mock-domain.js";
+
+/** Mock device flags (`MOCK_FLAGS_DEVICE_*`, iommufd_test.h). */
+export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
+export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
+export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
+const MOCK_FLAGS_ALL =
+  MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
+
+export const MOCK_PASID_WIDTH = 20;
+export const MOCK_APERTURE_START = 1n << 24n;
+export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
+export const MOCK_IO_PAGE_SIZE = 4096n;
+export const MOCK_HUGE_PAGE_SIZE = 512n * MOCK_IO_PAGE_SIZE;
+
+/** A device on the mock bus (`struct mock_dev`). */
+export class MockDevice extends Device {
+  constructor(
+    name: string,
+    bus: BusType,
+    readonly flags: number,
+    fw: FirmwareDescription,
+  ) {
+    super(name, bus, fw);
+  }
+
+  protected override extraJSON(): { [key: string]: Json } {
+    return { mock_flags: this.flags };
+  }
+}
+
+type StaticChoice = "blocked" | "identity" | "none";
+
+export interface MockIommuConfig {
+  /** Driver name (`iommu_ops` identity in views). Default "mock". */
+  readonly name?: string;
+  /** Page sizes of paging domains. Default MOCK_IO_PAGE_SIZE. */
+  readonly pgsizeBitmap?: bigint;
+  /** Added to the page sizes for devices with MOCK_FLAGS_DEVICE_HUGE_IOVA. */
+  readonly hugePageSize?: bigint;
+  /** Paging-domain aperture, inclusive. Default [MOCK_APERTURE_START, MOCK_APERTURE_LAST]. */
+  readonly aperture?: { readonly start: bigint; readonly last: bigint };
+  /** `max_pasids` of each instance. Default 1 << MOCK_PASID_WIDTH. */
+  readonly maxPasids?: number;
+  /** A static blocked domain (`ops.blocked_domain`). Default true. */
+  readonly staticBlocked?: boolean;
+  /** A static identity domain (`ops.identity_domain`). Default false. */
+  readonly staticIdentity?: boolean;
+  /** Implement `domain_alloc_identity` (v6.16). Default false. */
+  readonly allocIdentity?: boolean;
+  /** Static `ops.default_domain`. Default "blocked", like the selftest mock. */
+  readonly defaultDomain?: StaticChoice;
+  /** Static `ops.release_domain`. Default "none". */
+  readonly releaseDomain?: StaticChoice;
+  /** `def_domain_type`: a constant or a per-device function; absent = no op. */
+  readonly defDomainType?: IommuDomainType | ((dev: Device) => IommuDomainType);
+  /** `device_group` strategy. Default "generic". */
+  readonly deviceGroup?: "generic" | "single";
+  /** Which paging allocators the driver implements. Default "flags". */
+  readonly pagingOp?: "flags" | "paging" | "both" | "none";
+  /** `capable()` answers (DIRTY_TRACKING is added per device unless NO_DIRTY). */
+  readonly capabilities?: readonly IommuCap[];
+  /** `probe_device` accepts only devices on this bus; null: any bus. Default "iommufd_mock". */
+  readonly claimBus?: string | null;
+  /** `is_attach_deferred`. */
+  readonly attachDeferred?: boolean | ((dev: Device) => boolean);
+  /** Reserved regions the driver adds to the firmware ones (e.g. an SW_MSI window). */
+  readonly extraResvRegions?: readonly IommuResvRegion[];
+  /** The selftest's PASID-1024 fake error (default true). */
+  readonly pasid1024Quirk?: boolean;
+  /** Seed 002's vendor PASID range callback; absent = no op. */
+  readonly pasidRange?: { readonly min: number; readonly max: number };
+}
+
+/** One mock IOMMU hardware instance. */
+export class MockIommu extends IommuDevice {
+  constructor(
+    name: string,
+    maxPasids: number,
+    readonly driver: MockIommuDriver,
+  ) {
+    super(name, maxPasids);
+  }
+
+  protected override extraJSON(): { [key: string]: Json } {
+    return { mock: true };
+  }
+}
+
+export class MockIommuDriver {
+  readonly ops: IommuOps;
+  readonly faults = new MockFaultInjector();
+  readonly config: MockIommuConfig;
+  readonly blockedDomain: IommuDomain | null;
+  readonly identityDomain: IommuDomain | null;
+  readonly instances: MockIommu[] = [];
+  /** What the driver programmed for RID traffic, per device. */
+  readonly #rid = new Map<Device, IommuDomainT>();
+  /** What the driver programmed per (device, PASID); removal deletes. */
+  readonly #pasids = new Map<Device, Map<number, IommuDomainT>>();
+  /** Devices whose PASID-1024 fake error is armed. */
+  readonly #pasid1024 = new Set<Device>();
+  readonly #devIda = new Ida();
+  #bus: BusType | null = null;
+  readonly #domainOps: IommuDomainOps;
+
+  constructor(
+    readonly core: IommuCore,
+    config: MockIommuConfig = {},
+  ) {
+    this.config = config;
+    this.#domainOps = {
+      attachDev: (d, dev, old) => this.#attachDev(d, dev, old),
+      setDevPasid: (d, dev, pasid, old) => this.#setDevPasid(d, dev, pasid, old),
+      mapPages: (d, iova, pa, shift, count, prot, out) =>
+        this.#mapPages(d, iova, pa, shift, count, prot, out),
+      unmapPages: (d, iova, shift, count, gather) =>
+        this.#unmapPages(d, iova, shift, count, gather),
+      iotlbSyncMap: (d, iova, n) => this.#iotlbSyncMap(d, iova, n),
+      iovaToPhys: (d, iova) => (d instanceof MockPagingDomain ? d.lookup(iova) : 0n),
+      free: (d) => {
+        if (d instanceof MockPagingDomain) d.pfns.clear();
+      },
+    };
+    const staticOps: IommuDomainOps = {
+      attachDev: this.#domainOps.attachDev!,
+      setDevPasid: this.#domainOps.setDevPasid!,
+    };
+    this.blockedDomain =
+      (config.staticBlocked ?? true)
+        ? new IommuDomain({ type: IOMMU_DOMAIN_BLOCKED, ops: staticOps })
+        : null;
+    this.identityDomain = config.staticIdentity
+      ? new IommuDomain({ type: IOMMU_DOMAIN_IDENTITY, ops: staticOps })
+      : null;
+    this.ops = this.#buildOps();
+  }
+
+  #pick(choice: StaticChoice | undefined, dflt: StaticChoice): IommuDomain | undefined {
+    const c = choice ?? dflt;
+    if (c === "none") return undefined;
+    const d = c === "blocked" ? this.blockedDomain : this.identityDomain;
+    if (d === null) throw new SimError(`mock: ${c} domain requested but not configured`);
+    return d;
+  }
+
+  #buildOps(): IommuOps {
+    const c = this.config;
+    const pagingOp = c.pagingOp ?? "flags";
+    const ops: {
+      -readonly [K in keyof IommuOps]: IommuOps[K];
+    } = {
+      name: c.name ?? "mock",
+      defaultDomainOps: this.#domainOps,
+      probeDevice: (dev) => this.#probeDevice(dev),
+      releaseDevice: (dev) => this.#releaseDevice(dev),
+      deviceGroup: (dev) => this.#deviceGroup(dev),
+      capable: (dev, cap) => this.#capable(dev, cap),
+      getResvRegions: (dev) => [...dev.fw.resvRegions(), ...(c.extraResvRegions ?? [])],
+      pageResponse: () => {},
+      userPasidTable: true,
+    };
+    if (this.blockedDomain) ops.blockedDomain = this.blockedDomain;
+    if (this.identityDomain) ops.identityDomain = this.identityDomain;
+    const def = this.#pick(c.defaultDomain, "blocked");
+    if (def) ops.defaultDomain = def;
+    const rel = this.#pick(c.releaseDomain, "none");
+    if (rel) ops.releaseDomain = rel;
+    if (pagingOp === "flags" || pagingOp === "both") {
+      ops.domainAllocPagingFlags = (dev, flags, userData) =>
+        this.#allocPaging(dev, flags, userData);
+    }
+    if (pagingOp === "paging" || pagingOp === "both") {
+      ops.domainAllocPaging = (dev) => this.#allocPaging(dev, 0, null);
+    }
+    if (c.allocIdentity) ops.domainAllocIdentity = (dev) => this.#allocIdentity(dev);
+    const ddt = c.defDomainType;
+    if (ddt !== undefined) ops.defDomainType = typeof ddt === "function" ? ddt : () => ddt;
+    const ad = c.attachDeferred;
+    if (ad !== undefined) ops.isAttachDeferred = typeof ad === "function" ? ad : () => ad;
+    if (c.pasidRange) {
+      const range = c.pasidRange;
+      ops.pasidRange = () => range;
+    }
+    return ops;
+  }
+
+  // ---------------------------------------------------------------- registration
+
+  /**
+   * Registers one instance against a private bus, selftest style (`iommu_device_register_bus`).
+   * Devices are then created with `mockDevCreate`.
+   */
+  registerBus(bus: BusType, name = "iommufd_mock_iommu"): Result<MockIommu> {
+    if (this.#bus !== null) throw new SimError("mock driver already registered against a bus");
+    const inst = new MockIommu(name, this.config.maxPasids ?? 1 << MOCK_PASID_WIDTH, this);
+    this.instances.push(inst);
+    const r = this.core.deviceRegisterBus(inst, this.ops, bus);
+    if (!r.ok) {
+      this.instances.pop();
+      return r;
+    }
+    this.#bus = bus;
+    return ok(inst);
+  }
+
+  /**
+   * Registers one instance the ordinary way (`iommu_device_register`), claiming devices whose
+   * firmware `iommus` link points at `hwdev`'s node.
+   */
+  registerInstance(name: string, hwdev: Device | null, maxPasids?: number): Result<MockIommu> {
+    const inst = new MockIommu(
+      name,
+      maxPasids ?? this.config.maxPasids ?? 1 << MOCK_PASID_WIDTH,
+      this,
+    );
+    this.instances.push(inst);
+    const r = this.core.deviceRegister(inst, this.ops, hwdev);
+    if (!r.ok) {
+      this.instances.splice(this.instances.indexOf(inst), 1);
+      return r;
+    }
+    return ok(inst);
+  }
+
+  /** `iommu_device_unregister` (or `_bus`) of one instance. */
+  unregister(inst: MockIommu): void {
+    if (inst === this.instances[0] && this.#bus !== null) {
+      this.core.deviceUnregisterBus(inst);
+      this.#bus = null;
+    } else {
+      this.core.deviceUnregister(inst);
+    }
+    this.instances.splice(this.instances.indexOf(inst), 1);
+  }
+
+  /**
+   * `mock_dev_create(dev_flags)`: a device on the private bus with `pasid-num-bits` 20 (PASID
+   * flag) or 0 (so max_pasids = 1), added through `iommu_mock_device_add`.
+   */
+  mockDevCreate(flags = 0): Result<MockDevice> {
+    if ((flags & ~MOCK_FLAGS_ALL) !== 0) return err("EINVAL");
+    const bus = this.#bus;
+    const inst = this.instances[0];
+    if (bus === null || inst === undefined)
+      throw new SimError("mock driver is not registered against a bus");
+    const id = this.#devIda.alloc();
+    const name = `iommufd_mock${id}`;
+    const fw = new FirmwareDescription({
+      node: new FwNode(name),
+      properties: { "pasid-num-bits": flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0 },
+    });
+    const dev = new MockDevice(name, bus, flags, fw);
+    const r = this.core.mockDeviceAdd(dev, inst);
+    if (!r.ok) {
+      this.#devIda.free(id);
+      return r;
+    }
+    return ok(dev);
+  }
+
+  /** `mock_dev_destroy`: `device_unregister`. */
+  mockDevDestroy(dev: MockDevice): void {
+    this.core.s.model.deviceDel(dev);
+    const id = Number(dev.name.slice("iommufd_mock".length));
+    if (Number.isInteger(id)) this.#devIda.free(id);
+  }
+
+  // ---------------------------------------------------------------- programming state
+
+  /** The domain the driver last programmed for `dev`'s RID traffic (undefined: never). */
+  ridDomain(dev: Device): IommuDomainT | undefined {
+    return this.#rid.get(dev);
+  }
+
+  /** The domain programmed at (`dev`, `pasid`), undefined when blocked / never set. */
+  pasidDomain(dev: Device, pasid: number): IommuDomainT | undefined {
+    return this.#pasids.get(dev)?.get(pasid);
+  }
+
+  /** PASIDs programmed with a non-blocked domain on `dev`, ascending. */
+  programmedPasids(dev: Device): number[] {
+    return [...(this.#pasids.get(dev)?.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  /** Devices the driver currently holds state for (probed and not released). */
+  programmedDevices(): Device[] {
+    const all = new Set<Device>([...this.#rid.keys(), ...this.#pasids.keys()]);
+    return [...all];
+  }
+
+  toJSON(): Json {
+    return {
+      name: this.ops.name,
+      instances: this.instances.map((i) => i.name),
+      rid: [...this.#rid].map(([d, dom]) => ({ device: d.name, domain: dom.id })),
+      pasids: [...this.#pasids].map(([d, m]) => ({
+        device: d.name,
+        pasids: [...m].map(([p, dom]) => ({ pasid: p, domain: dom.id })),
+      })),
+      faults: this.faults.toJSON(),
+    };
+  }
+
+  // ---------------------------------------------------------------- ops
+
+  #inject(op: MockOp, info: MockCallInfo): Errno | null {
+    return this.faults.check(op, info)?.errno ?? null;
+  }
+
+  #probeDevice(dev: Device): Result<IommuDevice> {
+    const e = this.#inject("probe_device", { dev });
+    if (e) return err(e);
+    const claim = this.config.claimBus === undefined ? "iommufd_mock" : this.config.claimBus;
+    if (claim !== null && dev.bus.name !== claim) return err("ENODEV");
+    const fwnode = dev.iommu?.fwspec?.iommuFwnode ?? null;
+    const inst = this.instances.find((i) => i.fwnode === fwnode && i.registered);
+    return inst ? ok(inst) : err("ENODEV");
+  }
+
+  #releaseDevice(dev: Device): void {
+    this.#rid.delete(dev);
+    this.#pasids.delete(dev);
+    this.#pasid1024.delete(dev);
+  }
+
+  #deviceGroup(dev: Device): Result<IommuGroup> {
+    const e = this.#inject("device_group", { dev });
+    if (e) return err(e);
+    return this.config.deviceGroup === "single"
+      ? this.core.genericSingleDeviceGroup(dev)
+      : this.core.genericDeviceGroup(dev);
+  }
+
+  #capable(dev: Device, cap: IommuCap): boolean {
+    if (cap === IOMMU_CAP.DIRTY_TRACKING) {
+      return !(dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0);
+    }
+    return (this.config.capabilities ?? [IOMMU_CAP.CACHE_COHERENCY]).includes(cap);
+  }
+
+  #allocPaging(dev: Device, flags: number, userData: unknown): Result<IommuDomain> {
+    const e = this.#inject("domain_alloc_paging", { dev }) ?? this.#inject("alloc", { dev });
+    if (e) return err(e);
+    const allowed =
+      IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID;
+    const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
+    const noDirty = dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0;
+    if (
+      (flags & ~allowed) !== 0 ||
+      (dirty && noDirty) ||
+      (userData !== null && userData !== undefined)
+    ) {
+      return err("EOPNOTSUPP");
+    }
+    let pg = this.config.pgsizeBitmap ?? MOCK_IO_PAGE_SIZE;
+    if (dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_HUGE_IOVA) !== 0) {
+      pg |= this.config.hugePageSize ?? MOCK_HUGE_PAGE_SIZE;
+    }
+    const ap = this.config.aperture ?? { start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST };
+    return ok(
+      new MockPagingDomain({
+        pgsizeBitmap: pg,
+        geometry: { apertureStart: ap.start, apertureEnd: ap.last, forceAperture: true },
+        dirtyTracking: dirty,
+        allocFlags: flags,
+      }),
+    );
+  }
+
+  #allocIdentity(dev: Device): Result<IommuDomain> {
+    const e = this.#inject("domain_alloc_identity", { dev }) ?? this.#inject("alloc", { dev });
+    if (e) return err(e);
+    return ok(
+      new IommuDomain({
+        ops: { attachDev: this.#domainOps.attachDev!, setDevPasid: this.#domainOps.setDevPasid! },
+      }),
+    );
+  }
+
+  #attachDev(domain: IommuDomain, dev: Device, _old: IommuDomain | null): Result {
+    const e = this.#inject("attach_dev", { dev, domain });
+    if (e) return err(e);
+    if (domain instanceof MockPagingDomain && domain.dirtyTracking) {
+      if (dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0)
+        return err("EINVAL");
+    }
+    this.#rid.set(dev, domain);
+    return OK;
+  }
+
+  #setDevPasid(domain: IommuDomain, dev: Device, pasid: number, _old: IommuDomain | null): Result {
+    const e = this.#inject("set_dev_pasid", { dev, domain, pasid });
+    if (e) return err(e);
+    const blocked = domain.type === IOMMU_DOMAIN_BLOCKED;
+    // The first non-blocked set at PASID 1024 arms a fake error for the next one, so the core's
+    // replace rollback can be tested; a blocked set disarms it.
+    if ((this.config.pasid1024Quirk ?? true) && pasid === 1024) {
+      if (blocked) {
+        this.#pasid1024.delete(dev);
+      } else if (this.#pasid1024.has(dev)) {
+        this.#pasid1024.delete(dev);
+        return err("ENOMEM");
+      } else {
+        this.#pasid1024.add(dev);
+      }
+    }
+    let m = this.#pasids.get(dev);
+    if (blocked) {
+      m?.delete(pasid);
+      if (m?.size === 0) this.#pasids.delete(dev);
+      return OK;
+    }
+    if (!m) {
+      m = new Map();
+      this.#pasids.set(dev, m);
+    }
+    m.set(pasid, domain);
+    return OK;
+  }
+
+  #mapPages(
+    domain: IommuDomain,
+    iovaPfn: number,
+    paddrPfn: number,
+    pgshift: number,
+    pgcount: number,
+    prot: number,
+    out: MapOut,
+  ): Result {
+    const d = toMock(domain);
+    const fired = this.faults.check("map_pages", { domain });
+    const per = 2 ** (pgshift - 12);
+    const total = per * pgcount;
+    const limit = fired ? Math.min(fired.rule.partialPages ?? 0, total) : total;
+    const huge = pgshift > (domain.pgShifts[0] ?? 12);
+    for (let i = 0; i < limit; i++) {
+      const old = d.pfns.get(iovaPfn + i);
+      this.core.ctx.warnings.on(
+        old !== undefined,
+        "mock_domain_map_pages",
+        `IOVA page 0x${(iovaPfn + i).toString(16)} already mapped`,
+      );
+      d.pfns.set(iovaPfn + i, {
+        paddrPfn: paddrPfn + i,
+        prot,
+        start: i === 0,
+        last: i === total - 1,
+        huge,
+      });
+      out.mappedPages++;
+    }
+    return fired ? err(fired.errno) : OK;
+  }
+
+  #unmapPages(
+    domain: IommuDomain,
+    iovaPfn: number,
+    pgshift: number,
+    pgcount: number,
+    _gather: IotlbGather,
+  ): number {
+    const d = toMock(domain);
+    const total = 2 ** (pgshift - 12) * pgcount;
+    // With one page size the core never splits a range by itself, so every unmap must start
+    // and end where a map_pages call did (the selftest mock's START/LAST check).
+    const check = domain.pgShifts.length === 1;
+    let n = 0;
+    for (; n < total; n++) {
+      const pte = d.pfns.get(iovaPfn + n);
+      if (!pte) break;
+      if (check && n === 0) {
+        this.core.ctx.warnings.on(
+          !pte.start,
+          "mock_domain_unmap_pages",
+          "unmap starts inside a mapping",
+        );
+      }
+      if (check && n === total - 1) {
+        this.core.ctx.warnings.on(
+          !pte.last,
+          "mock_domain_unmap_pages",
+          "unmap ends inside a mapping",
+        );
+      }
+      d.pfns.delete(iovaPfn + n);
+    }
+    return n;
+  }
+
+  #iotlbSyncMap(domain: IommuDomain, _iovaPfn: number, _npages: number): Result {
+    const e = this.#inject("iotlb_sync_map", { domain });
+    return e ? err(e) : OK;
+  }
+}
+
+function toMock(domain: IommuDomain): MockPagingDomain {
+  if (!(domain instanceof MockPagingDomain)) {
+    throw new SimError(`domain ${domain.id} is not a mock paging domain`);
+  }
+  return domain;
+}
