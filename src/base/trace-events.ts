@@ -120,6 +120,13 @@ export interface TraceEventMap {
   "mm:fault": { mm: number; addr: bigint; flags: string; result: string };
   "mm:invalidate_range": { mm: number; start: bigint; end: bigint };
   "mm:release": { mm: number };
+  "mm:mmap": { mm: number; addr: bigint; len: bigint; prot: number; flags: number; result: string };
+  "mm:munmap": { mm: number; start: bigint; len: bigint; result: string };
+  "mm:mprotect": { mm: number; start: bigint; len: bigint; prot: number; result: string };
+  "mm:exit_mmap": { mm: number };
+  "mm:mm_free": { mm: number };
+  "mm:fork": { parent: number; child: number; result: string };
+  "mm:process_exit": { pid: number; comm: string; code: number };
 }
 
 export type TraceEventName = keyof TraceEventMap;

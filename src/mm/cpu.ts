@@ -1,0 +1,236 @@
+// A hart running user code of one process: loads, stores and instruction fetches go through
+// the MMU — THE walker of hw/pgtable over the process's page table in memory, at user
+// privilege — and a page fault enters the kernel's fault path (arch/riscv/mm/fault.c):
+// find_vma, access_error, handle_mm_fault with FAULT_FLAG_USER (| WRITE for stores,
+// | INSTRUCTION for fetches), then the access is retried.
+//
+// A/D policy: Svade (the default here, as on hardware without Svadu and on Linux unless it
+// turns Svadu on through the SBI): the walker faults when A=0, or D=0 on a store, and the fault
+// handler sets the bits. Linux creates user PTEs with A=1 and D set for writes, so these faults
+// are rare: a store to a clean writable page (a shared page read first), a first access to a
+// PTE made old (fork's copies of the zero page). With `ad: "update"` (Svadu) the walker sets
+// the bits itself.
+//
+// Outcomes are values: the data, or the signal the kernel would send (SIGSEGV with
+// SEGV_MAPERR — no VMA — or SEGV_ACCERR — the VMA forbids it or handle_mm_fault said
+// VM_FAULT_SIGSEGV; SIGBUS; or "OOM" for VM_FAULT_OOM, where the OOM killer steps in).
+// There is no CPU TLB: every access walks the page table, so nothing is ever stale.
+
+import { PAGE_SHIFT, PAGE_SIZE } from "../base/bits.js";
+import { SimError } from "../base/errors.js";
+import { walk } from "../hw/pgtable/walk.js";
+import {
+  ACCESS_EXECUTE,
+  ACCESS_READ,
+  ACCESS_WRITE,
+  type Access,
+  type AdPolicy,
+  WalkConfig,
+  WalkResult,
+} from "../hw/pgtable/walk-result.js";
+import {
+  FAULT_FLAG_DEFAULT,
+  FAULT_FLAG_INSTRUCTION,
+  FAULT_FLAG_USER,
+  FAULT_FLAG_WRITE,
+  VM_EXEC,
+  VM_FAULT_OOM,
+  VM_FAULT_SIGBUS,
+  VM_FAULT_SIGSEGV,
+  VM_READ,
+  VM_WRITE,
+} from "./flags.js";
+import { handleMmFault } from "./memory.js";
+import type { FaultCounters, MmStruct, MmSubsystem } from "./mm-types.js";
+
+export type CpuSignal = "SIGSEGV" | "SIGBUS" | "OOM";
+export type CpuFaultCode = "SEGV_MAPERR" | "SEGV_ACCERR" | "BUS_ADRERR" | "VM_FAULT_OOM";
+
+export interface CpuFault {
+  readonly signal: CpuSignal;
+  readonly code: CpuFaultCode;
+  /** The faulting address (the first byte of the access on the failing page). */
+  readonly addr: bigint;
+}
+
+export type CpuResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly fault: CpuFault };
+
+export interface CpuOptions {
+  /** "fault" (Svade, default) or "update" (Svadu). */
+  readonly ad?: AdPolicy;
+}
+
+/** A page fault handled this many times in a row without progress is a simulator bug. */
+const MAX_RETRIES = 4;
+const SHIFT = BigInt(PAGE_SHIFT);
+const U64_LIMIT = 1n << 64n;
+
+export class Cpu {
+  readonly sys: MmSubsystem;
+  readonly ad: AdPolicy;
+  readonly #cfg = new WalkConfig();
+  readonly #out = new WalkResult();
+  /** Frames of the pages of the current access. */
+  readonly #ppns: number[] = [];
+  #fault: CpuFault | null = null;
+
+  constructor(sys: MmSubsystem, options: CpuOptions = {}) {
+    this.sys = sys;
+    this.ad = options.ad ?? "fault";
+  }
+
+  /** Loads `length` bytes at `va`. `task`: whose fault counters the faults count in. */
+  load(
+    mm: MmStruct,
+    va: bigint,
+    length: number,
+    task: FaultCounters | null = null,
+  ): CpuResult<Uint8Array> {
+    return this.#read(mm, va, length, ACCESS_READ, task);
+  }
+
+  /** Fetches `length` bytes of instructions at `va` (execute permission). */
+  fetch(
+    mm: MmStruct,
+    va: bigint,
+    length: number,
+    task: FaultCounters | null = null,
+  ): CpuResult<Uint8Array> {
+    return this.#read(mm, va, length, ACCESS_EXECUTE, task);
+  }
+
+  /** Stores `data` at `va`; nothing is written unless every page of it can be. */
+  store(
+    mm: MmStruct,
+    va: bigint,
+    data: Uint8Array,
+    task: FaultCounters | null = null,
+  ): CpuResult<undefined> {
+    if (!this.#translateRange(mm, va, data.length, ACCESS_WRITE, task)) return this.#failure();
+    const memory = this.sys.memory;
+    let done = 0;
+    for (let i = 0; done < data.length; i++) {
+      const off = i === 0 ? Number(va & 0xfffn) : 0;
+      const n = Math.min(PAGE_SIZE - off, data.length - done);
+      memory.writablePageU8(this.#ppns[i]!)!.set(data.subarray(done, done + n), off);
+      done += n;
+    }
+    return { ok: true, value: undefined };
+  }
+
+  /** A little-endian 64-bit load. */
+  load64(mm: MmStruct, va: bigint, task: FaultCounters | null = null): CpuResult<bigint> {
+    const r = this.load(mm, va, 8, task);
+    if (!r.ok) return r;
+    const v = new DataView(r.value.buffer, r.value.byteOffset, 8);
+    return { ok: true, value: v.getBigUint64(0, true) };
+  }
+
+  /** A little-endian 64-bit store. */
+  store64(
+    mm: MmStruct,
+    va: bigint,
+    value: bigint,
+    task: FaultCounters | null = null,
+  ): CpuResult<undefined> {
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
+    return this.store(mm, va, bytes, task);
+  }
+
+  #read(
+    mm: MmStruct,
+    va: bigint,
+    length: number,
+    access: Access,
+    task: FaultCounters | null,
+  ): CpuResult<Uint8Array> {
+    if (!this.#translateRange(mm, va, length, access, task)) return this.#failure();
+    const out = new Uint8Array(length);
+    const memory = this.sys.memory;
+    let done = 0;
+    for (let i = 0; done < length; i++) {
+      const off = i === 0 ? Number(va & 0xfffn) : 0;
+      const n = Math.min(PAGE_SIZE - off, length - done);
+      out.set(memory.pageU8(this.#ppns[i]!)!.subarray(off, off + n), done);
+      done += n;
+    }
+    return { ok: true, value: out };
+  }
+
+  #failure(): { ok: false; fault: CpuFault } {
+    const fault = this.#fault!;
+    this.#fault = null;
+    return { ok: false, fault };
+  }
+
+  /** Translates every page of [va, va + length) into #ppns; false with #fault set on failure. */
+  #translateRange(
+    mm: MmStruct,
+    va: bigint,
+    length: number,
+    access: Access,
+    task: FaultCounters | null,
+  ): boolean {
+    if (typeof va !== "bigint" || va < 0n || va >= U64_LIMIT) {
+      throw new SimError(`virtual address must be an unsigned 64-bit bigint, got ${String(va)}`);
+    }
+    if (!Number.isInteger(length) || length <= 0) throw new SimError(`bad access length ${length}`);
+    if (va + BigInt(length) > U64_LIMIT) throw new SimError("access wraps past 2^64");
+    if (mm.state !== "live") throw new SimError(`access to mm ${mm.id}, which has exited`);
+    this.#ppns.length = 0;
+    const first = Number(va >> SHIFT);
+    const last = Number((va + BigInt(length) - 1n) >> SHIFT);
+    for (let vpn = first; vpn <= last; vpn++) {
+      const addr = vpn === first ? va : BigInt(vpn) << SHIFT;
+      const ppn = this.#translate(mm, vpn, addr, access, task);
+      if (ppn < 0) return false;
+      this.#ppns.push(ppn);
+    }
+    return true;
+  }
+
+  /** One page: walk, and on a page fault do_page_fault and retry. */
+  #translate(
+    mm: MmStruct,
+    vpn: number,
+    addr: bigint,
+    access: Access,
+    task: FaultCounters | null,
+  ): number {
+    const cfg = this.#cfg;
+    cfg.first.set(mm.pgtable.mode, mm.pgdPpn);
+    cfg.first.ad = this.ad;
+    const out = this.#out;
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      if (walk(this.sys.memory, cfg, vpn, access, true, out)) return out.ppn;
+      if (out.fault === "access-fault") return this.#signal("SIGBUS", "BUS_ADRERR", addr);
+      // do_page_fault
+      const vma = mm.findVma(addr);
+      if (vma === null || vma.startPage > vpn) return this.#signal("SIGSEGV", "SEGV_MAPERR", addr);
+      if (accessError(vma.flags, access)) return this.#signal("SIGSEGV", "SEGV_ACCERR", addr);
+      let flags = FAULT_FLAG_DEFAULT | FAULT_FLAG_USER;
+      if (access === ACCESS_WRITE) flags |= FAULT_FLAG_WRITE;
+      else if (access === ACCESS_EXECUTE) flags |= FAULT_FLAG_INSTRUCTION;
+      const ret = handleMmFault(vma, addr, flags, task);
+      if (ret & VM_FAULT_OOM) return this.#signal("OOM", "VM_FAULT_OOM", addr);
+      if (ret & VM_FAULT_SIGBUS) return this.#signal("SIGBUS", "BUS_ADRERR", addr);
+      if (ret & VM_FAULT_SIGSEGV) return this.#signal("SIGSEGV", "SEGV_ACCERR", addr);
+    }
+    throw new SimError(`page fault at 0x${addr.toString(16)} of mm ${mm.id} keeps recurring`);
+  }
+
+  #signal(signal: CpuSignal, code: CpuFaultCode, addr: bigint): number {
+    this.#fault = { signal, code, addr };
+    return -1;
+  }
+}
+
+/** access_error of arch/riscv/mm/fault.c (a load may use a write-only VMA: write implies read). */
+function accessError(vmFlags: number, access: Access): boolean {
+  if (access === ACCESS_EXECUTE) return (vmFlags & VM_EXEC) === 0;
+  if (access === ACCESS_WRITE) return (vmFlags & VM_WRITE) === 0;
+  return (vmFlags & (VM_READ | VM_WRITE)) === 0;
+}

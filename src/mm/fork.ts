@@ -1,0 +1,128 @@
+// Address-space creation, teardown and duplication (kernel/fork.c: mm_alloc, mmput, dup_mm).
+//
+// mmput dropping mm_users to 0 runs exit_mmap (notifier ->release first, then every page and
+// page table below the root goes) and then drops the users' mm_count reference; the structure,
+// its page-table root and iommuMm live on until the last mmdrop (__mmdrop, mm-refs.ts), which
+// is where mm_pasid_drop belongs.
+//
+// fork (dup_mm / dup_mmap): the child gets a copy of every VMA (VM_DONTCOPY ones excepted), a
+// fresh anon_vma where the parent had one, its own references to shared objects, no mmu
+// notifiers and iommuMm = null (mm_pasid_init). Pages:
+// - shared VMAs copy no PTEs: the child faults the shared object's pages in on use;
+// - private VMAs that have pages are copied eagerly, with no copy-on-write: every private
+//   page gets a new frame with the same contents, mapped as copy_present_page maps the copy of
+//   a page that must not be shared (vm_page_prot, dirty, writable if the VMA is). Zero-page and
+//   PROT_NONE entries are copied as they are, zero-page PTEs made old (A=0) like
+//   copy_present_pte does, so the child's first access sets A through a fault.
+// dup_mmap ends with flush_tlb_mm of the parent: a secondary MMU bound to the parent sees a
+// whole-mm invalidation at every fork.
+
+import { PAGE_SIZE } from "../base/bits.js";
+import { SimError } from "../base/errors.js";
+import { err, ok, type Result } from "../base/result.js";
+import { type PagingMode, SV48 } from "../hw/pgtable/modes.js";
+import { PageTable } from "../hw/pgtable/page-table.js";
+import { PTE_A, PTE_D } from "../hw/pgtable/pte.js";
+import { VM_DONTCOPY } from "./flags.js";
+import { mmLayout } from "./layout.js";
+import { mmdrop } from "./mm-refs.js";
+import { MmStruct, type MmSubsystem, type VmArea } from "./mm-types.js";
+import { exitMmap } from "./mmap.js";
+import { maybeMkwrite } from "./pgprot.js";
+import { pteBits, setPte } from "./pte-ops.js";
+import { flushTlbMm } from "./tlb.js";
+import { vmaDup } from "./vma.js";
+
+export interface MmAllocOptions {
+  /** Sv39, Sv48 (default) or Sv57. */
+  readonly mode?: PagingMode;
+}
+
+/** mm_alloc: a new empty address space with one user; ENOMEM when no frame for the root. */
+export function mmAlloc(sys: MmSubsystem, options: MmAllocOptions = {}): Result<MmStruct> {
+  const mode = options.mode ?? SV48;
+  if (mode.gStage) throw new SimError(`${mode.name} is not a first-stage mode for a process`);
+  const pgtable = PageTable.create(sys.memory, sys.frames, mode, { reclaim: "defer" });
+  if (pgtable === null) return err("ENOMEM");
+  const mm = new MmStruct(sys, sys.allocMmId(), pgtable, mmLayout(mode, sys.stackRlimit));
+  sys.addLive(mm);
+  return ok(mm);
+}
+
+/** mmput: drops a user; the last one runs exit_mmap, then drops the users' mm_count. */
+export function mmput(mm: MmStruct): void {
+  if (mm.users <= 0) throw new SimError(`mmput on mm ${mm.id} whose users are gone`);
+  if (--mm.users > 0) return;
+  exitMmap(mm);
+  mmdrop(mm);
+}
+
+/** dup_mm: the fork child's address space (see above); ENOMEM when memory runs out. */
+export function dupMm(oldMm: MmStruct): Result<MmStruct> {
+  if (oldMm.state !== "live") throw new SimError(`fork of mm ${oldMm.id}, which has exited`);
+  const made = mmAlloc(oldMm.sys, { mode: oldMm.pgtable.mode });
+  if (!made.ok) return made;
+  const mm = made.value;
+  let failed = false;
+  for (const vma of oldMm.vmas) {
+    if (vma.flags & VM_DONTCOPY) continue;
+    const tmp = vmaDup(vma, mm, vma.startPage, vma.endPage);
+    if (vma.anonVma !== 0) {
+      // anon_vma_fork: a new anon_vma whose chain also holds the parent's.
+      tmp.anonVma = mm.newAnonVma();
+      tmp.anonVmaForked = true;
+    }
+    mm.vmas.insert(tmp);
+    if (vma.anonVma !== 0 && !copyPageRange(tmp, vma)) {
+      failed = true;
+      break;
+    }
+  }
+  flushTlbMm(oldMm);
+  oldMm.sys.ctx.trace.emit("mm:fork", oldMm.track, {
+    parent: oldMm.id,
+    child: mm.id,
+    result: failed ? "ENOMEM" : "ok",
+  });
+  if (failed) {
+    mmput(mm);
+    return err("ENOMEM");
+  }
+  return made;
+}
+
+/** copy_page_range for one private VMA; false when a frame or table page ran out. */
+function copyPageRange(dst: VmArea, src: VmArea): boolean {
+  const oldMm = src.mm;
+  const mm = dst.mm;
+  const sys = mm.sys;
+  for (const vpn of oldMm.pages.range(src.startPage, src.endPage)) {
+    const ppn = oldMm.pages.get(vpn);
+    const protNone = oldMm.pages.isProtNone(vpn);
+    if (ppn === sys.zeroPfn) {
+      if (protNone) {
+        mm.pages.set(vpn, ppn);
+        mm.pages.setProtNone(vpn, oldMm.pages.protNoneBits(vpn) & ~PTE_A);
+        continue;
+      }
+      if (!setPte(mm, vpn, ppn, pteBits(oldMm, vpn) & ~PTE_A)) return false;
+      mm.pages.set(vpn, ppn);
+      continue;
+    }
+    const copy = sys.frames.alloc();
+    if (copy < 0) return false;
+    sys.memory.writablePageU8(copy)!.set(sys.memory.pageU8(ppn)!.subarray(0, PAGE_SIZE));
+    if (protNone) {
+      mm.pages.set(vpn, copy);
+      mm.pages.setProtNone(vpn, oldMm.pages.protNoneBits(vpn) | PTE_D);
+    } else {
+      if (!setPte(mm, vpn, copy, maybeMkwrite(dst.pageProt | PTE_D, dst.flags))) {
+        sys.frames.free(copy);
+        return false;
+      }
+      mm.pages.set(vpn, copy);
+    }
+    mm.rssAnon++;
+  }
+  return true;
+}
