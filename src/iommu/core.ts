@@ -40,8 +40,10 @@ import {
   type SysfsCaps,
 } from "./default-domain.js";
 import type { DmaIommuHooks } from "./dma-cookie.js";
+import { DmaOwnerCompat } from "./dma-owner-compat.js";
 import type { IommuAttachHandle, IommuDomain, IommuFaultHandler } from "./domain.js";
 import type { DmaOwnerCookie, IommuGroup } from "./group.js";
+import { IoasidAllocator } from "./ioasid.js";
 import {
   iommuIovaToPhys,
   iommuMap,
@@ -70,6 +72,16 @@ import {
   iommuFreeGlobalPasid,
   iommuReplaceDevicePasid,
 } from "./pasid.js";
+import {
+  type IommuPasidConsumer,
+  iommuPasidAlloc,
+  iommuPasidExit,
+  iommuPasidFind,
+  iommuPasidForEach,
+  iommuPasidFree,
+  iommuPasidInit,
+} from "./pasid-consumer.js";
+import { pciDeviceGroup } from "./pci-group.js";
 import {
   busIommuProbe,
   genericDeviceGroup,
@@ -117,6 +129,10 @@ const ROOT: SysfsCaps = { sysAdmin: true, sysRawio: true };
 export class IommuCore {
   /** @internal the state shared by the core's files. */
   readonly s: CoreState;
+  /** The historical IOASID allocator (§5.3): `ioasid_alloc` → `core.ioasid.alloc`, … */
+  readonly ioasid: IoasidAllocator;
+  /** Seed 004's owner-type API over the modern DMA-ownership calls (§4.4). */
+  readonly dmaOwnerCompat: DmaOwnerCompat;
 
   /** `iommu_subsys_init`: boot policy, bus notifiers, the driver-core hooks. */
   constructor(ctx: SimContext, model: DeviceModel, options: IommuCoreOptions = {}) {
@@ -137,6 +153,8 @@ export class IommuCore {
       cmdLineStrict: options.strict !== undefined,
       iommuDma: options.iommuDma ?? true,
     });
+    this.ioasid = new IoasidAllocator(ctx.warnings);
+    this.dmaOwnerCompat = new DmaOwnerCompat(this.s);
     for (const name of IOMMU_BUS_NAMES) {
       const bus = model.bus(name);
       if (bus) this.#addIommuBus(bus);
@@ -335,6 +353,11 @@ export class IommuCore {
   /** `generic_single_device_group(dev)`: one group per IOMMU instance. */
   genericSingleDeviceGroup(dev: Device): Result<IommuGroup> {
     return genericSingleDeviceGroup(this.s, dev);
+  }
+
+  /** `pci_device_group(dev)`: aliases, ACS path, multifunction slots. */
+  pciDeviceGroup(dev: Device): Result<IommuGroup> {
+    return pciDeviceGroup(this.s, dev);
   }
 
   // ---------------------------------------------------------------- domains (§3.1)
@@ -575,6 +598,47 @@ export class IommuCore {
     return iommuAttachHandleGet(group, pasid, type);
   }
 
+  // ---------------------------------------------------------------- PASID consumers (seed 002)
+
+  /** `iommu_pasid_init(dev)`: a PASID consumer within the driver's `pasid_range`. */
+  pasidInit(dev: Device, name?: string): Result<IommuPasidConsumer> {
+    return iommuPasidInit(this.s, dev, name);
+  }
+
+  /** `iommu_pasid_exit(pasid)`. */
+  pasidExit(consumer: IommuPasidConsumer): void {
+    iommuPasidExit(this.ioasid, consumer);
+  }
+
+  /** `iommu_pasid_alloc(pasid, min, max, private)` → the PASID (EINVAL, ENOSPC). */
+  pasidAlloc(
+    consumer: IommuPasidConsumer,
+    min: number,
+    max: number,
+    priv: unknown,
+  ): Result<number> {
+    return iommuPasidAlloc(this.ioasid, consumer, min, max, priv);
+  }
+
+  /** `iommu_pasid_free(pasid, ioasid)`. */
+  pasidFree(consumer: IommuPasidConsumer, ioasid: number): void {
+    iommuPasidFree(this.s, this.ioasid, consumer, ioasid);
+  }
+
+  /** `iommu_pasid_for_each(pasid, func, data)`: stops at the first non-zero return. */
+  pasidForEach<D>(
+    consumer: IommuPasidConsumer,
+    fn: (ioasid: number, priv: unknown, data: D) => number,
+    data: D,
+  ): number {
+    return iommuPasidForEach(this.ioasid, consumer, fn, data);
+  }
+
+  /** `iommu_pasid_find(pasid, ioasid)`: private data (ENOENT, EACCES). */
+  pasidFind(consumer: IommuPasidConsumer, ioasid: number): Result<unknown> {
+    return iommuPasidFind(this.ioasid, consumer, ioasid);
+  }
+
   // ---------------------------------------------------------------- views
 
   /** Kernel log lines printed so far (dev_err, pr_warn, dev_info, …). */
@@ -596,6 +660,8 @@ export class IommuCore {
       groups: this.groups().map((g) => g.toJSON()),
       domains: this.domains().map((d) => d.toJSON()),
       global_pasids: [...this.s.globalPasidIda.ids()],
+      ioasid: this.ioasid.toJSON(),
+      dma_owner_compat: this.dmaOwnerCompat.toJSON(),
     };
   }
 }

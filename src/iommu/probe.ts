@@ -10,6 +10,7 @@ import { err, OK, ok, type Result } from "../base/result.js";
 import type { BusNotifier, BusType } from "../bus/device.js";
 import { DevIommu, type Device } from "../bus/device.js";
 import { FwNode } from "../bus/firmware.js";
+import { devIsPci } from "../bus/pci-dev.js";
 import { iommuDeviceSetDomain } from "./attach.js";
 import {
   iommuCreateDeviceDirectMappings,
@@ -282,8 +283,12 @@ function failInit<T>(dev: Device, r: Result<T>): Result {
  */
 function devIommuGetMaxPasids(dev: Device, iommu: IommuDevice): number {
   let maxPasids = 0;
-  const bits = dev.fw.readU32("pasid-num-bits");
-  if (bits !== undefined) maxPasids = bits >= 32 ? 0 : 2 ** bits;
+  if (devIsPci(dev)) {
+    maxPasids = dev.maxPasids;
+  } else {
+    const bits = dev.fw.readU32("pasid-num-bits");
+    if (bits !== undefined) maxPasids = bits >= 32 ? 0 : 2 ** bits;
+  }
   return Math.min(maxPasids, iommu.maxPasids);
 }
 

@@ -96,7 +96,7 @@ export interface MockIommuConfig {
   /** `def_domain_type`: a constant or a per-device function; absent = no op. */
   readonly defDomainType?: IommuDomainType | ((dev: Device) => IommuDomainType);
   /** `device_group` strategy. Default "generic". */
-  readonly deviceGroup?: "generic" | "single";
+  readonly deviceGroup?: "generic" | "single" | "pci";
   /** Which paging allocators the driver implements. Default "flags". */
   readonly pagingOp?: "flags" | "paging" | "both" | "none";
   /** `capable()` answers (DIRTY_TRACKING is added per device unless NO_DIRTY). */
@@ -368,9 +368,14 @@ export class MockIommuDriver {
   #deviceGroup(dev: Device): Result<IommuGroup> {
     const e = this.#inject("device_group", { dev });
     if (e) return err(e);
-    return this.config.deviceGroup === "single"
-      ? this.core.genericSingleDeviceGroup(dev)
-      : this.core.genericDeviceGroup(dev);
+    switch (this.config.deviceGroup ?? "generic") {
+      case "single":
+        return this.core.genericSingleDeviceGroup(dev);
+      case "pci":
+        return this.core.pciDeviceGroup(dev);
+      default:
+        return this.core.genericDeviceGroup(dev);
+    }
   }
 
   #capable(dev: Device, cap: IommuCap): boolean {
