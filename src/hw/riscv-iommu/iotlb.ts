@@ -167,14 +167,15 @@ export class Iotlb {
     const vpnBase = f.vpn - (f.vpn % span);
     const offsetPages = f.vpn - vpnBase;
     const key = (f.gscid + 1) * TWO21 + (f.global && f.pscid >= 0 ? GLOBAL_TAG : f.pscid + 1);
+    const old = this.#spaces.get(key)?.maps[cls]!.get(vpnBase);
+    if (old !== undefined) this.#remove(old);
+    if (this.#count >= this.capacity) this.#remove(this.#tail!);
+    // Looked up after the removals, which may have dropped an emptied space.
     let space = this.#spaces.get(key);
     if (space === undefined) {
       space = { key, mask: 0, maps: CLASS_LOG2_PAGES.map(() => new Map<number, IotlbEntry>()) };
       this.#spaces.set(key, space);
     }
-    const old = space.maps[cls]!.get(vpnBase);
-    if (old !== undefined) this.#remove(old);
-    if (this.#count >= this.capacity) this.#remove(this.#tail!);
     const e = this.#free.pop() ?? new IotlbEntry();
     e.gscid = f.gscid;
     e.pscid = f.pscid;

@@ -1,0 +1,197 @@
+import { fc, test } from "@fast-check/vitest";
+import { describe, expect, it } from "vitest";
+import { Iotlb, type IotlbFill } from "../../../src/hw/riscv-iommu/iotlb.js";
+
+function fill(o: Partial<IotlbFill> & { vpn: number }): IotlbFill {
+  const gscid = o.gscid ?? -1;
+  const pscid = o.pscid ?? 1;
+  return {
+    gscid,
+    pscid,
+    global: o.global ?? false,
+    vpn: o.vpn,
+    log2Pages: o.log2Pages ?? 0,
+    ppn: o.ppn ?? 0x80000 + (o.vpn % 4096),
+    gpa: o.gpa ?? o.vpn,
+    gLog2Pages: o.gLog2Pages ?? 0,
+    s1Perm: 0xff,
+    gPerm: 0xff,
+    pbmt: 0,
+    hasFirstStage: o.hasFirstStage ?? pscid >= 0,
+    hasGStage: o.hasGStage ?? gscid >= 0,
+  };
+}
+
+describe("Iotlb lookup", () => {
+  it("finds an entry anywhere in its page range, only in its own address space", () => {
+    const t = new Iotlb(8);
+    t.insert(fill({ vpn: 0x40_0123, log2Pages: 9, ppn: 0x9_0123, pscid: 3 }));
+    const e = t.lookup(-1, 3, 0x40_01ff);
+    expect(e?.vpnBase).toBe(0x40_0000);
+    expect(e?.ppnBase).toBe(0x9_0000);
+    expect(t.lookup(-1, 3, 0x40_0200)).toBeNull();
+    expect(t.lookup(-1, 4, 0x40_0001)).toBeNull();
+    expect(t.lookup(2, 3, 0x40_0001)).toBeNull();
+  });
+
+  it("matches a global entry for every PSCID of its GSCID, but not another GSCID", () => {
+    const t = new Iotlb(8);
+    t.insert(fill({ vpn: 5, pscid: 1, gscid: 9, global: true }));
+    expect(t.lookup(9, 1, 5)).not.toBeNull();
+    expect(t.lookup(9, 77, 5)).not.toBeNull();
+    expect(t.lookup(8, 1, 5)).toBeNull();
+    expect(t.lookup(9, -1, 5)).toBeNull(); // G-stage-only lookups have no first stage
+  });
+
+  it("replaces the least recently used entry when full (deterministic)", () => {
+    const t = new Iotlb(2);
+    t.insert(fill({ vpn: 1 }));
+    t.insert(fill({ vpn: 2 }));
+    expect(t.lookup(-1, 1, 1)).not.toBeNull(); // 1 is now most recent
+    t.insert(fill({ vpn: 3 }));
+    expect(t.entries().map((e) => e.vpnBase)).toEqual([3, 1]);
+    expect(t.size).toBe(2);
+  });
+
+  it("re-inserting the same tag and base replaces, not duplicates", () => {
+    const t = new Iotlb(4);
+    t.insert(fill({ vpn: 7, ppn: 100 }));
+    t.insert(fill({ vpn: 7, ppn: 200 }));
+    expect(t.entries().map((e) => e.ppnBase)).toEqual([200]);
+  });
+});
+
+// ---- the invalidation model, written from the spec's tables ----
+
+interface Snapshot {
+  gscid: number;
+  pscid: number;
+  global: boolean;
+  vpnBase: number;
+  log2Pages: number;
+  gpaBase: number;
+  gLog2Pages: number;
+  hasFirstStage: boolean;
+  hasGStage: boolean;
+}
+
+interface Inval {
+  gvma: boolean;
+  gv: boolean;
+  av: boolean;
+  pscv: boolean;
+  gscid: number;
+  pscid: number;
+  addr: number;
+  /** log2 pages of the S range, or 0. */
+  range: number;
+}
+
+function inRange(base: number, log2: number, addr: number, range: number): boolean {
+  const a0 = base - (base % 2 ** log2);
+  const b0 = addr - (addr % 2 ** range);
+  return a0 < b0 + 2 ** range && b0 < a0 + 2 ** log2;
+}
+
+/** Whether the spec's operation table says `e` is invalidated by `c`. */
+function dropped(e: Snapshot, c: Inval): boolean {
+  if (c.gvma) {
+    // IOTINVAL.GVMA: information cached from the second stage.
+    if (!e.hasGStage) return false;
+    if (!c.gv) return true; // all VM address spaces; AV ignored
+    if (e.gscid !== c.gscid) return false;
+    return !c.av || inRange(e.gpaBase, e.gLog2Pages, c.addr, c.range);
+  }
+  // IOTINVAL.VMA: first-stage information; host (GV=0) or the VM of GSCID (GV=1).
+  if (!e.hasFirstStage) return false;
+  const space = c.gv ? e.gscid === c.gscid : e.gscid === -1;
+  if (!space) return false;
+  const rows: Record<string, boolean> = {
+    // AV PSCV: 00 all incl. global; 01 PSCID except global; 10 addr incl. global; 11 addr+PSCID except global
+    "00": true,
+    "01": e.pscid === c.pscid && !e.global,
+    "10": inRange(e.vpnBase, e.log2Pages, c.addr, c.range),
+    "11": inRange(e.vpnBase, e.log2Pages, c.addr, c.range) && e.pscid === c.pscid && !e.global,
+  };
+  return rows[`${+c.av}${+c.pscv}`]!;
+}
+
+const entryArb = fc
+  .record({
+    gscid: fc.integer({ min: -1, max: 2 }),
+    pscid: fc.integer({ min: -1, max: 3 }),
+    global: fc.boolean(),
+    vpn: fc.integer({ min: 0, max: 0x3ff }),
+    log2Pages: fc.constantFrom(0, 4, 9),
+    gpa: fc.integer({ min: 0, max: 0x3ff }),
+    gLog2Pages: fc.constantFrom(0, 4, 9),
+  })
+  .filter((x) => x.gscid >= 0 || x.pscid >= 0) // both stages Bare is never cached
+  .map((x) => fill({ ...x, gLog2Pages: x.gscid >= 0 ? Math.max(x.gLog2Pages, x.log2Pages) : 0 }));
+
+const invalArb = fc.record({
+  gvma: fc.boolean(),
+  gv: fc.boolean(),
+  av: fc.boolean(),
+  pscv: fc.boolean(),
+  gscid: fc.integer({ min: 0, max: 2 }),
+  pscid: fc.integer({ min: 0, max: 3 }),
+  addr: fc.integer({ min: 0, max: 0x3ff }),
+  range: fc.constantFrom(0, 0, 1, 5),
+});
+
+function snap(t: Iotlb): Snapshot[] {
+  return t.entries().map((e) => ({
+    gscid: e.gscid,
+    pscid: e.pscid,
+    global: e.global,
+    vpnBase: e.vpnBase,
+    log2Pages: e.log2Pages,
+    gpaBase: e.gpaBase,
+    gLog2Pages: e.gLog2Pages,
+    hasFirstStage: e.hasFirstStage,
+    hasGStage: e.hasGStage,
+  }));
+}
+
+describe("Iotlb invalidation scope", () => {
+  for (const capacity of [4096, 2]) {
+    test.prop([fc.array(entryArb, { maxLength: 40 }), invalArb])(
+      `drops exactly what the spec's tables say (capacity ${capacity})`,
+      (entries, c) => {
+        const t = new Iotlb(capacity);
+        for (const e of entries) t.insert(e);
+        const before = snap(t);
+        const n = c.gvma
+          ? t.invalidateGvma(c.gv, c.gscid, c.av, c.addr, c.range)
+          : t.invalidateVma(c.gv, c.gscid, c.pscv, c.pscid, c.av, c.addr, c.range);
+        const expected = before.filter((e) => !dropped(e, c));
+        expect(snap(t)).toEqual(expected);
+        expect(n).toBe(before.length - expected.length);
+        // Every survivor is still found by lookup.
+        for (const e of expected) {
+          expect(t.lookup(e.gscid, e.global ? 12345 : e.pscid, e.vpnBase)).not.toBeNull();
+        }
+      },
+    );
+  }
+
+  it("VMA with PSCV keeps global entries; VMA without PSCV drops them", () => {
+    const t = new Iotlb(8);
+    t.insert(fill({ vpn: 1, pscid: 1, global: true }));
+    t.insert(fill({ vpn: 2, pscid: 1 }));
+    expect(t.invalidateVma(false, 0, true, 1, false, 0, 0)).toBe(1);
+    expect(t.entries().map((e) => e.vpnBase)).toEqual([1]);
+    expect(t.invalidateVma(false, 0, false, 0, false, 0, 0)).toBe(1);
+    expect(t.size).toBe(0);
+  });
+
+  it("VMA leaves G-stage-only entries; GVMA leaves host first-stage entries", () => {
+    const t = new Iotlb(8);
+    t.insert(fill({ vpn: 1, gscid: 3, pscid: -1 }));
+    t.insert(fill({ vpn: 2, gscid: -1, pscid: 1 }));
+    expect(t.invalidateVma(true, 3, false, 0, false, 0, 0)).toBe(0);
+    expect(t.invalidateGvma(false, 0, false, 0, 0)).toBe(1);
+    expect(t.entries().map((e) => e.vpnBase)).toEqual([2]);
+  });
+});
