@@ -43,12 +43,12 @@ export function anonVmaCompatible(a: VmArea, b: VmArea): boolean {
 
 /** Folds `b` (directly above `a`, mergeable) into `a`, which grows; `b` is removed. */
 export function mergeInto(a: VmArea, b: VmArea): void {
+  removeVma(b);
   a.endPage = b.endPage;
   if (a.anonVma === 0) {
     a.anonVma = b.anonVma;
     a.anonVmaForked = b.anonVmaForked;
   }
-  removeVma(b);
 }
 
 /**

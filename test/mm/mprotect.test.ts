@@ -1,0 +1,210 @@
+import { describe, expect, it } from "vitest";
+import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from "../../src/hw/pgtable/pte.js";
+import { Cpu } from "../../src/mm/cpu.js";
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  PROT_EXEC,
+  PROT_GROWSDOWN,
+  PROT_GROWSUP,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  VM_MAYWRITE,
+  VM_READ,
+  VM_WRITE,
+} from "../../src/mm/flags.js";
+import { MmuNotifier } from "../../src/mm/mm-types.js";
+import { vmMmap } from "../../src/mm/mmap.js";
+import { FLUSH_ALL_END, mmuNotifierRegister } from "../../src/mm/mmu-notifier.js";
+import { doMprotect } from "../../src/mm/mprotect.js";
+import { machine, must, newMm, ptePerm } from "./helpers.js";
+
+const ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+const RW = PROT_READ | PROT_WRITE;
+const A = 0x40_0000n;
+
+function setup(pages = 3n) {
+  const m = machine();
+  const mm = newMm(m.sys);
+  must(vmMmap(mm, A, pages * 0x1000n, RW, ANON | MAP_POPULATE));
+  const cpu = new Cpu(m.sys);
+  for (let i = 0n; i < pages; i++)
+    expect(cpu.store64(mm, A + i * 0x1000n, 0xa0n + i).ok).toBe(true);
+  return { ...m, mm, cpu };
+}
+
+const ranges = (mm: ReturnType<typeof setup>["mm"]) =>
+  mm.vmas.toArray().map((v) => [v.start, v.end, v.flags & (VM_READ | VM_WRITE)]);
+
+describe("mprotect errors", () => {
+  it("EINVAL: unaligned start, both grow directions, unknown prot bits", () => {
+    const { mm } = setup();
+    expect(doMprotect(mm, A + 8n, 0x1000n, PROT_READ)).toEqual({ ok: false, errno: "EINVAL" });
+    expect(doMprotect(mm, A, 0x1000n, PROT_READ | PROT_GROWSDOWN | PROT_GROWSUP)).toEqual({
+      ok: false,
+      errno: "EINVAL",
+    });
+    expect(doMprotect(mm, A, 0x1000n, PROT_READ | 0x40)).toEqual({ ok: false, errno: "EINVAL" });
+  });
+
+  it("does nothing, successfully, for a zero length", () => {
+    const { mm } = setup();
+    expect(doMprotect(mm, 0x7000_0000n, 0n, PROT_READ)).toEqual({ ok: true, value: undefined });
+    expect(doMprotect(mm, A, 0n, PROT_NONE).ok).toBe(true);
+    expect(mm.vmaLookup(A)!.flags & VM_WRITE).toBe(VM_WRITE);
+  });
+
+  it("ENOMEM: a range wrapping past 2^64, an unmapped start, a hole", () => {
+    const { mm } = setup();
+    expect(doMprotect(mm, (1n << 64n) - 0x1000n, 0x2000n, PROT_READ)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+    expect(doMprotect(mm, A - 0x1000n, 0x2000n, PROT_READ)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+    expect(doMprotect(mm, A + 0x10_0000n, 0x1000n, PROT_READ)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+  });
+
+  it("keeps the change to VMAs before a hole, like the kernel, and still says ENOMEM", () => {
+    const { mm } = setup();
+    must(vmMmap(mm, A + 0x4000n, 0x1000n, RW, ANON));
+    expect(doMprotect(mm, A, 0x5000n, PROT_READ)).toEqual({ ok: false, errno: "ENOMEM" });
+    expect(mm.vmaLookup(A)!.flags & VM_WRITE).toBe(0);
+    expect(mm.vmaLookup(A + 0x4000n)!.flags & VM_WRITE).toBe(VM_WRITE);
+    // Ending in a hole after the last VMA: changed, then ENOMEM.
+    expect(doMprotect(mm, A + 0x4000n, 0x2000n, PROT_READ)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+    expect(mm.vmaLookup(A + 0x4000n)!.flags & VM_WRITE).toBe(0);
+  });
+
+  it("EINVAL for PROT_GROWSDOWN / PROT_GROWSUP on VMAs that do not grow", () => {
+    const { mm } = setup();
+    expect(doMprotect(mm, A, 0x1000n, PROT_READ | PROT_GROWSDOWN)).toEqual({
+      ok: false,
+      errno: "EINVAL",
+    });
+    expect(doMprotect(mm, A, 0x1000n, PROT_READ | PROT_GROWSUP)).toEqual({
+      ok: false,
+      errno: "EINVAL",
+    });
+    // GROWSUP checks the start first.
+    expect(doMprotect(mm, A - 0x1000n, 0x2000n, PROT_READ | PROT_GROWSUP)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+  });
+
+  it("EACCES when the VMA may not take the permission (VM_MAYWRITE clear)", () => {
+    const { mm } = setup();
+    const vma = mm.vmaLookup(A)!;
+    vma.flags &= ~(VM_MAYWRITE | VM_WRITE);
+    expect(doMprotect(mm, A, 0x1000n, RW)).toEqual({ ok: false, errno: "EACCES" });
+    expect(doMprotect(mm, A, 0x1000n, PROT_READ | PROT_EXEC).ok).toBe(true);
+  });
+
+  it("ENOMEM when a split would pass max_map_count", () => {
+    const { sys } = machine({ maxMapCount: 2 });
+    const mm = newMm(sys);
+    must(vmMmap(mm, A, 0x3000n, RW, ANON));
+    must(vmMmap(mm, A + 0x10_0000n, 0x1000n, PROT_READ, ANON));
+    expect(doMprotect(mm, A + 0x1000n, 0x1000n, PROT_READ)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+    expect(mm.mapCount).toBe(2);
+  });
+});
+
+describe("mprotect", () => {
+  it("splits a VMA and write-protects the PTEs of the range, in memory", () => {
+    const { mm, cpu } = setup();
+    expect(doMprotect(mm, A + 0x1000n, 0x1000n, PROT_READ).ok).toBe(true);
+    expect(ranges(mm)).toEqual([
+      [A, A + 0x1000n, VM_READ | VM_WRITE],
+      [A + 0x1000n, A + 0x2000n, VM_READ],
+      [A + 0x2000n, A + 0x3000n, VM_READ | VM_WRITE],
+    ]);
+    expect(ptePerm(mm, A + 0x1000n)!.perm).toBe(PTE_V | PTE_R | PTE_U | PTE_A | PTE_D);
+    expect(ptePerm(mm, A)!.perm & PTE_W).toBe(PTE_W);
+    expect(cpu.store64(mm, A + 0x1000n, 1n)).toEqual({
+      ok: false,
+      fault: { signal: "SIGSEGV", code: "SEGV_ACCERR", addr: A + 0x1000n },
+    });
+    expect(cpu.load64(mm, A + 0x1000n)).toEqual({ ok: true, value: 0xa1n });
+  });
+
+  it("merges back and makes the process's own pages writable again, not the zero page", () => {
+    const { mm, cpu, sys } = setup();
+    must(vmMmap(mm, A + 0x3000n, 0x1000n, RW, ANON));
+    expect(cpu.load64(mm, A + 0x3000n).ok).toBe(true); // zero page
+    doMprotect(mm, A + 0x1000n, 0x3000n, PROT_READ);
+    expect(mm.mapCount).toBe(2);
+    expect(doMprotect(mm, A, 0x4000n, RW).ok).toBe(true);
+    expect(mm.mapCount).toBe(1);
+    expect(ptePerm(mm, A + 0x1000n)!.perm & (PTE_W | PTE_D)).toBe(PTE_W | PTE_D);
+    const zero = ptePerm(mm, A + 0x3000n)!;
+    expect(zero.ppn).toBe(sys.zeroPfn);
+    expect(zero.perm & PTE_W).toBe(0);
+    expect(cpu.store64(mm, A + 0x1000n, 5n).ok).toBe(true);
+  });
+
+  it("adds execute and keeps A/D", () => {
+    const { mm, cpu } = setup(1n);
+    expect(doMprotect(mm, A, 0x1000n, PROT_READ | PROT_EXEC).ok).toBe(true);
+    expect(ptePerm(mm, A)!.perm).toBe(PTE_V | PTE_R | PTE_X | PTE_U | PTE_A | PTE_D);
+    expect(cpu.fetch(mm, A, 4).ok).toBe(true);
+  });
+
+  it("makes pages invalid to hardware under PROT_NONE and keeps their contents", () => {
+    const { mm, cpu, sys } = setup();
+    const used = sys.frames.framesInUse;
+    expect(doMprotect(mm, A, 0x3000n, PROT_NONE).ok).toBe(true);
+    expect(ptePerm(mm, A)).toBeNull();
+    expect(mm.rssAnon).toBe(3);
+    expect(cpu.load64(mm, A + 0x2000n)).toEqual({
+      ok: false,
+      fault: { signal: "SIGSEGV", code: "SEGV_ACCERR", addr: A + 0x2000n },
+    });
+    expect(doMprotect(mm, A, 0x3000n, PROT_READ).ok).toBe(true);
+    expect(cpu.load64(mm, A + 0x2000n)).toEqual({ ok: true, value: 0xa2n });
+    expect(ptePerm(mm, A + 0x2000n)!.perm & (PTE_W | PTE_D)).toBe(PTE_D);
+    // The page-table pages may have been reclaimed and rebuilt, the data frames are the same.
+    expect(sys.frames.framesInUse).toBe(used);
+  });
+
+  it("invalidates secondary TLBs over the changed pages once, inside a PROTECTION_VMA range", () => {
+    const { mm } = setup();
+    const log: string[] = [];
+    must(
+      mmuNotifierRegister(
+        new MmuNotifier({
+          invalidateRangeStart: (_s, r) => log.push(`start ${r.event} ${r.start}-${r.end}`),
+          invalidateRangeEnd: (_s, r) => log.push(`end ${r.event}`),
+          archInvalidateSecondaryTlbs: (_s, _m, s, e) =>
+            log.push(`tlb ${s}-${e === FLUSH_ALL_END ? "all" : e}`),
+        }),
+        mm,
+      ),
+    );
+    doMprotect(mm, A + 0x1000n, 0x2000n, PROT_READ);
+    expect(log).toEqual([
+      `start MMU_NOTIFY_PROTECTION_VMA ${A + 0x1000n}-${A + 0x3000n}`,
+      "end MMU_NOTIFY_PROTECTION_VMA",
+      `tlb ${A + 0x1000n}-${A + 0x3000n}`,
+    ]);
+    log.length = 0;
+    // No change of flags: nothing to invalidate.
+    doMprotect(mm, A + 0x1000n, 0x2000n, PROT_READ);
+    expect(log).toEqual([]);
+  });
+});
