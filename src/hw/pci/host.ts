@@ -6,6 +6,7 @@ import { hex } from "../../base/bits.js";
 import type { SimContext } from "../../base/context.js";
 import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
+import { slotPresenceChanged } from "./capabilities.js";
 import type { ConfigAccessSize } from "./config-space.js";
 import { assignHotAdded, enumerateHierarchy } from "./enumerate.js";
 import {
@@ -300,6 +301,7 @@ export class PciHost implements PciFabric {
   hotAdded(port: PciBridge, device: PciDevice): void {
     assignHotAdded(port, device);
     this.changed();
+    if (port.caps.pcie) slotPresenceChanged(port.config, port.caps.pcie, true);
     this.#notify({ op: "add", port, device });
   }
 

@@ -925,8 +925,12 @@ function attach(
   device.bus.plug(device);
   host.changed();
   if (host.enumerated && hot && parent) {
-    if (parent.caps.pcie) slotPresenceChanged(parent.config, parent.caps.pcie, true);
-    host.hotAdded(parent, device);
+    try {
+      host.hotAdded(parent, device);
+    } catch (e) {
+      detach(device);
+      throw e;
+    }
   }
 }
 
