@@ -483,7 +483,7 @@ export class Translator {
     const wantX = req.pasidValid && req.executeRequested;
     if (!this.#configureStages()) {
       // Both stages Bare: identity, all permissions, a large range.
-      out.ppn = this.#vpn;
+      out.ppn = this.#vpn - (this.#vpn % 2 ** (BARE_ATS_SHIFT - PAGE_SHIFT));
       out.sizeShift = BARE_ATS_SHIFT;
       out.r = true;
       out.w = wantW;
