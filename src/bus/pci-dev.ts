@@ -15,6 +15,7 @@ import { FirmwareDescription, FwNode } from "./firmware.js";
 import {
   pciDevIsMultifunction,
   pciDevIsUntrusted,
+  pciEnableAcs,
   pciForEachDmaAlias,
   pciMaxPasids,
   pciName,
@@ -104,6 +105,11 @@ export function createPciBus(): PciBusType {
 export interface PciScanOptions {
   /** The IOMMU firmware node the host bridge's `iommu-map` points at (null: none). */
   readonly iommu?: FwNode | null;
+  /**
+   * `pci_request_acs()` was called (of_iommu_configure does for PCI devices behind an IOMMU),
+   * so `pci_acs_init` enables ACS on every scanned function. Default: when `iommu` is given.
+   */
+  readonly enableAcs?: boolean;
 }
 
 /**
@@ -120,8 +126,10 @@ export function pciScanHost(
   if (!host.enumerated)
     throw new SimError(`${host.name} must be enumerated before the OS scans it`);
   const iommu = opts.iommu ?? null;
+  const enableAcs = opts.enableAcs ?? iommu !== null;
   const add = (fn: PciFunction): void => {
     if (bus.pciDevOf(fn)) return;
+    if (enableAcs) pciEnableAcs(fn);
     const fw = new FirmwareDescription({ node: new FwNode(pciName(fn)) });
     if (iommu !== null) {
       const ids: number[] = [];

@@ -3,14 +3,16 @@
 
 import { createContext, type SimContext } from "../../src/base/context.js";
 import { unwrap } from "../../src/base/result.js";
-import type { BusType } from "../../src/bus/device.js";
+import { type BusType, Device } from "../../src/bus/device.js";
 import { DeviceModel } from "../../src/bus/driver-core.js";
+import { createPciBus, type PciBusType, type PciDev, pciScanHost } from "../../src/bus/pci-dev.js";
 import { createMockBus, createPlatformBus } from "../../src/bus/platform.js";
 import {
   type MockIommu,
   type MockIommuConfig,
   MockIommuDriver,
 } from "../../src/drivers/mock/mock-iommu.js";
+import { PciHost } from "../../src/hw/pci/host.js";
 import { IommuCore, type IommuCoreOptions } from "../../src/iommu/core.js";
 
 export interface TestBed {
@@ -43,4 +45,45 @@ export function mockBed(config: MockIommuConfig = {}, options: IommuCoreOptions 
   const mock = new MockIommuDriver(b.core, config);
   const inst = unwrap(mock.registerBus(b.mockBus));
   return { ...b, mock, inst };
+}
+
+export interface PciBed extends TestBed {
+  readonly pci: PciBusType;
+  readonly host: PciHost;
+  readonly mock: MockIommuDriver;
+  readonly inst: MockIommu;
+  readonly iommuDev: Device;
+  /** The pci_dev of a hardware function, by the function's name. */
+  pdev(name: string): PciDev;
+}
+
+/**
+ * A machine with a PCI host whose `iommu-map` points at a mock IOMMU instance (a platform
+ * device). `build` shapes the hierarchy before enumeration. `scanFirst` scans PCI before the
+ * IOMMU registers (bus_iommu_probe path); otherwise devices are hot-probed one by one.
+ */
+export function pciBed(
+  build: (host: PciHost) => void,
+  opts: { config?: MockIommuConfig; core?: IommuCoreOptions; scanFirst?: boolean } = {},
+): PciBed {
+  const b = bed(opts.core ?? {});
+  const pci = createPciBus();
+  b.model.busRegister(pci);
+  b.core.addIommuBus(pci);
+  const iommuDev = new Device("iommu0", b.platform);
+  b.model.deviceAdd(iommuDev);
+  const mock = new MockIommuDriver(b.core, { claimBus: "pci", deviceGroup: "pci", ...opts.config });
+  const host = new PciHost(b.ctx);
+  build(host);
+  host.enumerate();
+  let inst: MockIommu | null = null;
+  if (!opts.scanFirst) inst = unwrap(mock.registerInstance("iommu0", iommuDev));
+  pciScanHost(b.model, pci, host, { iommu: iommuDev.fw.node });
+  if (opts.scanFirst) inst = unwrap(mock.registerInstance("iommu0", iommuDev));
+  const pdev = (name: string): PciDev => {
+    const d = pci.pciDevOf(host.function(name));
+    if (!d) throw new Error(`no pci_dev for ${name}`);
+    return d;
+  };
+  return { ...b, pci, host, mock, inst: inst!, iommuDev, pdev };
 }

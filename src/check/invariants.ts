@@ -1,0 +1,236 @@
+// Invariants of the IOMMU core (core §1.10 and more) over a whole IommuCore at any moment.
+// `checkCore` returns every violation it finds as a value; it never throws and never changes
+// the state it looks at. Driver views (what a driver says it programmed) let it compare the
+// core's bookkeeping with the "hardware".
+
+import type { Json } from "../base/json.js";
+import type { Device } from "../bus/device.js";
+import { IOMMU_NO_PASID } from "../iommu/constants.js";
+import type { IommuCore } from "../iommu/core.js";
+import type { IommuDomain } from "../iommu/domain.js";
+import { type IommuGroup, pasidArrayEntryToDomain } from "../iommu/group.js";
+import type { IommuOps } from "../iommu/ops.js";
+
+/** What a driver programmed, as it reports it (the mock driver implements this). */
+export interface IommuProgrammingView {
+  /** The ops of the driver: devices whose instance uses these ops are checked against it. */
+  readonly ops: IommuOps;
+  /** The domain last programmed for the device's RID traffic (undefined: never). */
+  ridDomain(dev: Device): IommuDomain | undefined;
+  /** The domain programmed at (dev, pasid) (undefined: none / blocked). */
+  pasidDomain(dev: Device, pasid: number): IommuDomain | undefined;
+  /** PASIDs programmed with a non-blocked domain, ascending. */
+  programmedPasids(dev: Device): number[];
+}
+
+export interface Violation {
+  /** Short name of the invariant ("1.10.3", "group-membership", …). */
+  readonly invariant: string;
+  readonly message: string;
+  readonly group?: number;
+  readonly device?: string;
+}
+
+export interface CheckOptions {
+  /** Driver views to compare programming state with (drivers without one are not compared). */
+  readonly drivers?: readonly IommuProgrammingView[];
+}
+
+export function violationsJSON(v: readonly Violation[]): Json {
+  return v.map((x) => ({ ...x }));
+}
+
+/** Every invariant violation of `core` now. */
+export function checkCore(core: IommuCore, opts: CheckOptions = {}): Violation[] {
+  const out: Violation[] = [];
+  const s = core.s;
+  const add = (
+    invariant: string,
+    message: string,
+    where: { group?: number; device?: string } = {},
+  ) => out.push({ invariant, message, ...where });
+
+  const groups = core.groups();
+  const domains = new Set(core.domains());
+  const liveDomain = (d: IommuDomain | null, what: string, g: IommuGroup): void => {
+    if (d === null) return;
+    if (d.freed || !domains.has(d)) {
+      add("domain-live", `${what} ${d.id} is freed or unknown to the core`, { group: g.id });
+    }
+  };
+
+  // IDs: the group IDA holds exactly the live groups.
+  const idaIds = [...s.groupIda.ids()];
+  const groupIds = groups.map((g) => g.id);
+  if (idaIds.join(",") !== groupIds.join(",")) {
+    add("group-ids", `group IDA holds [${idaIds}] but live groups are [${groupIds}]`);
+  }
+
+  for (const g of groups) {
+    const where = { group: g.id };
+    if (g.released) add("group-live", "released group still listed", where);
+    if (g.refs < g.devices.length) {
+      add("group-refs", `${g.refs} references for ${g.devices.length} devices`, where);
+    }
+    // Membership consistency.
+    const names = new Set<string>();
+    for (const gd of g.devices) {
+      if (gd.dev.iommuGroup !== g) {
+        add(
+          "group-membership",
+          `${gd.dev.name} is listed but its iommu_group is ${gd.dev.iommuGroup?.id ?? "null"}`,
+          where,
+        );
+      }
+      if (names.has(gd.name)) add("group-membership", `two devices linked as ${gd.name}`, where);
+      names.add(gd.name);
+    }
+    liveDomain(g.domain, "domain", g);
+    liveDomain(g.defaultDomain, "default_domain", g);
+    liveDomain(g.blockingDomain, "blocking_domain", g);
+
+    // §1.10 #2: a default domain implies a current domain.
+    if (g.defaultDomain !== null && g.domain === null) {
+      add("1.10.2", "default_domain set but domain is NULL", where);
+    }
+    // §1.10 #3.
+    if (g.ownerCnt === 0 && g.owner !== null) add("1.10.3", "owner set with owner_cnt 0", where);
+    if (g.owner !== null && g.domain === g.defaultDomain) {
+      add("1.10.3", "owned group is on its default domain", where);
+    }
+    if (g.owner !== null && g.blockingDomain === null) {
+      add("owner-blocking", "owned group has no blocking domain", where);
+    }
+    // §1.10 #4: an empty group is unowned, on no domain, with its domains freed.
+    if (g.devices.length === 0) {
+      if (g.ownerCnt !== 0) add("1.10.4", `empty group with owner_cnt ${g.ownerCnt}`, where);
+      if (g.domain !== null || g.defaultDomain !== null || g.blockingDomain !== null) {
+        add("1.10.4", "empty group still has domains", where);
+      }
+    }
+    // No reservation outlives the call that made it.
+    const res = g.pasidArray.reservations();
+    if (res.length > 0) add("pasid-reserved", `stale pasid_array reservations [${res}]`, where);
+
+    // pasid_array entries.
+    for (const [pasid, e] of g.pasidArray.entries()) {
+      if (e.kind === "handle" && e.handle.domain === null) {
+        add("pasid-array", `handle at PASID ${pasid} has no domain`, where);
+        continue;
+      }
+      const d = pasidArrayEntryToDomain(e);
+      liveDomain(d, `PASID ${pasid} domain`, g);
+      if (pasid === IOMMU_NO_PASID) {
+        if (e.kind !== "handle") add("pasid-array", "slot 0 holds a domain-tagged entry", where);
+        else if (g.domain !== d) {
+          add(
+            "pasid-array",
+            `group handle domain ${d.id} is not the group domain ${g.domain?.id ?? "null"}`,
+            where,
+          );
+        }
+      }
+    }
+
+    for (const gd of g.devices) checkDevice(core, g, gd.dev, opts, add);
+  }
+
+  // Devices that think they are in a group must be listed by it (§1.10 #1).
+  for (const bus of s.model.buses()) {
+    for (const dev of bus.devices()) {
+      const link = dev.iommuGroup;
+      if (link === null) continue;
+      const g = core.groupById(link.id);
+      if (g === null || g !== link || !g.hasDevice(dev)) {
+        add("1.10.1", `${dev.name} points at group ${link.id} which does not list it`, {
+          device: dev.name,
+        });
+      }
+      if (dev.iommu === null || dev.iommu.iommuDev === null) {
+        add("1.10.1", `${dev.name} is in a group but was not probed`, { device: dev.name });
+      }
+    }
+  }
+
+  // Instances: devices only reference registered instances.
+  for (const bus of s.model.buses()) {
+    for (const dev of bus.devices()) {
+      const inst = dev.iommu?.iommuDev ?? null;
+      if (inst !== null && !s.iommus.includes(inst as never)) {
+        add("instance", `${dev.name} uses unregistered IOMMU ${inst.name}`, { device: dev.name });
+      }
+    }
+  }
+  return out;
+}
+
+function checkDevice(
+  core: IommuCore,
+  g: IommuGroup,
+  dev: Device,
+  opts: CheckOptions,
+  add: (inv: string, msg: string, where?: { group?: number; device?: string }) => void,
+): void {
+  const where = { group: g.id, device: dev.name };
+  const di = dev.iommu;
+  if (di === null || di.iommuDev === null) return;
+  const ops = core.s.devIommuOps(dev);
+  // The group's domain must be one this device's driver can take.
+  if (
+    g.domain !== null &&
+    g.domain.owner !== ops &&
+    g.domain !== ops.blockedDomain &&
+    g.domain !== ops.identityDomain &&
+    g.domain !== ops.defaultDomain
+  ) {
+    add(
+      "domain-compatible",
+      `domain ${g.domain.id} is not compatible with ${dev.name}'s IOMMU`,
+      where,
+    );
+  }
+  const view = opts.drivers?.find((v) => v.ops === ops);
+  if (!view) return;
+  // RID programming follows group.domain unless the attach is still deferred.
+  if (!di.attachDeferred && g.domain !== null) {
+    const rid = view.ridDomain(dev);
+    if (rid !== g.domain) {
+      add(
+        "rid-programming",
+        `${dev.name} programmed with ${rid?.id ?? "nothing"} but group domain is ${g.domain.id}`,
+        where,
+      );
+    }
+  }
+  // §1.10 #5: every PASID entry is programmed on PASID-capable devices, and nothing else is.
+  const programmed = view.programmedPasids(dev);
+  const expected = g.pasidArray
+    .entries()
+    .filter(([p]) => p !== IOMMU_NO_PASID)
+    .map(([p, e]) => [p, pasidArrayEntryToDomain(e)] as const);
+  if (di.maxPasids === 0) {
+    if (programmed.length > 0) {
+      add(
+        "1.10.5",
+        `${dev.name} has no PASID support but PASIDs [${programmed}] are programmed`,
+        where,
+      );
+    }
+    return;
+  }
+  for (const [p, d] of expected) {
+    const got = view.pasidDomain(dev, p);
+    if (got !== d) {
+      add(
+        "1.10.5",
+        `${dev.name} PASID ${p}: programmed ${got?.id ?? "nothing"}, pasid_array says ${d.id}`,
+        where,
+      );
+    }
+  }
+  const keys = new Set(expected.map(([p]) => p));
+  for (const p of programmed) {
+    if (!keys.has(p))
+      add("1.10.5", `${dev.name} PASID ${p} programmed but not in pasid_array`, where);
+  }
+}
