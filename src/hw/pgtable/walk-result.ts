@@ -5,6 +5,7 @@
 // configure by assigning fields, walk, read fields. Nothing here allocates per walk.
 
 import { SimError } from "../../base/errors.js";
+import { type Json, jsonAddr } from "../../base/json.js";
 import type { PagingMode } from "./modes.js";
 
 // ---- access type of the original request ----
@@ -190,6 +191,47 @@ export class WalkResult {
   readonly stepPteHi = new Uint32Array(MAX_WALK_STEPS);
   /** 1 when the walker then wrote A/D back into this PTE. */
   readonly stepUpdated = new Uint8Array(MAX_WALK_STEPS);
+
+  /** JSON view (for traces and inspection; allocates, so not for the hot path). */
+  toJSON(): Json {
+    const steps: Json[] = [];
+    for (let i = 0; i < Math.min(this.steps, MAX_WALK_STEPS); i++) {
+      const pte = (BigInt(this.stepPteHi[i]!) << 32n) | BigInt(this.stepPteLo[i]!);
+      steps.push({
+        stage: this.stepStage[i] === STEP_FIRST ? "first" : "second",
+        level: this.stepLevel[i]!,
+        pteAddress: jsonAddr(BigInt(this.stepTable[i]!) * 4096n + BigInt(this.stepIndex[i]!) * 8n),
+        pte: jsonAddr(pte),
+        updated: this.stepUpdated[i] === 1,
+      });
+    }
+    if (this.ok) {
+      return {
+        ok: true,
+        ppn: jsonAddr(this.ppn),
+        gpaPpn: jsonAddr(this.gpaPpn),
+        pageShift: this.pageShift,
+        pbmt: this.pbmt,
+        first: { level: this.s1Level, shift: this.s1Shift, perm: this.s1Perm, pbmt: this.s1Pbmt },
+        second: { level: this.gLevel, shift: this.gShift, perm: this.gPerm, pbmt: this.gPbmt },
+        steps,
+      };
+    }
+    return {
+      ok: false,
+      fault: this.fault,
+      reason: this.reason,
+      stage: this.faultStage,
+      level: this.faultLevel,
+      gpa:
+        this.fault === "guest-page-fault"
+          ? jsonAddr(BigInt(this.faultGpaPpn) * 4096n + BigInt(this.faultGpaOffset))
+          : null,
+      implicit: this.implicit,
+      implicitWrite: this.implicitWrite,
+      steps,
+    };
+  }
 }
 
 /**

@@ -215,12 +215,12 @@ function walkStage(
       return fail(out, g, false, "misaligned-superpage", level, vpn, offset, implicit, access);
     }
 
-    // Step 6: the U bit. G-stage: every access is a user access (also for the IOMMU:
-    // "the transaction is treated as not requesting supervisor privilege"). Supervisor: U=1
-    // pages only with SUM, and never for execute.
+    // Step 6: the U bit. G-stage walks always run with user = true: every G-stage access is a
+    // user access (IOMMU: "the transaction is treated as not requesting supervisor privilege").
+    // Supervisor: U=1 pages only with SUM, and never for execute.
     if ((lo & PTE_U) === 0) {
-      if (g || user) return fail(out, g, false, "permission", level, vpn, offset, implicit, access);
-    } else if (!g && !user && (access === ACCESS_EXECUTE || !st.sum)) {
+      if (user) return fail(out, g, false, "permission", level, vpn, offset, implicit, access);
+    } else if (!user && (access === ACCESS_EXECUTE || !st.sum)) {
       return fail(out, g, false, "permission", level, vpn, offset, implicit, access);
     }
 

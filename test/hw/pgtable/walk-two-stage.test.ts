@@ -210,6 +210,14 @@ describe("two-stage walk", () => {
     // Reported for the original access type (store → cause 23).
     expect(walkFaultCause(t.out, ACCESS_WRITE)).toBe(23);
     expect(walkFaultCause(t.out, ACCESS_READ)).toBe(21);
+    const view = t.out.toJSON() as { gpa: string; implicit: boolean; steps: { stage: string }[] };
+    expect(view.gpa).toBe(`0x${(path[1]! + ((VA >> 30n) & 511n) * 8n).toString(16)}`);
+    expect(view.implicit).toBe(true);
+    // G-stage walk of the root table's GPA, the root PTE, then the G-stage walk that faults.
+    expect(view.steps.map((s) => s.stage)).toEqual([
+      ...["second", "second", "second", "second", "first"],
+      ...["second", "second", "second", "second"],
+    ]);
   });
 
   it("implicit write: setting A/D in a first-stage PTE needs G-stage write permission", () => {

@@ -134,6 +134,14 @@ describe("walk: map → walk round trips", () => {
       if (i < 3) expect(t.out.stepTable[i + 1]).toBe(decodePte(pte).ppn);
     }
     expect(t.out.ppn).toBe(0x12345);
+    const view = t.out.toJSON() as {
+      ok: boolean;
+      ppn: string;
+      steps: { level: number; pteAddress: string }[];
+    };
+    expect([view.ok, view.ppn]).toEqual([true, "0x12345"]);
+    expect(view.steps.map((s) => s.level)).toEqual([3, 2, 1, 0]);
+    expect(view.steps[3]!.pteAddress).toBe(`0x${lastPteAddress(t.out).toString(16)}`);
   });
 
   it("reads an x4 root index above 511 from the right one of the four root pages", () => {
