@@ -57,7 +57,7 @@ import {
   pciDevfn,
   pciDevid,
 } from "../../src/hw/pci/regs.js";
-import { newPciRoute, PciBridge, type PciFunction } from "../../src/hw/pci/topology.js";
+import { newPciRoute, type PciFunction } from "../../src/hw/pci/topology.js";
 import { buildTree, treeArb } from "../hw/pci/trees.js";
 
 const ALL: AcsBit[] = ["sv", "tb", "rr", "cr", "uf", "ec", "dt"];
