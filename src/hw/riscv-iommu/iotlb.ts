@@ -167,7 +167,7 @@ export class Iotlb {
     const vpnBase = f.vpn - (f.vpn % span);
     const offsetPages = f.vpn - vpnBase;
     const key = (f.gscid + 1) * TWO21 + (f.global && f.pscid >= 0 ? GLOBAL_TAG : f.pscid + 1);
-    const old = this.#spaces.get(key)?.maps[cls]!.get(vpnBase);
+    const old = this.#spaces.get(key)?.maps[cls]?.get(vpnBase);
     if (old !== undefined) this.#remove(old);
     if (this.#count >= this.capacity) this.#remove(this.#tail!);
     // Looked up after the removals, which may have dropped an emptied space.
