@@ -15,7 +15,7 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
     doc:
       "Two IOMMU instances (iommu0 with 20-bit PASIDs and SVA-capable devices, iommu1 without PASIDs); " +
       "a PCIe switch with ACS isolating a DSA-like engine and a NIC; a conventional PCI bridge " +
-      "(no ACS possible) whose two devices share one group; a platform device with a firmware " +
+      "(no ACS possible) whose two devices share one group; an integrated GPU with a firmware " +
       "direct-mapped region; an empty external-facing (Thunderbolt-like) port where an untrusted " +
       "device can be hot-added; drivers bound at boot.",
     description: {
@@ -46,8 +46,9 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
         legacy0: { parent: "br0", slot: 0, iommu: "iommu1", endpoint: "test" },
         legacy1: { parent: "br0", slot: 1, iommu: "iommu1", endpoint: "test" },
         tb0: { parent: "rp2", iommu: "iommu0", ats: true, endpoint: "test", present: false },
+        // A root-complex integrated GPU whose firmware keeps a framebuffer DMA-mapped 1:1.
         gpu0: {
-          bus: "platform",
+          slot: 5,
           iommu: "iommu1",
           endpoint: "test",
           reserved_regions: [{ type: "direct", start: "0xa0000000", size: "1M" }],
@@ -56,23 +57,36 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
     },
   },
   "single-mock": {
-    doc: "One mock IOMMU; one PCIe device (20-bit PASID, ATS, PRI) below an ACS root port; one platform device.",
+    doc: "One mock IOMMU and one PCIe device (20-bit PASID, ATS, PRI) below an ACS root port.",
     description: {
       name: "single-mock",
       memory: { size: "256M" },
       iommus: { iommu0: { driver: "mock", pasid_bits: 20 } },
       pci: { rp0: { type: "root_port", slot: 1, acs: true } },
+      devices: { dev0: { parent: "rp0", ...PASID_DEVICE, endpoint: "test" } },
+    },
+  },
+  "platform-mock": {
+    doc:
+      "One mock IOMMU and platform devices: one with pasid-num-bits 20, one with " +
+      "pasid-num-bits 0 (only PASID 0), one without the property (no PASIDs).",
+    description: {
+      name: "platform-mock",
+      memory: { size: "256M" },
+      iommus: { iommu0: { driver: "mock", pasid_bits: 20 } },
       devices: {
-        dev0: { parent: "rp0", ...PASID_DEVICE, endpoint: "test" },
         plat0: { bus: "platform", pasid_num_bits: 20, endpoint: "test" },
+        plat1: { bus: "platform", pasid_num_bits: 0, endpoint: "test" },
+        plat2: { bus: "platform", endpoint: "test" },
       },
     },
   },
   "pci-no-acs": {
     doc:
-      "One mock IOMMU; a switch whose downstream ports lack ACS (two NICs share a group), a " +
-      "multifunction device without ACS (its functions share a group), a function whose DMA-alias " +
-      "quirk joins it to its ACS-isolated sibling, and one device isolated below an ACS root port.",
+      "One mock IOMMU; a switch whose downstream ports lack ACS (each NIC shares a group with its " +
+      "port), a multifunction device without ACS (its functions share a group), a SATA part whose " +
+      "DMA-alias quirk joins its ACS-isolated functions, and one device isolated below an ACS " +
+      "root port.",
     description: {
       name: "pci-no-acs",
       memory: { size: "256M" },
@@ -91,9 +105,22 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
         nic1: { parent: "sw0p1", ...PASID_DEVICE, endpoint: "nic" },
         mf0: { parent: "rp1", function: 0, pasid_bits: 20, endpoint: "test" },
         mf1: { parent: "rp1", function: 1, pasid_bits: 20, endpoint: "test" },
-        // Functions with ACS are isolated from each other; the quirk's alias joins them anyway.
-        quirk0: { parent: "rp2", function: 0, acs: true, dma_alias: ["00.1"], endpoint: "test" },
-        quirk1: { parent: "rp2", function: 1, acs: true, endpoint: "test" },
+        // Functions with ACS are isolated from each other, but this Marvell SATA part tags DMA
+        // of function 0 as function 1: Linux's alias quirk joins them in one group.
+        sata0: {
+          parent: "rp2",
+          function: 0,
+          part: "marvell-88se9123",
+          acs: true,
+          endpoint: "test",
+        },
+        sata1: {
+          parent: "rp2",
+          function: 1,
+          part: "marvell-88se9123",
+          acs: true,
+          endpoint: "test",
+        },
         iso0: { parent: "rp3", ...PASID_DEVICE, endpoint: "test" },
       },
     },

@@ -4,6 +4,7 @@
 // consumes. A description may `extends:` a built-in machine and override parts of it.
 
 import type { InputLocation } from "../base/errors.js";
+import { type PciPartName, pciPartNames } from "../hw/pci/catalog.js";
 import { Diagnostics } from "./input/diagnostics.js";
 import { childPath, entry, type InputNode, mergeNodes } from "./input/node.js";
 import {
@@ -24,6 +25,7 @@ import {
   suggest,
   u64,
 } from "./input/schema.js";
+import { type IommuDriverOptions, readIommuOptions } from "./iommu-options.js";
 
 /** RAM starts here on the RISC-V `virt` machine; a description giving only a size gets it. */
 export const DEFAULT_RAM_BASE = 0x8000_0000n;
@@ -62,8 +64,10 @@ export interface IommuDescription extends Located {
   readonly pasidBits: number;
   /** Page sizes the instance supports (`pgsize_bitmap`), ascending. */
   readonly pageSizes: readonly bigint[];
-  /** Driver-specific options, validated by the driver's own reader (machine/drivers.ts). */
-  readonly options: InputNode | undefined;
+  /** The validated driver-specific options. */
+  readonly options: IommuDriverOptions;
+  /** The options as written, to validate again when a run replaces the driver. */
+  readonly optionsNode: InputNode | undefined;
 }
 
 export const PCI_BRIDGE_TYPES = [
@@ -91,8 +95,10 @@ export interface PciBridgeDescription extends Located {
   readonly function: number;
   /** ACS capability with these controls enabled, or null for no ACS capability. */
   readonly acs: AcsDescription | null;
-  /** Firmware marks the port as facing external devices (Thunderbolt): devices below are untrusted. */
+  /** Firmware marks the root port external-facing (Thunderbolt): devices below are untrusted. */
   readonly externalFacing: boolean;
+  /** A known bridge part (e.g. a PCIe-to-PCI bridge hiding its PCIe capability). */
+  readonly part: PciPartName | undefined;
 }
 
 export const RESV_TYPES = ["direct", "direct_relaxable", "reserved"] as const;
@@ -141,8 +147,13 @@ export interface PciFunctionDescription extends DeviceCommon {
   readonly ats: boolean;
   /** Function-level ACS of a multifunction device (null = no ACS capability). */
   readonly acs: AcsDescription | null;
-  /** DMA alias quirks: `slot.function` on the same bus the function also issues requests as. */
+  /**
+   * Hardware DMA aliases: `slot.function`s on the same bus the function also tags requests with.
+   * Linux learns aliases only from its quirk table (a known `part`), not from the hardware.
+   */
   readonly dmaAliases: readonly { readonly slot: number; readonly function: number }[];
+  /** A known part (hw/pci catalog): its IDs and bus behaviour, which Linux quirks recognise. */
+  readonly part: PciPartName | undefined;
 }
 
 export interface PlatformDeviceDescription extends DeviceCommon {
@@ -399,6 +410,10 @@ function readIommu(
 ): IommuDescription | undefined {
   const f = readIommuFields(n.value, path, d);
   if (!f) return undefined;
+  const driverLoc =
+    n.value.kind === "map" ? (entry(n.value, "driver")?.value.loc ?? n.keyLoc) : n.keyLoc;
+  const options = readIommuOptions(f.driver, f.options, childPath(path, "options"), d, driverLoc);
+  if (!options) return undefined;
   const sizes = [...new Set(f.page_sizes ?? [4096n, 2n << 20n, 1n << 30n])].sort((a, b) =>
     a < b ? -1 : a > b ? 1 : 0,
   );
@@ -409,7 +424,8 @@ function readIommu(
     driver: f.driver,
     pasidBits: f.pasid_bits,
     pageSizes: sizes,
-    options: f.options,
+    options,
+    optionsNode: f.options,
   };
 }
 
@@ -446,6 +462,7 @@ const readBridgeFields = struct({
   function: optional(integer({ min: 0, max: 7 }), 0),
   acs: optional(acs(), null),
   external_facing: optional(boolean(), false),
+  part: optional(oneOf(pciPartNames())),
 });
 
 function readBridge(
@@ -465,6 +482,7 @@ function readBridge(
     function: f.function,
     acs: f.acs,
     externalFacing: f.external_facing,
+    part: f.part,
   };
 }
 
@@ -534,6 +552,7 @@ const readPciFields = struct({
   ats: optional(boolean(), false),
   acs: optional(acs(), null),
   dma_alias: optional(listOf(devfn(), { single: true }), []),
+  part: optional(oneOf(pciPartNames())),
 });
 
 const readPlatformFields = struct({
@@ -589,6 +608,7 @@ function readDevice(
     ats: f.ats,
     acs: f.acs,
     dmaAliases: f.dma_alias,
+    part: f.part,
   };
 }
 
@@ -647,7 +667,7 @@ const BRIDGE_PARENTS: Record<PciBridgeType, readonly (PciBridgeType | undefined)
   root_port: [undefined],
   switch_upstream: ["root_port", "switch_downstream"],
   switch_downstream: ["switch_upstream"],
-  pci_bridge: [undefined, "root_port", "switch_downstream", "pci_bridge"],
+  pci_bridge: ["root_port", "switch_downstream", "pci_bridge"],
 };
 
 function crossCheck(
@@ -732,11 +752,14 @@ function crossCheck(
         "a switch upstream port has no ACS capability (ACS is on downstream ports)",
       );
     }
-    if (b.externalFacing && b.type !== "root_port" && b.type !== "switch_downstream") {
+    if (b.part !== undefined && b.type !== "pci_bridge") {
+      d.error(at(b, "part"), childPath(p, "part"), "only pci_bridge entries can name a part");
+    }
+    if (b.externalFacing && b.type !== "root_port") {
       d.error(
         at(b, "external_facing"),
         childPath(p, "external_facing"),
-        "only root ports and switch downstream ports can face outside",
+        "only root ports are marked external-facing by firmware",
       );
     }
     placeable.push(b);
@@ -815,15 +838,128 @@ function crossCheck(
       } else if (!prev) rootPortIommu.set(rp, { iommu: dev.iommu, dev: dev.name });
     }
   }
-  // A DMA alias must name a function slot on the same bus (it need not exist: quirks alias to phantom functions).
+  // A DMA alias names a devfn on the same bus (it need not exist: quirks alias to phantom functions).
   for (const dev of devices) {
     if (dev.bus !== "pci") continue;
+    const p = childPath(childPath(path, "devices"), dev.name);
     dev.dmaAliases.forEach((a, i) => {
       if (a.slot === dev.slot && a.function === dev.function) {
-        const p = childPath(childPath(childPath(path, "devices"), dev.name), "dma_alias");
-        d.error(dev.loc, childPath(p, i), "a device cannot be its own DMA alias");
+        d.error(
+          at(dev, "dma_alias"),
+          childPath(childPath(p, "dma_alias"), i),
+          "a device cannot be its own DMA alias",
+        );
       }
     });
+    const parent = dev.parent === undefined ? undefined : bridges.get(dev.parent);
+    if (parent?.type === "pci_bridge") {
+      // Below a PCIe-to-PCI bridge the bus is conventional PCI: no PCI Express capabilities.
+      for (const [field, on] of [
+        ["pasid_bits", dev.pasidBits > 0],
+        ["ats", dev.ats],
+        ["pri", dev.pri],
+        ["acs", dev.acs !== null],
+      ] as const) {
+        if (on)
+          d.error(
+            at(dev, field),
+            childPath(p, field),
+            "a conventional PCI device (below a pci_bridge) has no PCI Express capabilities",
+          );
+      }
+    }
+    if (!dev.present && dev.reservedRegions.length > 0) {
+      d.error(
+        at(dev, "reserved_regions"),
+        childPath(p, "reserved_regions"),
+        "firmware reserved regions are for devices present at boot, not hot-plugged ones",
+      );
+    }
+    if (!dev.present && parent?.type !== "root_port" && parent?.type !== "switch_downstream") {
+      d.error(
+        at(dev, "present"),
+        childPath(p, "present"),
+        "only a device below a root port or switch downstream port can be hot-plugged",
+      );
+    }
+  }
+  checkSlots(path, d, devices);
+  checkDrivers(path, d, devices);
+  for (const i of iommus) {
+    if (i.options.driver !== "mock") continue;
+    i.options.mock.faultInjection.forEach((f, n) => {
+      if (f.dev !== undefined && !devices.some((x) => x.name === f.dev)) {
+        const p = childPath(
+          childPath(childPath(childPath(path, "iommus"), i.name), "options"),
+          "fault_injection",
+        );
+        d.error(
+          at(i, "options"),
+          childPath(childPath(p, n), "dev"),
+          `unknown device "${f.dev}"${suggest(
+            f.dev,
+            devices.map((x) => x.name),
+          )}`,
+        );
+      }
+    });
+  }
+}
+
+/** The functions of one PCI slot form one device: function 0 exists, all share presence and IOMMU. */
+function checkSlots(path: string, d: Diagnostics, devices: readonly DeviceDescription[]): void {
+  const slots = new Map<string, PciFunctionDescription[]>();
+  for (const dev of devices) {
+    if (dev.bus !== "pci") continue;
+    const key = `${dev.parent ?? ""}/${dev.slot}`;
+    const list = slots.get(key);
+    if (list) list.push(dev);
+    else slots.set(key, [dev]);
+  }
+  for (const fns of slots.values()) {
+    const first = fns[0]!;
+    const p = (x: PciFunctionDescription) => childPath(childPath(path, "devices"), x.name);
+    if (!fns.some((f) => f.function === 0)) {
+      d.error(
+        at(first, "function"),
+        childPath(p(first), "function"),
+        `slot ${first.slot} below ${first.parent ?? "the host bridge"} has no function 0 (a PCI device always has one)`,
+      );
+    }
+    for (const f of fns.slice(1)) {
+      if (f.present !== first.present) {
+        d.error(
+          at(f, "present"),
+          childPath(p(f), "present"),
+          `the functions of one device are plugged together (${first.name} is ${first.present ? "" : "not "}present)`,
+        );
+      }
+      if (f.iommu !== first.iommu) {
+        d.error(
+          at(f, "iommu"),
+          childPath(p(f), "iommu"),
+          `the functions of one device share an IOMMU (${first.name} uses ${first.iommu ?? "none"})`,
+        );
+      }
+    }
+  }
+}
+
+/** A driver name means one driver: every device naming it agrees on driver_managed_dma. */
+function checkDrivers(path: string, d: Diagnostics, devices: readonly DeviceDescription[]): void {
+  const seen = new Map<string, DeviceDescription>();
+  for (const dev of devices) {
+    if (dev.driver === null) continue;
+    const key = `${dev.bus}/${dev.driver.name}`;
+    const prev = seen.get(key);
+    if (!prev) seen.set(key, dev);
+    else if (prev.driver!.driverManagedDma !== dev.driver.driverManagedDma) {
+      d.error(
+        at(dev, "driver"),
+        childPath(childPath(childPath(path, "devices"), dev.name), "driver"),
+        `driver ${dev.driver.name} is declared with driver_managed_dma ${prev.driver!.driverManagedDma} by ${prev.name}`,
+      );
+    }
   }
 }
 
@@ -862,4 +998,20 @@ function detectBridgeCycle(
     }
   }
   return false;
+}
+
+/**
+ * The description with every IOMMU instance running `driver`; the instances' options are read
+ * again for that driver (options written for another driver are an error).
+ */
+export function withIommuDriver(desc: MachineDescription, driver: string): MachineDescription {
+  const d = new Diagnostics();
+  const iommus = desc.iommus.map((i) => {
+    if (i.driver === driver) return i;
+    const path = childPath(childPath("iommus", i.name), "options");
+    const options = readIommuOptions(driver, i.optionsNode, path, d, at(i, "driver"));
+    return options ? { ...i, driver: driver as IommuDriverName, options } : i;
+  });
+  d.throwIfAny();
+  return { ...desc, iommus };
 }

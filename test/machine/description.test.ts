@@ -183,7 +183,7 @@ describe("machine descriptions", () => {
 
   it("an unknown built-in or an override error is reported at the override", () => {
     expect(yamlErrors("extends: singel-mock\n")).toEqual([
-      'm.yaml:1:10: extends: unknown built-in machine "singel-mock" (did you mean "single-mock"?); built-in machines: default, single-mock, pci-no-acs, multi-iommu',
+      'm.yaml:1:10: extends: unknown built-in machine "singel-mock" (did you mean "single-mock"?); built-in machines: default, single-mock, platform-mock, pci-no-acs, multi-iommu',
     ]);
     expect(yamlErrors("extends: single-mock\ndevices: {dev0: {slot: x}}\n")).toEqual([
       'm.yaml:2:24: devices.dev0.slot: expected an integer in 0..31, got the string "x"',

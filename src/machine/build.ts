@@ -1,0 +1,263 @@
+// Boots a machine from a validated description, in the order a Linux boot takes: buses and the
+// IOMMU core (`iommu_subsys_init`), device drivers, the IOMMUs' own platform devices, the
+// devices (their drivers' probes defer: their IOMMU is not there yet), then each IOMMU instance
+// registers (`iommu_device_register`: bus probe, groups, default domains) and the deferred
+// driver probes run.
+
+import { createContext } from "../base/context.js";
+import { InputError } from "../base/errors.js";
+import { Device } from "../bus/device.js";
+import { DeviceModel } from "../bus/driver-core.js";
+import { FirmwareDescription, FwNode, IOMMU_RESV, type IommuResvRegion } from "../bus/firmware.js";
+import { createPciBus } from "../bus/pci-dev.js";
+import { createPlatformBus } from "../bus/platform.js";
+import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
+import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
+import {
+  IOMMU_CACHE,
+  IOMMU_CAP,
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_MMIO,
+  IOMMU_NOEXEC,
+  IOMMU_PRIV,
+  IOMMU_READ,
+  IOMMU_WRITE,
+} from "../iommu/constants.js";
+import { IommuCore } from "../iommu/core.js";
+import {
+  type DeviceDescription,
+  type IommuDescription,
+  type MachineDescription,
+  type PlatformDeviceDescription,
+  type ProtName,
+  type ResvTypeName,
+  withIommuDriver,
+} from "./description.js";
+import type { IommuCapName, MockIommuOptions } from "./iommu-options.js";
+import { machineDescription } from "./load.js";
+import { Machine, type MachineIommu } from "./machine.js";
+import { MachinePci } from "./pci.js";
+
+export interface BuildOptions {
+  /** Seed of the machine's RNG (default 1). */
+  readonly seed?: number;
+  /** Runs every IOMMU instance with this driver instead of the described one. */
+  readonly driver?: string;
+}
+
+/**
+ * Boots the machine a description (or a built-in machine's name) describes. Invalid input throws
+ * an InputError naming every problem.
+ */
+export function buildMachine(input: MachineDescription | string, opts: BuildOptions = {}): Machine {
+  let desc = typeof input === "string" ? machineDescription(input) : input;
+  if (opts.driver !== undefined) desc = withIommuDriver(desc, opts.driver);
+
+  const ctx = createContext({ seed: opts.seed ?? 1 });
+  const memory = new PhysicalMemory(desc.ram.map((r) => ({ base: r.base, size: r.size })));
+  const frames = new FrameAllocator(memory);
+  const model = new DeviceModel(ctx);
+  const platform = createPlatformBus();
+  const pci = createPciBus();
+  model.busRegister(platform);
+  model.busRegister(pci);
+  const core = new IommuCore(ctx, model, {
+    ...(desc.boot.passthrough === undefined ? {} : { passthrough: desc.boot.passthrough }),
+    ...(desc.boot.strict === undefined ? {} : { strict: desc.boot.strict }),
+    configDefaultPassthrough: desc.boot.configDefaultPassthrough,
+    configDefaultDmaStrict: desc.boot.configDefaultDmaStrict,
+  });
+
+  // The IOMMUs' own devices come first: they are what devices' firmware `iommus` links name.
+  const hwdevs = new Map<string, Device>();
+  for (const i of desc.iommus) {
+    const hw = new Device(i.name, platform, new FirmwareDescription({ node: new FwNode(i.name) }));
+    hwdevs.set(i.name, hw);
+  }
+  // Platform devices' stream IDs: their position among the platform devices.
+  const streamIds = new Map<string, number>();
+  desc.devices
+    .filter((d) => d.bus === "platform")
+    .forEach((d, i) => {
+      streamIds.set(d.name, i);
+    });
+  const createPlatformDevice = (d: PlatformDeviceDescription): Device => {
+    const hw = d.iommu === null ? undefined : hwdevs.get(d.iommu);
+    const fw = new FirmwareDescription({
+      node: new FwNode(d.name),
+      properties: d.pasidNumBits === undefined ? {} : { "pasid-num-bits": d.pasidNumBits },
+      resvRegions: d.reservedRegions.map(resvRegion),
+      iommus: hw ? { fwnode: hw.fw.node, ids: [streamIds.get(d.name)!] } : null,
+    });
+    return new Device(d.name, platform, fw);
+  };
+
+  const iommus: MachineIommu[] = [];
+  const mocks = new Map<string, MockIommuDriver>();
+  for (const i of desc.iommus) {
+    if (i.options.driver === "mock")
+      mocks.set(i.name, new MockIommuDriver(core, mockConfig(desc, i, i.options.mock)));
+  }
+  const machinePci = new MachinePci(pci, desc);
+  machinePci.build(ctx, desc);
+  const machine = new Machine({
+    description: desc,
+    ctx,
+    memory,
+    frames,
+    model,
+    core,
+    buses: { platform, pci },
+    pci: machinePci,
+    iommus,
+    createPlatformDevice,
+    checks: [],
+  });
+
+  // Device drivers register before the devices appear, so device_add tries to bind them (their
+  // probe defers until the device's IOMMU has registered).
+  for (const d of desc.devices) {
+    if (d.driver === null) continue;
+    const bus = d.bus === "pci" ? pci : platform;
+    machine.driver(d.driver.name, bus, d.driver.driverManagedDma).matches.add(d.name);
+  }
+  for (const hw of hwdevs.values()) model.deviceAdd(hw);
+  for (const d of desc.devices) {
+    if (d.bus !== "platform") continue;
+    const dev = createPlatformDevice(d);
+    machine.adoptPlatform(d.name, dev);
+    if (d.present) model.deviceAdd(dev);
+  }
+  const iommuNodes = new Map([...hwdevs].map(([n, hw]) => [n, hw.fw.node]));
+  machinePci.scan(model, iommuNodes, desc.iommus.length > 0);
+  // Firmware reserved regions of PCI functions (ACPI RMR / DT memory-region), known before any
+  // IOMMU probes the devices.
+  for (const d of desc.devices) {
+    if (d.bus !== "pci" || !d.present) continue;
+    const dev = machinePci.pciDev(d.name)!;
+    for (const r of d.reservedRegions) dev.fw.addResvRegion(resvRegion(r));
+  }
+
+  for (const i of desc.iommus) {
+    const mock = mocks.get(i.name)!;
+    armFaults(mock, i.options.mock);
+    const maxPasids = i.pasidBits === 0 ? 0 : 2 ** i.pasidBits;
+    const r = mock.registerInstance(i.name, hwdevs.get(i.name)!, maxPasids);
+    if (!r.ok) {
+      // The kernel logs a failed IOMMU probe and boots on without it.
+      machine.bootLog.push(`iommu_device_register(${i.name}) failed: -${r.errno}`);
+      continue;
+    }
+    iommus.push({
+      name: i.name,
+      description: i,
+      instance: r.value,
+      hwdev: hwdevs.get(i.name)!,
+      mock,
+    });
+  }
+  // Deferred driver probes (triggered by each registration) run now.
+  ctx.scheduler.settle();
+  return machine;
+}
+
+const CAPS: Readonly<Record<IommuCapName, number>> = {
+  cache_coherency: IOMMU_CAP.CACHE_COHERENCY,
+  noexec: IOMMU_CAP.NOEXEC,
+  pre_boot_protection: IOMMU_CAP.PRE_BOOT_PROTECTION,
+  enforce_cache_coherency: IOMMU_CAP.ENFORCE_CACHE_COHERENCY,
+  deferred_flush: IOMMU_CAP.DEFERRED_FLUSH,
+  dirty_tracking: IOMMU_CAP.DIRTY_TRACKING,
+};
+
+/**
+ * `device_group` of a mock instance: `pci_device_group` when it translates PCI functions (as
+ * real drivers do for PCI devices), `generic_device_group` for platform devices. The mock driver
+ * has one strategy per instance, so one instance cannot translate both kinds yet.
+ */
+function groupStrategy(desc: MachineDescription, i: IommuDescription): "pci" | "generic" {
+  const devs = desc.devices.filter((d) => d.iommu === i.name);
+  const pci = devs.filter((d) => d.bus === "pci");
+  if (pci.length > 0 && pci.length < devs.length) {
+    throw new InputError(
+      `iommus.${i.name}: the mock driver groups either PCI functions (pci_device_group) or platform devices (generic_device_group), not both on one instance`,
+      i.loc,
+    );
+  }
+  return pci.length > 0 ? "pci" : "generic";
+}
+
+function mockConfig(
+  desc: MachineDescription,
+  i: IommuDescription,
+  o: MockIommuOptions,
+): MockIommuConfig {
+  const defType =
+    o.defDomainType === "identity"
+      ? IOMMU_DOMAIN_IDENTITY
+      : o.defDomainType === "dma"
+        ? IOMMU_DOMAIN_DMA
+        : undefined;
+  return {
+    name: `mock:${i.name}`,
+    pgsizeBitmap: i.pageSizes.reduce((a, s) => a | s, 0n),
+    maxPasids: i.pasidBits === 0 ? 0 : 2 ** i.pasidBits,
+    staticBlocked: o.staticBlocked,
+    staticIdentity: o.staticIdentity,
+    allocIdentity: o.allocIdentity,
+    defaultDomain: o.defaultDomain,
+    releaseDomain: o.releaseDomain,
+    ...(defType === undefined ? {} : { defDomainType: defType }),
+    deviceGroup: o.deviceGroup === "single" ? "single" : groupStrategy(desc, i),
+    pagingOp: o.pagingOp,
+    capabilities: o.capabilities.map((c) => CAPS[c] as (typeof IOMMU_CAP)[keyof typeof IOMMU_CAP]),
+    claimBus: null,
+    attachDeferred: o.attachDeferred,
+    pasid1024Quirk: o.pasid1024Quirk,
+    ...(o.aperture ? { aperture: o.aperture } : {}),
+  };
+}
+
+function armFaults(mock: MockIommuDriver, o: MockIommuOptions): void {
+  for (const f of o.faultInjection) {
+    mock.faults.arm({
+      op: f.op,
+      nth: f.nth,
+      errno: f.errno,
+      times: f.times,
+      partialPages: f.partialPages,
+      ...(f.dev === undefined && f.pasid === undefined
+        ? {}
+        : {
+            filter: (info) =>
+              (f.dev === undefined || info.dev?.name === f.dev) &&
+              (f.pasid === undefined || info.pasid === f.pasid),
+          }),
+    });
+  }
+}
+
+const RESV: Readonly<Record<ResvTypeName, IommuResvRegion["type"]>> = {
+  direct: IOMMU_RESV.DIRECT,
+  direct_relaxable: IOMMU_RESV.DIRECT_RELAXABLE,
+  reserved: IOMMU_RESV.RESERVED,
+};
+
+const PROT: Readonly<Record<ProtName, number>> = {
+  read: IOMMU_READ,
+  write: IOMMU_WRITE,
+  cache: IOMMU_CACHE,
+  noexec: IOMMU_NOEXEC,
+  mmio: IOMMU_MMIO,
+  priv: IOMMU_PRIV,
+};
+
+function resvRegion(r: DeviceDescription["reservedRegions"][number]): IommuResvRegion {
+  return {
+    start: r.start,
+    length: r.size,
+    prot: r.prot.reduce((a, p) => a | PROT[p], 0),
+    type: RESV[r.type],
+  };
+}

@@ -1,0 +1,200 @@
+// Driver-specific options of an IOMMU instance (`iommus.<name>.options`), one reader per
+// driver. The mock driver's options choose which kernel-driver shape it takes (static domains,
+// def_domain_type, group strategy, allocators) and arm fault injection at boot.
+
+import { type Errno, errnoNames } from "../base/errno.js";
+import { Diagnostics } from "./input/diagnostics.js";
+import type { InputNode } from "./input/node.js";
+import {
+  boolean,
+  integer,
+  listOf,
+  name,
+  oneOf,
+  optional,
+  type Reader,
+  refine,
+  required,
+  struct,
+  u64,
+} from "./input/schema.js";
+
+export const MOCK_OPS = [
+  "probe_device",
+  "device_group",
+  "domain_alloc_paging",
+  "domain_alloc_identity",
+  "alloc",
+  "attach_dev",
+  "set_dev_pasid",
+  "map_pages",
+  "iotlb_sync_map",
+] as const;
+export type MockOpName = (typeof MOCK_OPS)[number];
+
+export const IOMMU_CAP_NAMES = [
+  "cache_coherency",
+  "noexec",
+  "pre_boot_protection",
+  "enforce_cache_coherency",
+  "deferred_flush",
+  "dirty_tracking",
+] as const;
+export type IommuCapName = (typeof IOMMU_CAP_NAMES)[number];
+
+/** A fault-injection rule: fail the `nth` matching call of `op` (and `times - 1` after it). */
+export interface FaultRuleDescription {
+  readonly op: MockOpName;
+  readonly nth: number;
+  readonly errno: Errno;
+  readonly times: number;
+  /** Only calls for this device count. */
+  readonly dev: string | undefined;
+  /** Only calls for this PASID count (set_dev_pasid). */
+  readonly pasid: number | undefined;
+  /** map_pages: 4 KiB pages mapped before the failure. */
+  readonly partialPages: number;
+}
+
+type StaticChoice = "blocked" | "identity" | "none";
+
+export interface MockIommuOptions {
+  /** Legacy static `ops.default_domain` (the iommufd selftest mock uses "blocked"). */
+  readonly defaultDomain: StaticChoice;
+  readonly releaseDomain: StaticChoice;
+  /** Static `ops.blocked_domain`. */
+  readonly staticBlocked: boolean;
+  /** Static `ops.identity_domain`. */
+  readonly staticIdentity: boolean;
+  /** `domain_alloc_identity` (v6.16). */
+  readonly allocIdentity: boolean;
+  /** `def_domain_type` answer for every device ("none": the op is absent). */
+  readonly defDomainType: "none" | "identity" | "dma";
+  /** `device_group`: `generic_device_group` or `generic_single_device_group`. */
+  readonly deviceGroup: "generic" | "single";
+  /** Which paging allocators the driver implements. */
+  readonly pagingOp: "flags" | "paging" | "both" | "none";
+  readonly capabilities: readonly IommuCapName[];
+  readonly attachDeferred: boolean;
+  /** The selftest mock's PASID-1024 fake error on replace. */
+  readonly pasid1024Quirk: boolean;
+  /** Paging-domain aperture (inclusive); undefined = the mock's [1 << 24, 2^31 - 1]. */
+  readonly aperture: { readonly start: bigint; readonly last: bigint } | undefined;
+  readonly faultInjection: readonly FaultRuleDescription[];
+}
+
+const staticChoice = oneOf(["blocked", "identity", "none"] as const);
+
+export const readFaultRule: Reader<FaultRuleDescription> = (node, path, d) => {
+  const f = struct({
+    op: required(oneOf(MOCK_OPS)),
+    errno: required(oneOf(errnoNames())),
+    nth: optional(integer({ min: 1, max: 1_000_000 }), 1),
+    times: optional(integer({ min: 1, max: 1_000_000 }), 1),
+    dev: optional(name()),
+    pasid: optional(integer({ min: 0, max: 0xffff_ffff })),
+    partial_pages: optional(integer({ min: 0, max: 1 << 30 }), 0),
+  })(node, path, d);
+  if (!f) return undefined;
+  return {
+    op: f.op,
+    errno: f.errno,
+    nth: f.nth,
+    times: f.times,
+    dev: f.dev,
+    pasid: f.pasid,
+    partialPages: f.partial_pages,
+  };
+};
+
+const readMockFields = struct({
+  default_domain: optional(staticChoice, "none" as StaticChoice),
+  release_domain: optional(staticChoice, "none" as StaticChoice),
+  static_blocked: optional(boolean(), true),
+  static_identity: optional(boolean(), true),
+  alloc_identity: optional(boolean(), false),
+  def_domain_type: optional(oneOf(["none", "identity", "dma"] as const), "none" as const),
+  device_group: optional(oneOf(["generic", "single"] as const), "generic" as const),
+  paging_op: optional(oneOf(["flags", "paging", "both", "none"] as const), "flags" as const),
+  capabilities: optional(listOf(oneOf(IOMMU_CAP_NAMES)), ["cache_coherency"] as IommuCapName[]),
+  attach_deferred: optional(boolean(), false),
+  pasid_1024_quirk: optional(boolean(), true),
+  aperture: optional(
+    refine(struct({ start: required(u64()), last: required(u64()) }), (a) =>
+      a.start > a.last ? "aperture start is above its last address" : undefined,
+    ),
+  ),
+  fault_injection: optional(listOf(readFaultRule), []),
+});
+
+function readMockOptions(
+  node: InputNode,
+  path: string,
+  d: Diagnostics,
+): MockIommuOptions | undefined {
+  const f = readMockFields(node, path, d);
+  if (!f) return undefined;
+  const opts: MockIommuOptions = {
+    defaultDomain: f.default_domain,
+    releaseDomain: f.release_domain,
+    staticBlocked: f.static_blocked,
+    staticIdentity: f.static_identity,
+    allocIdentity: f.alloc_identity,
+    defDomainType: f.def_domain_type,
+    deviceGroup: f.device_group,
+    pagingOp: f.paging_op,
+    capabilities: f.capabilities,
+    attachDeferred: f.attach_deferred,
+    pasid1024Quirk: f.pasid_1024_quirk,
+    aperture: f.aperture,
+    faultInjection: f.fault_injection,
+  };
+  // A static default/release domain must be one of the static domains the driver has.
+  for (const [field, choice] of [
+    ["default_domain", opts.defaultDomain],
+    ["release_domain", opts.releaseDomain],
+  ] as const) {
+    if (
+      (choice === "blocked" && !opts.staticBlocked) ||
+      (choice === "identity" && !opts.staticIdentity)
+    ) {
+      d.error(node.loc, `${path}.${field}`, `"${choice}" needs static_${choice}: true`);
+      return undefined;
+    }
+  }
+  return opts;
+}
+
+/** Validated options, by driver. */
+export type IommuDriverOptions = { readonly driver: "mock"; readonly mock: MockIommuOptions };
+
+/** Drivers a machine can use today, with their options readers. */
+export const AVAILABLE_IOMMU_DRIVERS: readonly string[] = ["mock"];
+
+/**
+ * Reads the options of an instance using `driver` (absent options = the driver's defaults);
+ * undefined after reporting when they are invalid or the driver is not available yet.
+ */
+export function readIommuOptions(
+  driver: string,
+  node: InputNode | undefined,
+  path: string,
+  d: Diagnostics,
+  driverLoc: InputNode["loc"],
+): IommuDriverOptions | undefined {
+  if (driver === "mock") {
+    const mock = node === undefined ? defaultMockOptions() : readMockOptions(node, path, d);
+    return mock && { driver: "mock", mock };
+  }
+  d.error(
+    driverLoc,
+    path.replace(/\.options$/, ".driver"),
+    `the ${driver} driver is not available yet (available: ${AVAILABLE_IOMMU_DRIVERS.join(", ")})`,
+  );
+  return undefined;
+}
+
+/** The mock driver's options when the description gives none. */
+export function defaultMockOptions(): MockIommuOptions {
+  return readMockOptions({ kind: "map", loc: {}, entries: [] }, "", new Diagnostics())!;
+}

@@ -1,0 +1,254 @@
+// A booted machine: one SimContext, physical memory and its frame allocator, the device model
+// with its buses, the IOMMU core with its registered instances, devices by name and the device
+// drivers bound to them. Machine actions (hot add/remove, bind/unbind, clock, deferred work) are
+// methods here; kernel calls go straight to `core`.
+
+import type { SimContext } from "../base/context.js";
+import { SimError } from "../base/errors.js";
+import type { Json } from "../base/json.js";
+import type { Result } from "../base/result.js";
+import type { BusType, Device, DeviceDriver } from "../bus/device.js";
+import type { DeviceModel } from "../bus/driver-core.js";
+import { devIsPci } from "../bus/pci-dev.js";
+import type { MockIommuDriver } from "../drivers/mock/mock-iommu.js";
+import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
+import type { IommuCore } from "../iommu/core.js";
+import type { IommuDevice } from "../iommu/ops.js";
+import type {
+  IommuDescription,
+  MachineDescription,
+  PlatformDeviceDescription,
+} from "./description.js";
+import type { MachinePci } from "./pci.js";
+
+/** One IOMMU instance of the machine. */
+export interface MachineIommu {
+  readonly name: string;
+  readonly description: IommuDescription;
+  /** The registered `iommu_device`. */
+  readonly instance: IommuDevice;
+  /** The IOMMU's own platform device (its firmware node is what devices' `iommus` point at). */
+  readonly hwdev: Device;
+  /** The driver object, when the instance runs the mock driver. */
+  readonly mock: MockIommuDriver | null;
+}
+
+/** A device driver the machine registered (bound at boot, or by a `bind_driver` step). */
+export class MachineDriver implements DeviceDriver {
+  /** Device names the driver binds to by itself (its id table, as it were). */
+  readonly matches = new Set<string>();
+
+  constructor(
+    readonly name: string,
+    readonly bus: BusType,
+    readonly driverManagedDma: boolean,
+  ) {}
+
+  match(dev: Device): boolean {
+    return this.matches.has(describedName(dev));
+  }
+}
+
+/**
+ * The machine description's name of a device: a PCI function's hardware name (the builder names
+ * functions after the description), else the device's own name (`dev_name`).
+ */
+export function describedName(dev: Device): string {
+  return devIsPci(dev) ? dev.fn.name : dev.name;
+}
+
+export interface MachineParts {
+  readonly description: MachineDescription;
+  readonly ctx: SimContext;
+  readonly memory: PhysicalMemory;
+  readonly frames: FrameAllocator;
+  readonly model: DeviceModel;
+  readonly core: IommuCore;
+  readonly buses: { readonly platform: BusType; readonly pci: BusType };
+  readonly iommus: readonly MachineIommu[];
+  /** The PCI hierarchy (hardware and the OS's pci_devs). */
+  readonly pci: MachinePci;
+  /** Creates a fresh (not yet added) platform device for a described one. */
+  readonly createPlatformDevice: (desc: PlatformDeviceDescription) => Device;
+  /** Invariant checkers; each returns the violations it finds. */
+  readonly checks: readonly ((m: Machine) => readonly string[])[];
+}
+
+export class Machine {
+  readonly description: MachineDescription;
+  readonly ctx: SimContext;
+  readonly memory: PhysicalMemory;
+  readonly frames: FrameAllocator;
+  readonly model: DeviceModel;
+  readonly core: IommuCore;
+  readonly buses: { readonly platform: BusType; readonly pci: BusType };
+  readonly pci: MachinePci;
+  readonly #iommus: readonly MachineIommu[];
+  /** The current object of every described platform device (present or not). */
+  readonly #platform = new Map<string, Device>();
+  readonly #drivers: MachineDriver[] = [];
+  readonly #createPlatformDevice: (desc: PlatformDeviceDescription) => Device;
+  readonly #checks: readonly ((m: Machine) => readonly string[])[];
+  /** What went wrong during boot and was logged rather than fatal (a failed IOMMU probe, …). */
+  readonly bootLog: string[] = [];
+
+  constructor(parts: MachineParts) {
+    this.description = parts.description;
+    this.ctx = parts.ctx;
+    this.memory = parts.memory;
+    this.frames = parts.frames;
+    this.model = parts.model;
+    this.core = parts.core;
+    this.buses = parts.buses;
+    this.pci = parts.pci;
+    this.#iommus = parts.iommus;
+    this.#createPlatformDevice = parts.createPlatformDevice;
+    this.#checks = parts.checks;
+  }
+
+  get name(): string {
+    return this.description.name;
+  }
+
+  iommus(): readonly MachineIommu[] {
+    return this.#iommus;
+  }
+
+  iommu(name: string): MachineIommu | undefined {
+    return this.#iommus.find((i) => i.name === name);
+  }
+
+  /**
+   * The device a description name stands for: a platform device (present or not), or the
+   * pci_dev of a PCI function or bridge while it is plugged in.
+   */
+  device(name: string): Device | undefined {
+    return this.#platform.get(name) ?? this.pci.pciDev(name);
+  }
+
+  /** Names of the described devices that are present, in description order. */
+  presentDevices(): string[] {
+    return this.description.devices
+      .filter((d) => this.device(d.name)?.registered)
+      .map((d) => d.name);
+  }
+
+  /** @internal the builder records each platform device object it creates. */
+  adoptPlatform(name: string, dev: Device): void {
+    this.#platform.set(name, dev);
+  }
+
+  /** @internal the builder registers the boot drivers. */
+  driver(name: string, bus: BusType, driverManagedDma: boolean): MachineDriver {
+    let drv = this.#drivers.find((d) => d.name === name && d.bus === bus);
+    if (drv) {
+      if (drv.driverManagedDma !== driverManagedDma) {
+        throw new SimError(
+          `driver ${name} is registered with driver_managed_dma=${drv.driverManagedDma}`,
+        );
+      }
+      return drv;
+    }
+    drv = new MachineDriver(name, bus, driverManagedDma);
+    this.#drivers.push(drv);
+    this.model.driverRegister(drv);
+    return drv;
+  }
+
+  drivers(): readonly MachineDriver[] {
+    return this.#drivers;
+  }
+
+  // ---------------------------------------------------------------- machine actions
+
+  /**
+   * Plugs in a described device that is not present: a fresh platform device is added, or the
+   * PCI device (every function of its slot) is plugged into its hot-plug slot and scanned.
+   */
+  hotAdd(name: string): void {
+    const desc = this.description.devices.find((d) => d.name === name);
+    if (!desc) throw new SimError(`no device "${name}" in the machine description`);
+    if (this.device(name)?.registered) throw new SimError(`device ${name} is already present`);
+    if (desc.bus === "pci") {
+      this.pci.plug(name);
+      return;
+    }
+    const dev = this.#createPlatformDevice(desc);
+    this.#platform.set(name, dev);
+    this.model.deviceAdd(dev);
+  }
+
+  /**
+   * Unplugs a present device: `device_del` for a platform device; surprise removal of the whole
+   * PCI device from its slot (children first) for a PCI function.
+   */
+  hotRemove(name: string): void {
+    const desc = this.description.devices.find((d) => d.name === name);
+    const dev = this.device(name);
+    if (!desc || !dev?.registered) throw new SimError(`device ${name} is not present`);
+    if (desc.bus === "pci") this.pci.unplug(name);
+    else this.model.deviceDel(dev);
+  }
+
+  /**
+   * Binds a driver to a device (sysfs `bind`, `device_driver_attach`), registering the driver on
+   * the device's bus the first time its name is used.
+   */
+  bindDriver(dev: Device, name: string, driverManagedDma = false): Result {
+    if (!dev.registered) throw new SimError(`device ${dev.name} is not present`);
+    const drv = this.driver(name, dev.bus, driverManagedDma);
+    return this.model.deviceDriverAttach(drv, dev);
+  }
+
+  /** Unbinds the device's driver (sysfs `unbind`, `device_release_driver`); no driver: nothing. */
+  unbindDriver(dev: Device): void {
+    this.model.deviceReleaseDriver(dev);
+  }
+
+  /** Advances virtual time, firing timers that fall due. */
+  advance(ns: number): void {
+    this.ctx.clock.advance(ns);
+  }
+
+  /** Runs every deferred work item to completion; returns how many ran. */
+  settle(): number {
+    return this.ctx.scheduler.settle();
+  }
+
+  /** Broken invariants, one message each (empty: consistent). */
+  checkInvariants(): string[] {
+    return this.#checks.flatMap((c) => c(this));
+  }
+
+  toJSON(): Json {
+    const core = this.core.toJSON() as { [k: string]: Json };
+    return {
+      name: this.name,
+      clock_ns: this.ctx.clock.now,
+      memory: { ram: this.memory.toJSON(), frames: this.frames.toJSON() },
+      policy: core.policy ?? null,
+      iommus: this.#iommus.map((i) => ({
+        name: i.name,
+        driver: i.description.driver,
+        instance: i.instance.toJSON(),
+        programmed: i.mock?.toJSON() ?? null,
+      })),
+      pci: this.pci.hosts.map(({ host, iommu }) => ({ iommu, host: host.toJSON() })),
+      devices: this.description.devices.map((d) => ({
+        name: d.name,
+        present: this.device(d.name)?.registered ?? false,
+        device: this.device(d.name)?.toJSON() ?? null,
+      })),
+      drivers: this.#drivers.map((d) => ({
+        name: d.name,
+        bus: d.bus.name,
+        driver_managed_dma: d.driverManagedDma,
+      })),
+      groups: core.groups ?? [],
+      domains: core.domains ?? [],
+      global_pasids: core.global_pasids ?? [],
+      boot_log: [...this.bootLog],
+      warnings: this.ctx.warnings.list().map((w) => ({ site: w.site, message: w.message })),
+    };
+  }
+}
