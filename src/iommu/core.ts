@@ -8,7 +8,7 @@
 import type { SimContext } from "../base/context.js";
 import { SimError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
-import { ok, type Result } from "../base/result.js";
+import { err, ok, type Result } from "../base/result.js";
 import type { BusType, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import type { IommuResvRegion } from "../bus/firmware.js";
@@ -372,8 +372,12 @@ export class IommuCore {
     return iommuPagingDomainAllocFlagsTyped(this.s, dev, IOMMU_DOMAIN_UNMANAGED, flags);
   }
 
-  /** `__iommu_alloc_identity_domain(dev)`: static identity domain or `domain_alloc_identity`. */
+  /**
+   * `__iommu_alloc_identity_domain(dev)`: static identity domain or `domain_alloc_identity`
+   * (EOPNOTSUPP). Static in iommu.c; exposed for scenarios, with ENODEV for an unprobed device.
+   */
   allocIdentityDomain(dev: Device): Result<IommuDomain> {
+    if (!this.s.devHasIommu(dev)) return err("ENODEV");
     return iommuAllocIdentityDomain(this.s, dev);
   }
 

@@ -5,6 +5,7 @@ import { createContext, type SimContext } from "../../src/base/context.js";
 import { unwrap } from "../../src/base/result.js";
 import { type BusType, Device } from "../../src/bus/device.js";
 import { DeviceModel } from "../../src/bus/driver-core.js";
+import { FirmwareDescription, FwNode, type IommuResvRegion } from "../../src/bus/firmware.js";
 import { createPciBus, type PciBusType, type PciDev, pciScanHost } from "../../src/bus/pci-dev.js";
 import { createMockBus, createPlatformBus } from "../../src/bus/platform.js";
 import {
@@ -86,4 +87,41 @@ export function pciBed(
     return d;
   };
   return { ...b, pci, host, mock, inst: inst!, iommuDev, pdev };
+}
+
+export interface PlatBed extends TestBed {
+  readonly mock: MockIommuDriver;
+  readonly inst: MockIommu;
+  readonly iommuDev: Device;
+  /** A platform device behind the mock instance, added with `device_add`. */
+  dev(name: string, fw?: { pasidBits?: number; resv?: IommuResvRegion[] }): Device;
+}
+
+/** A mock IOMMU registered the ordinary way for platform devices linked to it by firmware. */
+export function platBed(config: MockIommuConfig = {}, options: IommuCoreOptions = {}): PlatBed {
+  const b = bed(options);
+  const iommuDev = new Device("iommu0", b.platform);
+  b.model.deviceAdd(iommuDev);
+  const mock = new MockIommuDriver(b.core, { claimBus: "platform", ...config });
+  const inst = unwrap(mock.registerInstance("iommu0", iommuDev));
+  const dev = (name: string, fw: { pasidBits?: number; resv?: IommuResvRegion[] } = {}) => {
+    const d = new Device(name, b.platform, platformFw(name, iommuDev, fw));
+    b.model.deviceAdd(d);
+    return d;
+  };
+  return { ...b, mock, inst, iommuDev, dev };
+}
+
+/** Firmware of a platform device translated by `iommu`. */
+export function platformFw(
+  name: string,
+  iommu: Device | null,
+  fw: { pasidBits?: number; resv?: IommuResvRegion[] } = {},
+): FirmwareDescription {
+  return new FirmwareDescription({
+    node: new FwNode(name),
+    properties: fw.pasidBits === undefined ? {} : { "pasid-num-bits": fw.pasidBits },
+    resvRegions: fw.resv ?? [],
+    iommus: iommu ? { fwnode: iommu.fw.node, ids: [0] } : null,
+  });
 }

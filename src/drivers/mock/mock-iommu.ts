@@ -142,6 +142,8 @@ export class MockIommuDriver {
   /** Devices whose PASID-1024 fake error is armed. */
   readonly #pasid1024 = new Set<Device>();
   readonly #devIda = new Ida();
+  /** Every op call, in order (`op dev [pasid] [domain]`), for tests that check the sequence. */
+  readonly log: string[] = [];
   #bus: BusType | null = null;
   readonly #domainOps: IommuDomainOps;
 
@@ -195,6 +197,9 @@ export class MockIommuDriver {
       defaultDomainOps: this.#domainOps,
       probeDevice: (dev) => this.#probeDevice(dev),
       releaseDevice: (dev) => this.#releaseDevice(dev),
+      probeFinalize: (dev) => {
+        this.log.push(`probe_finalize ${dev.name}`);
+      },
       deviceGroup: (dev) => this.#deviceGroup(dev),
       capable: (dev, cap) => this.#capable(dev, cap),
       getResvRegions: (dev) => [...dev.fw.resvRegions(), ...(c.extraResvRegions ?? [])],
@@ -350,6 +355,7 @@ export class MockIommuDriver {
   }
 
   #probeDevice(dev: Device): Result<IommuDevice> {
+    this.log.push(`probe_device ${dev.name}`);
     const e = this.#inject("probe_device", { dev });
     if (e) return err(e);
     const claim = this.config.claimBus === undefined ? "iommufd_mock" : this.config.claimBus;
@@ -360,6 +366,7 @@ export class MockIommuDriver {
   }
 
   #releaseDevice(dev: Device): void {
+    this.log.push(`release_device ${dev.name}`);
     this.#rid.delete(dev);
     this.#pasids.delete(dev);
     this.#pasid1024.delete(dev);
@@ -425,6 +432,7 @@ export class MockIommuDriver {
   }
 
   #attachDev(domain: IommuDomain, dev: Device, _old: IommuDomain | null): Result {
+    this.log.push(`attach_dev ${dev.name} ${domain.id}`);
     const e = this.#inject("attach_dev", { dev, domain });
     if (e) return err(e);
     if (domain instanceof MockPagingDomain && domain.dirtyTracking) {
@@ -435,7 +443,8 @@ export class MockIommuDriver {
     return OK;
   }
 
-  #setDevPasid(domain: IommuDomain, dev: Device, pasid: number, _old: IommuDomain | null): Result {
+  #setDevPasid(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Result {
+    this.log.push(`set_dev_pasid ${dev.name} ${pasid} ${domain.id} old=${old?.id ?? "null"}`);
     const e = this.#inject("set_dev_pasid", { dev, domain, pasid });
     if (e) return err(e);
     const blocked = domain.type === IOMMU_DOMAIN_BLOCKED;
