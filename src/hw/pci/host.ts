@@ -6,6 +6,7 @@ import { hex } from "../../base/bits.js";
 import type { SimContext } from "../../base/context.js";
 import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
+import { buildEndpoint, buildPort, PCI_BUILDER } from "./build.js";
 import { slotPresenceChanged } from "./capabilities.js";
 import type { ConfigAccessSize } from "./config-space.js";
 import { assignHotAdded, enumerateHierarchy } from "./enumerate.js";
@@ -19,8 +20,6 @@ import {
 import { formatRid, pciDevfn } from "./regs.js";
 import { ridHops, rootRequesterId, routeUpstream } from "./router.js";
 import {
-  buildEndpoint,
-  buildPort,
   PciBridge,
   PciBus,
   type PciDevice,
@@ -44,6 +43,7 @@ export class PciHost implements PciFabric {
   readonly mmio: { readonly base: bigint; readonly size: bigint };
   readonly ecamBase: bigint;
   readonly rootBus: PciBus;
+  readonly builder = PCI_BUILDER;
   #enumerated = false;
   #generation = 0;
   #rootPorts = 0;

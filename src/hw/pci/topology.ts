@@ -1,5 +1,6 @@
 // The PCI Express hierarchy as hardware: buses, devices (slots), functions with their
-// configuration spaces, bridges and switches, plus the builder methods that grow the tree.
+// configuration spaces, bridges and switches. Bridges offer the builder methods that grow the
+// tree; the construction itself lives in build.ts.
 // Bus numbers, BARs and bridge windows live only in configuration space: the tree knows who is
 // plugged where, the registers say how it is numbered and decoded, exactly as in a real system.
 
@@ -7,29 +8,20 @@ import type { SimContext } from "../../base/context.js";
 import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import {
+  type AcsCapDesc,
+  type AtsCapDesc,
   CapabilityLayout,
   type CapOffsets,
   capabilitiesView,
-  slotPresenceChanged,
+  type PasidCapDesc,
+  type PriCapDesc,
 } from "./capabilities.js";
-import { PCI_PARTS, type PciPart } from "./catalog.js";
 import { ConfigSpace } from "./config-space.js";
-import {
-  acsDesc,
-  atsDesc,
-  barSizes,
-  checkInt,
-  checkKeys,
-  checkPart,
-  eePrefixMax,
-  type PciBridgeOptions,
-  type PciEndpointOptions,
-  type PciFunctionOptions,
-  type PciHotplugSpec,
-  type PciPortOptions,
-  type PciSwitchOptions,
-  pasidDesc,
-  priDesc,
+import type {
+  PciBridgeOptions,
+  PciEndpointOptions,
+  PciHotplugSpec,
+  PciSwitchOptions,
 } from "./options.js";
 import {
   formatRid,
@@ -156,6 +148,8 @@ export interface PciFabric {
   hotAdded(port: PciBridge, device: PciDevice): void;
   /** A device below `port` is about to be unplugged. */
   hotRemoving(port: PciBridge, device: PciDevice): void;
+  /** Builds and removes what bridges hold (build.ts); bridges delegate to it. */
+  readonly builder: PciBuilder;
   routeUpstream(
     fn: PciFunction,
     page: number,
@@ -166,17 +160,21 @@ export interface PciFabric {
   upstreamRequesterId(fn: PciFunction, source: number): number;
 }
 
-const DEFAULT_IDS: Readonly<Record<PciFunctionKind, readonly [number, number, number]>> = {
-  endpoint: [0x1b36, 0x0005, 0xff0000],
-  "legacy-endpoint": [0x1b36, 0x0005, 0xff0000],
-  "rc-endpoint": [0x1b36, 0x0005, 0xff0000],
-  "pci-endpoint": [0x1b36, 0x0005, 0xff0000],
-  "root-port": [0x1b36, 0x000c, 0x060400],
-  "upstream-port": [0x104c, 0x8232, 0x060400],
-  "downstream-port": [0x104c, 0x8233, 0x060400],
-  "pcie-to-pci-bridge": [0x1b36, 0x000e, 0x060400],
-  "pci-bridge": [0x1b36, 0x0001, 0x060400],
-};
+/** Bridge properties beyond its configuration space. */
+export interface PciBridgeTraits {
+  readonly takesOwnership: boolean;
+  readonly externalFacing: boolean;
+  readonly hotplug: Required<PciHotplugSpec> | null;
+}
+
+/** @internal The construction operations bridges delegate to (implemented in build.ts). */
+export interface PciBuilder {
+  endpoint(parent: PciBridge, opts: PciEndpointOptions): PciDevice;
+  switch(parent: PciBridge, opts: PciSwitchOptions): PciSwitch;
+  pcieToPciBridge(parent: PciBridge, opts: PciBridgeOptions): PciBridge;
+  pciBridge(parent: PciBridge, opts: PciBridgeOptions): PciBridge;
+  remove(parent: PciBridge, device: PciDevice | string): void;
+}
 
 const PCIE_TYPE: Readonly<Record<PciFunctionKind, number>> = {
   endpoint: PCI_EXP_TYPE_ENDPOINT,
@@ -190,12 +188,11 @@ const PCIE_TYPE: Readonly<Record<PciFunctionKind, number>> = {
   "pci-bridge": -1,
 };
 
-/** Everything a function is built from, after validation. */
-interface FunctionSpec {
+/** @internal Everything a function is built from, after validation (see build.ts). */
+export interface PciFunctionSpec {
   readonly name: string;
   readonly kind: PciFunctionKind;
   readonly number: number;
-  readonly part: PciPart | null;
   readonly partName: string | null;
   readonly vendorId: number;
   readonly deviceId: number;
@@ -210,10 +207,10 @@ interface FunctionSpec {
   readonly portNumber: number;
   readonly eePrefixMax: number;
   readonly bars: readonly number[];
-  readonly acs: ReturnType<typeof acsDesc>;
-  readonly ats: ReturnType<typeof atsDesc>;
-  readonly pri: ReturnType<typeof priDesc>;
-  readonly pasid: ReturnType<typeof pasidDesc>;
+  readonly acs: AcsCapDesc | null;
+  readonly ats: AtsCapDesc | null;
+  readonly pri: PriCapDesc | null;
+  readonly pasid: PasidCapDesc | null;
   readonly dmaAliases: readonly number[];
 }
 
@@ -222,6 +219,8 @@ interface FunctionSpec {
 /** A PCI bus segment. Its number is its bridge's Secondary Bus Number register. */
 export class PciBus {
   readonly #devices: Array<PciDevice | undefined> = new Array(32);
+  #deviceList: PciDevice[] | null = null;
+  #functionList: PciFunction[] | null = null;
 
   constructor(
     readonly host: PciFabric,
@@ -247,16 +246,22 @@ export class PciBus {
     return this.#devices[slot];
   }
 
-  /** Devices on this bus in slot order. */
-  devices(): PciDevice[] {
-    return this.#devices.filter((d): d is PciDevice => d !== undefined);
+  /** Devices on this bus in slot order (the same array until the bus changes). */
+  devices(): readonly PciDevice[] {
+    this.#deviceList ??= this.#devices.filter((d): d is PciDevice => d !== undefined);
+    return this.#deviceList;
   }
 
-  /** Functions on this bus in devfn order. */
-  functions(): PciFunction[] {
-    const out: PciFunction[] = [];
-    for (const d of this.#devices) if (d) out.push(...d.functions());
-    return out;
+  /** Functions on this bus in devfn order (the same array until the bus changes). */
+  functions(): readonly PciFunction[] {
+    this.#functionList ??= this.devices().flatMap((d) => d.functions());
+    return this.#functionList;
+  }
+
+  /** @internal a device or function came or went */
+  invalidate(): void {
+    this.#deviceList = null;
+    this.#functionList = null;
   }
 
   functionAt(devfn: number): PciFunction | undefined {
@@ -277,11 +282,13 @@ export class PciBus {
       );
     }
     this.#devices[device.slot] = device;
+    this.invalidate();
   }
 
   /** @internal builder */
   unplug(device: PciDevice): void {
     if (this.#devices[device.slot] === device) this.#devices[device.slot] = undefined;
+    this.invalidate();
   }
 
   describe(): string {
@@ -292,6 +299,7 @@ export class PciBus {
 /** A physical device: one slot (device number) on a bus with one to eight functions. */
 export class PciDevice {
   readonly #functions: Array<PciFunction | undefined> = new Array(8);
+  #list: PciFunction[] = [];
 
   constructor(
     readonly bus: PciBus,
@@ -303,13 +311,14 @@ export class PciDevice {
     return this.#functions[n];
   }
 
-  functions(): PciFunction[] {
-    return this.#functions.filter((f): f is PciFunction => f !== undefined);
+  /** Functions in function-number order (the same array until one is added). */
+  functions(): readonly PciFunction[] {
+    return this.#list;
   }
 
   /** More than one function: the Multi-Function Device bit is set in their Header Type. */
   get isMultifunction(): boolean {
-    return this.functions().length > 1;
+    return this.#list.length > 1;
   }
 
   /** @internal builder */
@@ -320,6 +329,8 @@ export class PciDevice {
       );
     }
     this.#functions[fn.number] = fn;
+    this.#list = this.#functions.filter((f): f is PciFunction => f !== undefined);
+    this.bus.invalidate();
     const mf = this.isMultifunction;
     for (const f of this.functions()) f.config.setBits(PCI_HEADER_TYPE, 1, PCI_HEADER_TYPE_MFD, mf);
   }
@@ -359,7 +370,7 @@ export class PciFunction {
   readonly #pri: PriEngine | null;
 
   /** @internal use the builder methods */
-  constructor(device: PciDevice, spec: FunctionSpec) {
+  constructor(device: PciDevice, spec: PciFunctionSpec) {
     this.host = device.bus.host;
     this.device = device;
     this.name = spec.name;
@@ -633,15 +644,7 @@ export class PciBridge extends PciFunction {
   readonly hotplug: Readonly<Required<PciHotplugSpec>> | null;
 
   /** @internal use the builder methods */
-  constructor(
-    device: PciDevice,
-    spec: FunctionSpec,
-    extra: {
-      takesOwnership: boolean;
-      externalFacing: boolean;
-      hotplug: Required<PciHotplugSpec> | null;
-    },
-  ) {
+  constructor(device: PciDevice, spec: PciFunctionSpec, extra: PciBridgeTraits) {
     super(device, spec);
     this.takesOwnership = extra.takesOwnership;
     this.externalFacing = extra.externalFacing;
@@ -691,115 +694,27 @@ export class PciBridge extends PciFunction {
 
   /** Plugs an endpoint device (one or several functions) into the secondary bus. */
   addEndpoint(opts: PciEndpointOptions = {}): PciDevice {
-    const bus = this.secondary;
-    if (bus.kind === "internal") {
-      throw new SimError(`${this.name}: endpoints go below a switch's downstream ports`);
-    }
-    const kind: PciFunctionKind =
-      bus.kind === "conventional" ? "pci-endpoint" : opts.legacy ? "legacy-endpoint" : "endpoint";
-    return buildEndpoint(bus, kind, opts, this);
+    return this.host.builder.endpoint(this, opts);
   }
 
   /** Plugs a switch (upstream port, internal bus, downstream ports) into this port's link. */
   addSwitch(opts: PciSwitchOptions = {}): PciSwitch {
-    this.#requireLink("a switch");
-    return buildSwitch(this, opts);
+    return this.host.builder.switch(this, opts);
   }
 
   /** Plugs a PCIe-to-PCI bridge into this port's link; its secondary is a conventional bus. */
   addPcieToPciBridge(opts: PciBridgeOptions = {}): PciBridge {
-    this.#requireLink("a PCIe-to-PCI bridge");
-    checkKeys(opts, ["name", "slot", "part", "vendorId", "deviceId", "pcieCapability"], this.name);
-    const part = checkPart(opts.part, this.name);
-    const hides =
-      opts.pcieCapability === false ||
-      (part !== undefined && PCI_PARTS[part].takesOwnership === true);
-    if (hides && opts.pcieCapability === true) {
-      throw new SimError(`${this.name}: part ${part} has no PCI Express capability`);
-    }
-    const name = this.host.defaultName("pcibr");
-    const finalName = opts.name ?? name;
-    const device = newDevice(
-      this.secondary,
-      slotFor(this.secondary, opts.slot, finalName),
-      finalName,
-    );
-    const spec = functionSpec(
-      device,
-      "pcie-to-pci-bridge",
-      { name: finalName, ...pick(opts, ["part", "vendorId", "deviceId"]) },
-      {
-        pcie: !hides,
-      },
-    );
-    const br = new PciBridge(device, spec, {
-      takesOwnership: hides,
-      externalFacing: false,
-      hotplug: null,
-    });
-    attach(device, [br], this);
-    return br;
+    return this.host.builder.pcieToPciBridge(this, opts);
   }
 
   /** Plugs a conventional PCI-to-PCI bridge into this bridge's conventional bus. */
   addPciBridge(opts: PciBridgeOptions = {}): PciBridge {
-    if (this.secondary.kind !== "conventional") {
-      throw new SimError(
-        `${this.name}: conventional PCI-to-PCI bridges go on a conventional PCI bus`,
-      );
-    }
-    checkKeys(opts, ["name", "slot", "part", "vendorId", "deviceId"], this.name);
-    const finalName = opts.name ?? this.host.defaultName("ppb");
-    const device = newDevice(
-      this.secondary,
-      slotFor(this.secondary, opts.slot, finalName),
-      finalName,
-    );
-    const spec = functionSpec(
-      device,
-      "pci-bridge",
-      { name: finalName, ...pick(opts, ["part", "vendorId", "deviceId"]) },
-      { pcie: false },
-    );
-    const part = checkPart(opts.part, finalName);
-    if (part !== undefined && PCI_PARTS[part].takesOwnership) {
-      throw new SimError(
-        `${finalName}: part ${part} is a PCIe-to-PCI bridge; plug it below a PCI Express port`,
-      );
-    }
-    const br = new PciBridge(device, spec, {
-      takesOwnership: false,
-      externalFacing: false,
-      hotplug: null,
-    });
-    attach(device, [br], this);
-    return br;
+    return this.host.builder.pciBridge(this, opts);
   }
 
-  /** Unplugs a device (and everything below it) from the secondary bus. */
+  /** Unplugs a device (and everything below it) from the secondary bus: a hot-remove once running. */
   removeDevice(device: PciDevice | string): void {
-    const d =
-      typeof device === "string" ? this.secondary.devices().find((x) => x.name === device) : device;
-    if (!d || d.bus !== this.secondary) {
-      throw new SimError(
-        `${this.name}: no device ${typeof device === "string" ? device : device.name} below it`,
-      );
-    }
-    if (this.host.enumerated) {
-      if (!this.hotplug) throw new SimError(`${this.name} is not a hot-plug capable slot`);
-      this.host.hotRemoving(this, d);
-    }
-    detach(d);
-    if (this.host.enumerated && this.caps.pcie)
-      slotPresenceChanged(this.config, this.caps.pcie, false);
-  }
-
-  #requireLink(what: string): void {
-    if (this.secondary.kind !== "link") {
-      throw new SimError(
-        `${this.name}: ${what} needs a PCI Express link (below a root or downstream port)`,
-      );
-    }
+    this.host.builder.remove(this, device);
   }
 }
 
@@ -831,9 +746,8 @@ export class PciSwitch {
   }
 }
 
-// ---- construction ------------------------------------------------------------------------------
-
-function isBridgeKind(kind: PciFunctionKind): boolean {
+/** @internal */
+export function isBridgeKind(kind: PciFunctionKind): boolean {
   return (
     kind === "root-port" ||
     kind === "upstream-port" ||
@@ -847,369 +761,4 @@ function secondaryKind(kind: PciFunctionKind): PciBusKind {
   if (kind === "root-port" || kind === "downstream-port") return "link";
   if (kind === "upstream-port") return "internal";
   return "conventional";
-}
-
-function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {
-  const out: Partial<Pick<T, K>> = {};
-  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
-  return out;
-}
-
-function slotFor(bus: PciBus, slot: number | undefined, name: string): number {
-  if (bus.kind === "link") {
-    // Only device 0 exists on a PCI Express link.
-    if (slot !== undefined && slot !== 0) {
-      throw new SimError(
-        `${name}: slot ${slot} on a PCI Express link (only device 0 exists there)`,
-      );
-    }
-    if (bus.device(0))
-      throw new SimError(
-        `${name}: the link below ${bus.self!.name} already holds ${bus.device(0)!.name}`,
-      );
-    return 0;
-  }
-  if (slot === undefined) {
-    const s = bus.freeSlot(bus.isRoot ? 1 : 0);
-    if (s < 0) throw new SimError(`${name}: no free slot on the ${bus.describe()}`);
-    return s;
-  }
-  return checkInt(slot, 0, 31, `${name}: device number`);
-}
-
-function newDevice(bus: PciBus, slot: number, name: string): PciDevice {
-  const d = new PciDevice(bus, slot, name);
-  if (bus.device(slot))
-    throw new SimError(
-      `${name}: slot ${slot} on the ${bus.describe()} is taken by ${bus.device(slot)!.name}`,
-    );
-  return d;
-}
-
-/**
- * Registers names and plugs the device into its bus. `parent` is the bridge it is plugged
- * below (null on the root bus, or for parts of a switch that is not plugged in yet); when the
- * host already runs, plugging below a bridge is a hot-add.
- */
-function attach(
-  device: PciDevice,
-  fns: readonly PciFunction[],
-  parent: PciBridge | null,
-  hot = true,
-): void {
-  const host = device.bus.host;
-  if (host.enumerated && hot) {
-    if (!parent)
-      throw new SimError(`${device.name}: the root bus cannot take devices after enumeration`);
-    if (!parent.hotplug)
-      throw new SimError(`${device.name}: ${parent.name} is not a hot-plug capable slot`);
-  }
-  host.claimName("device", device.name, device);
-  const claimed: string[] = [];
-  try {
-    for (const f of fns) {
-      host.claimName("function", f.name, f);
-      claimed.push(f.name);
-    }
-    for (const f of fns) device.addFunction(f);
-  } catch (e) {
-    for (const n of claimed) host.releaseName("function", n);
-    host.releaseName("device", device.name);
-    throw e;
-  }
-  if (device.function(0) === undefined) {
-    for (const n of claimed) host.releaseName("function", n);
-    host.releaseName("device", device.name);
-    throw new SimError(`${device.name}: function 0 is required`);
-  }
-  device.bus.plug(device);
-  host.changed();
-  if (host.enumerated && hot && parent) {
-    try {
-      host.hotAdded(parent, device);
-    } catch (e) {
-      detach(device);
-      throw e;
-    }
-  }
-}
-
-function detach(device: PciDevice): void {
-  const host = device.bus.host;
-  for (const f of device.functions()) {
-    if (f instanceof PciBridge) for (const d of f.secondary.devices()) detach(d);
-    if (f.kind === "upstream-port") host.releaseName("switch", device.name);
-    host.releaseName("function", f.name);
-  }
-  host.releaseName("device", device.name);
-  device.bus.unplug(device);
-  host.changed();
-}
-
-function functionSpec(
-  device: PciDevice,
-  kind: PciFunctionKind,
-  o: PciFunctionOptions & { readonly name: string },
-  extra: {
-    number?: number;
-    pcie?: boolean;
-    slotImplemented?: boolean;
-    hotplug?: boolean;
-    portNumber?: number;
-    eeDefault?: boolean;
-    acs?: PciFunctionOptions["acs"];
-  } = {},
-): FunctionSpec {
-  const where = o.name;
-  const part = checkPart(o.part, where);
-  const p = part ? PCI_PARTS[part] : null;
-  const [dv, dd, dc] = DEFAULT_IDS[kind];
-  const pcie = extra.pcie ?? (kind !== "pci-endpoint" && kind !== "pci-bridge");
-  const pasid = pasidDesc(o.pasid, where);
-  const ats = atsDesc(o.ats, where);
-  const pri = priDesc(o.pri, pasid !== null, where);
-  const acs = acsDesc(extra.acs ?? o.acs, where);
-  if (!pcie && (pasid || ats || pri || acs)) {
-    throw new SimError(
-      `${where}: a conventional PCI function has no extended capabilities (ACS/ATS/PRI/PASID)`,
-    );
-  }
-  if (kind === "pcie-to-pci-bridge" && acs) {
-    throw new SimError(`${where}: PCIe-to-PCI bridges never implement ACS`);
-  }
-  const number = extra.number ?? 0;
-  const slot = device.slot;
-  const aliases = o.dmaAliases ?? p?.dmaAliases?.(pciDevfn(slot, number)) ?? [];
-  for (const a of aliases) checkInt(a, 0, 255, `${where}: DMA alias devfn`);
-  return {
-    name: o.name,
-    kind,
-    number,
-    part: p,
-    partName: part ?? null,
-    vendorId: checkInt(o.vendorId ?? p?.vendorId ?? dv, 0, 0xfffe, `${where}: vendor ID`),
-    deviceId: checkInt(o.deviceId ?? p?.deviceId ?? dd, 0, 0xffff, `${where}: device ID`),
-    classCode: checkInt(o.classCode ?? p?.classCode ?? dc, 0, 0xff_ffff, `${where}: class code`),
-    revision: checkInt(o.revision ?? 0, 0, 0xff, `${where}: revision`),
-    subsystemVendorId: checkInt(
-      o.subsystemVendorId ?? p?.subsystemVendorId ?? 0,
-      0,
-      0xffff,
-      `${where}: subsystem vendor ID`,
-    ),
-    subsystemId: checkInt(
-      o.subsystemId ?? p?.subsystemId ?? 0,
-      0,
-      0xffff,
-      `${where}: subsystem ID`,
-    ),
-    pcie,
-    slotImplemented: extra.slotImplemented ?? false,
-    hotplug: extra.hotplug ?? false,
-    portNumber: extra.portNumber ?? 0,
-    eePrefixMax: pcie ? eePrefixMax(o.eePrefix, extra.eeDefault ?? pasid !== null, where) : 0,
-    bars: isBridgeKind(kind) ? [] : barSizes(o.bars, where),
-    acs,
-    ats,
-    pri,
-    pasid,
-    dmaAliases: [...aliases],
-  };
-}
-
-const FUNCTION_KEYS = [
-  "name",
-  "function",
-  "part",
-  "vendorId",
-  "deviceId",
-  "classCode",
-  "revision",
-  "subsystemVendorId",
-  "subsystemId",
-  "bars",
-  "acs",
-  "ats",
-  "pri",
-  "pasid",
-  "eePrefix",
-  "dmaAliases",
-] as const;
-
-/** @internal builds an endpoint device on `bus` (used by bridges and the host). */
-export function buildEndpoint(
-  bus: PciBus,
-  kind: PciFunctionKind,
-  opts: PciEndpointOptions,
-  parent: PciBridge | null,
-): PciDevice {
-  const host = bus.host;
-  const multi = opts.functions !== undefined;
-  checkKeys(
-    opts,
-    multi ? ["name", "slot", "legacy", "functions"] : [...FUNCTION_KEYS, "slot", "legacy"],
-    opts.name ?? "endpoint",
-  );
-  const prefix = kind === "rc-endpoint" ? "rciep" : "ep";
-  const name = opts.name ?? host.defaultName(prefix);
-  const device = newDevice(bus, slotFor(bus, opts.slot, name), name);
-  const { slot: _slot, legacy: _legacy, functions: _functions, ...single } = opts;
-  const fopts: readonly PciFunctionOptions[] = multi ? opts.functions! : [single];
-  if (fopts.length === 0 || fopts.length > 8)
-    throw new SimError(`${name}: ${fopts.length} functions (1 to 8)`);
-  const used = new Set<number>();
-  const fns: PciFunction[] = [];
-  fopts.forEach((f, i) => {
-    checkKeys(f, FUNCTION_KEYS, `${name} function ${i}`);
-    const number = checkInt(f.function ?? nextFree(used), 0, 7, `${name}: function number`);
-    if (used.has(number)) throw new SimError(`${name}: two functions numbered ${number}`);
-    used.add(number);
-    const fname = multi ? (f.name ?? `${name}.${number}`) : name;
-    const spec = functionSpec(device, kind, { ...f, name: fname }, { number });
-    fns.push(new PciFunction(device, spec));
-  });
-  attach(device, fns, parent);
-  return device;
-}
-
-function nextFree(used: Set<number>): number {
-  for (let i = 0; i < 8; i++) if (!used.has(i)) return i;
-  return 8;
-}
-
-const PORT_KEYS = [
-  "name",
-  "slot",
-  "function",
-  "vendorId",
-  "deviceId",
-  "acs",
-  "eePrefix",
-  "hotplug",
-  "externalFacing",
-] as const;
-
-function hotplugSpec(h: PciPortOptions["hotplug"], where: string): Required<PciHotplugSpec> | null {
-  if (h === undefined || h === false) return null;
-  const o = h === true ? {} : h;
-  checkKeys(o, ["buses", "mmio"], `${where} hotplug`);
-  const mmio = o.mmio ?? 32n << 20n;
-  if (mmio < 0n || mmio % (1n << 20n) !== 0n || mmio > 1n << 30n) {
-    throw new SimError(`${where}: hot-plug window ${mmio} is not a multiple of 1 MiB up to 1 GiB`);
-  }
-  return { buses: checkInt(o.buses ?? 8, 0, 254, `${where}: hot-plug bus reserve`), mmio };
-}
-
-/**
- * @internal builds a root port (root bus) or a downstream port (the internal bus of a switch
- * that is being built, hence never a hot-add by itself).
- */
-export function buildPort(
-  bus: PciBus,
-  kind: "root-port" | "downstream-port",
-  opts: PciPortOptions,
-  portNumber: number,
-): PciBridge {
-  const host = bus.host;
-  checkKeys(opts, PORT_KEYS, opts.name ?? kind);
-  const name = opts.name ?? host.defaultName(kind === "root-port" ? "rp" : "dp");
-  if (opts.externalFacing && kind !== "root-port") {
-    throw new SimError(`${name}: only root ports are marked external-facing by firmware`);
-  }
-  const number = checkInt(opts.function ?? 0, 0, 7, `${name}: function number`);
-  const existing =
-    opts.slot !== undefined
-      ? bus.device(checkInt(opts.slot, 0, 31, `${name}: device number`))
-      : undefined;
-  const device = existing ?? newDevice(bus, slotFor(bus, opts.slot, name), name);
-  const hotplug = hotplugSpec(opts.hotplug, name);
-  const spec = functionSpec(
-    device,
-    kind,
-    { name, ...pick(opts, ["vendorId", "deviceId", "eePrefix"]) },
-    {
-      number,
-      slotImplemented: true,
-      hotplug: hotplug !== null,
-      portNumber,
-      eeDefault: true,
-      acs: opts.acs,
-    },
-  );
-  const port = new PciBridge(device, spec, {
-    takesOwnership: false,
-    externalFacing: opts.externalFacing ?? false,
-    hotplug,
-  });
-  if (existing) addToDevice(device, port);
-  else attach(device, [port], null, kind === "root-port");
-  return port;
-}
-
-/** Adds another function to an existing device (multi-function root complex devices). */
-function addToDevice(device: PciDevice, fn: PciFunction): void {
-  const host = device.bus.host;
-  if (host.enumerated)
-    throw new SimError(`${fn.name}: functions cannot be added after enumeration`);
-  host.claimName("function", fn.name, fn);
-  try {
-    device.addFunction(fn);
-  } catch (e) {
-    host.releaseName("function", fn.name);
-    throw e;
-  }
-  host.changed();
-}
-
-function buildSwitch(port: PciBridge, opts: PciSwitchOptions): PciSwitch {
-  const host = port.host;
-  checkKeys(opts, ["name", "upstream", "downstream"], opts.name ?? "switch");
-  const name = opts.name ?? host.defaultName("sw");
-  const up = opts.upstream ?? {};
-  checkKeys(up, ["name", "vendorId", "deviceId", "eePrefix"], `${name} upstream port`);
-  const upName = up.name ?? `${name}.up`;
-  const device = newDevice(port.secondary, slotFor(port.secondary, undefined, name), name);
-  const upSpec = functionSpec(
-    device,
-    "upstream-port",
-    { name: upName, ...pick(up, ["vendorId", "deviceId", "eePrefix"]) },
-    { eeDefault: true },
-  );
-  const upstream = new PciBridge(device, upSpec, {
-    takesOwnership: false,
-    externalFacing: false,
-    hotplug: null,
-  });
-  const dsOpts: readonly PciPortOptions[] =
-    typeof opts.downstream === "number" || opts.downstream === undefined
-      ? Array.from(
-          { length: checkInt(opts.downstream ?? 2, 1, 32, `${name}: downstream port count`) },
-          () => ({}),
-        )
-      : opts.downstream;
-  if (dsOpts.length === 0 || dsOpts.length > 32)
-    throw new SimError(`${name}: ${dsOpts.length} downstream ports (1 to 32)`);
-  // Downstream ports exist before the switch is plugged in, so a hot-added switch arrives whole.
-  const downstream: PciBridge[] = [];
-  host.claimName("switch", name, upstream);
-  try {
-    dsOpts.forEach((o, i) => {
-      const named: PciPortOptions = { ...o, name: o.name ?? `${name}.dp${i}` };
-      downstream.push(buildDownstreamPort(upstream.secondary, named, i + 1));
-    });
-    attach(device, [upstream], port);
-  } catch (e) {
-    for (const d of upstream.secondary.devices()) detach(d);
-    host.releaseName("switch", name);
-    throw e;
-  }
-  return new PciSwitch(name, upstream, downstream);
-}
-
-function buildDownstreamPort(
-  internal: PciBus,
-  opts: PciPortOptions,
-  portNumber: number,
-): PciBridge {
-  return buildPort(internal, "downstream-port", opts, portNumber);
 }
