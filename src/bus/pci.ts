@@ -638,17 +638,3 @@ export function pciPasidStatus(pdev: PciFunction): Result<number> {
       (PCI_PASID_CTRL_ENABLE | PCI_PASID_CTRL_EXEC | PCI_PASID_CTRL_PRIV),
   );
 }
-
-/** The ACS controls as names, for messages and views. */
-export function acsFlagNames(flags: number): string[] {
-  const names: Array<[number, string]> = [
-    [PCI_ACS_SV, "SV"],
-    [PCI_ACS_TB, "TB"],
-    [PCI_ACS_RR, "RR"],
-    [PCI_ACS_CR, "CR"],
-    [PCI_ACS_UF, "UF"],
-    [PCI_ACS_EC, "EC"],
-    [PCI_ACS_DT, "DT"],
-  ];
-  return names.filter(([b]) => (flags & b) !== 0).map(([, n]) => n);
-}

@@ -1,6 +1,17 @@
 // The host bridge: one PCI segment with its root bus, ECAM configuration access by
 // bus/device/function, firmware enumeration, the builder entry points for what sits on the root
 // bus, name lookup, upstream request routing, and hot-plug notification.
+//
+// Building a machine:
+//   const pci = new PciHost(ctx, { segment: 0 });
+//   const rp = pci.addRootPort({ acs: true, hotplug: true });
+//   const sw = rp.addSwitch({ downstream: [{ acs: true }, { acs: true }] });
+//   sw.port(0).addEndpoint({ name: "dsa0", bars: [0x10000], ats: true, pri: true, pasid: 20 });
+//   sw.port(1).addEndpoint({ name: "nic0", functions: [{ bars: [0x4000] }, { bars: [0x4000] }] });
+//   pci.addRootPort().addPcieToPciBridge().addEndpoint({ name: "legacy0" });
+//   pci.enumerate();                       // bus numbers, BARs, windows: as firmware does
+//   pci.function("dsa0").upstreamRequesterId();   // the RID the IOMMU sees
+// Adding below a hot-plug capable port after enumerate() is a hot-add; removeDevice() a hot-remove.
 
 import { hex } from "../../base/bits.js";
 import type { SimContext } from "../../base/context.js";

@@ -93,7 +93,7 @@ export interface PciFunctionOptions {
 
 /** An endpoint device: one function (the top-level fields) or several (`functions`). */
 export interface PciEndpointOptions extends PciFunctionOptions {
-  /** Device number 0..31 (on a PCIe link it must be 0; default: lowest free). */
+  /** Device number 0..31 (on a PCIe link it must be 0; default: lowest free, from 1 on the root bus). */
   readonly slot?: number;
   /** A PCI Express Legacy Endpoint instead of an Endpoint. */
   readonly legacy?: boolean;
