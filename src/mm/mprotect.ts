@@ -82,7 +82,8 @@ function mprotect(mm: MmStruct, start: bigint, len0: bigint, prot0: number): Res
   let tmp = first.startPage;
   let nstart = startPage;
   for (const vma of mm.vmas.overlapping(startPage, endPage)) {
-    if (vma.detached) continue; // merged into its predecessor by the previous step
+    // Already covered: merged away, or grown over by the previous step's merge.
+    if (vma.detached || vma.endPage <= tmp) continue;
     if (vma.startPage !== tmp) {
       error = err("ENOMEM");
       break;

@@ -158,6 +158,16 @@ describe("mprotect", () => {
     expect(cpu.store64(mm, A + 0x1000n, 5n).ok).toBe(true);
   });
 
+  it("merges a VMA's tail into the next VMA and carries on past it", () => {
+    const { mm } = setup(4n);
+    must(vmMmap(mm, A + 0x4000n, 0x1000n, PROT_NONE, ANON));
+    expect(doMprotect(mm, A + 0x2000n, 0x3000n, PROT_NONE).ok).toBe(true);
+    expect(ranges(mm)).toEqual([
+      [A, A + 0x2000n, VM_READ | VM_WRITE],
+      [A + 0x2000n, A + 0x5000n, 0],
+    ]);
+  });
+
   it("adds execute and keeps A/D", () => {
     const { mm, cpu } = setup(1n);
     expect(doMprotect(mm, A, 0x1000n, PROT_READ | PROT_EXEC).ok).toBe(true);
