@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { err, OK, ok, unwrap } from "../../src/base/result.js";
-import type { TraceRecord } from "../../src/base/trace.js";
 import { Device, type DeviceDriver } from "../../src/bus/device.js";
 import { IOMMU_RESV } from "../../src/bus/firmware.js";
 import { checkCore } from "../../src/check/invariants.js";
@@ -12,11 +11,7 @@ import {
 } from "../../src/iommu/constants.js";
 import { IommuDomain } from "../../src/iommu/domain.js";
 import { IommuDevice, type IommuOps } from "../../src/iommu/ops.js";
-import { bed, mockBed, platBed, platformFw } from "./setup.js";
-
-function events(records: readonly TraceRecord[], name: string) {
-  return records.filter((r) => r.event === name).map((r) => r.fields);
-}
+import { bed, mockBed, platBed, platformFw, traceFields } from "./setup.js";
 
 describe("device probe and release", () => {
   it("emits add/remove_device_to_group with the group id and device name; ids are lowest-free and reused", () => {
@@ -30,12 +25,12 @@ describe("device probe and release", () => {
     const d2 = unwrap(b.mock.mockDevCreate());
     expect(b.core.groupOf(d2)!.id).toBe(0);
     const r = rec.stop();
-    expect(events(r, "iommu:add_device_to_group")).toEqual([
+    expect(traceFields(r, "iommu:add_device_to_group")).toEqual([
       { gid: 0, device: "iommufd_mock0" },
       { gid: 1, device: "iommufd_mock1" },
       { gid: 0, device: "iommufd_mock0" },
     ]);
-    expect(events(r, "iommu:remove_device_from_group")).toEqual([
+    expect(traceFields(r, "iommu:remove_device_from_group")).toEqual([
       { gid: 0, device: "iommufd_mock0" },
     ]);
     expect(d0.iommuGroup).toBeNull();
@@ -70,7 +65,7 @@ describe("device probe and release", () => {
     expect(def.freed).toBe(true);
     expect(blocking.freed).toBe(true);
     expect(g.released).toBe(true);
-    expect(events(rec.stop(), "iommu_core:domain_free").map((f) => f.domain)).toEqual([
+    expect(traceFields(rec.stop(), "iommu_core:domain_free").map((f) => f.domain)).toEqual([
       def.id,
       blocking.id,
     ]);

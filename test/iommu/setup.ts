@@ -3,6 +3,7 @@
 
 import { createContext, type SimContext } from "../../src/base/context.js";
 import { unwrap } from "../../src/base/result.js";
+import type { TraceEventMap, TraceEventName, TraceRecord } from "../../src/base/trace.js";
 import { type BusType, Device } from "../../src/bus/device.js";
 import { DeviceModel } from "../../src/bus/driver-core.js";
 import { FirmwareDescription, FwNode, type IommuResvRegion } from "../../src/bus/firmware.js";
@@ -124,4 +125,12 @@ export function platformFw(
     resvRegions: fw.resv ?? [],
     iommus: iommu ? { fwnode: iommu.fw.node, ids: [0] } : null,
   });
+}
+
+/** The fields of every `name` event among `records`, typed. */
+export function traceFields<E extends TraceEventName>(
+  records: readonly TraceRecord[],
+  name: E,
+): TraceEventMap[E][] {
+  return records.filter((r) => r.event === name).map((r) => r.fields as TraceEventMap[E]);
 }

@@ -109,6 +109,8 @@ export interface MockIommuConfig {
   readonly extraResvRegions?: readonly IommuResvRegion[];
   /** The selftest's PASID-1024 fake error (default true). */
   readonly pasid1024Quirk?: boolean;
+  /** Runs inside `probe_finalize` (after the group's default domain set-up). */
+  readonly onProbeFinalize?: (dev: Device) => void;
   /** Seed 002's vendor PASID range callback; absent = no op. */
   readonly pasidRange?: { readonly min: number; readonly max: number };
 }
@@ -160,6 +162,13 @@ export class MockIommuDriver {
       unmapPages: (d, iova, shift, count, gather) =>
         this.#unmapPages(d, iova, shift, count, gather),
       iotlbSyncMap: (d, iova, n) => this.#iotlbSyncMap(d, iova, n),
+      iotlbSync: (d, gather) => {
+        this.log.push(
+          gather.isEmpty()
+            ? `iotlb_sync ${d.id} empty`
+            : `iotlb_sync ${d.id} 0x${gather.start.toString(16)} 0x${gather.end.toString(16)}`,
+        );
+      },
       iovaToPhys: (d, iova) => (d instanceof MockPagingDomain ? d.lookup(iova) : 0n),
       free: (d) => {
         if (d instanceof MockPagingDomain) d.pfns.clear();
@@ -199,6 +208,7 @@ export class MockIommuDriver {
       releaseDevice: (dev) => this.#releaseDevice(dev),
       probeFinalize: (dev) => {
         this.log.push(`probe_finalize ${dev.name}`);
+        c.onProbeFinalize?.(dev);
       },
       deviceGroup: (dev) => this.#deviceGroup(dev),
       capable: (dev, cap) => this.#capable(dev, cap),
@@ -484,6 +494,9 @@ export class MockIommuDriver {
     out: MapOut,
   ): Result {
     const d = toMock(domain);
+    this.log.push(
+      `map_pages ${domain.id} 0x${iovaPfn.toString(16)} 0x${paddrPfn.toString(16)} ${pgshift} ${pgcount}`,
+    );
     const fired = this.faults.check("map_pages", { domain });
     const per = 2 ** (pgshift - 12);
     const total = per * pgcount;
@@ -540,10 +553,14 @@ export class MockIommuDriver {
       }
       d.pfns.delete(iovaPfn + n);
     }
+    this.log.push(
+      `unmap_pages ${domain.id} 0x${iovaPfn.toString(16)} ${pgshift} ${pgcount} -> ${n}`,
+    );
     return n;
   }
 
-  #iotlbSyncMap(domain: IommuDomain, _iovaPfn: number, _npages: number): Result {
+  #iotlbSyncMap(domain: IommuDomain, iovaPfn: number, npages: number): Result {
+    this.log.push(`iotlb_sync_map ${domain.id} 0x${iovaPfn.toString(16)} ${npages}`);
     const e = this.#inject("iotlb_sync_map", { domain });
     return e ? err(e) : OK;
   }
