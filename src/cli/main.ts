@@ -1,24 +1,16 @@
 // The command-line front end. The only layer that touches the host (process, console, files).
 
-import { Command } from "commander";
-import { formatSize } from "../base/bits.js";
-import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
+import { buildMachine } from "../machine/build.js";
+import { machineReport } from "../machine/report.js";
+import { machineHost } from "../scenario/machine-host.js";
+import { type CliIo, nodeIo } from "./io.js";
+import { runCli } from "./program.js";
 
-const program = new Command()
-  .name("iommu-sim")
-  .description("An executable model of the Linux IOMMU subsystem on a simulated RISC-V IOMMU");
+/** `demo`: boots the built-in default machine and reports what it holds. */
+function demo(io: CliIo): number {
+  const m = buildMachine("default");
+  io.stdout(`${machineReport(m)}\n`);
+  return 0;
+}
 
-program
-  .command("demo", { isDefault: true })
-  .description("boot the built-in default machine and tell its story")
-  .action(() => {
-    const ram = { base: 0x8000_0000n, size: 256n << 20n };
-    const memory = new PhysicalMemory([ram]);
-    const frames = new FrameAllocator(memory);
-    const ppn = frames.alloc();
-    memory.write64(BigInt(ppn) << 12n, 0x1234n);
-    console.log(`iommu-sim: ${formatSize(ram.size)} of RAM at 0x${ram.base.toString(16)}`);
-    console.log(`frames in use: ${frames.framesInUse} of ${frames.totalFrames}`);
-  });
-
-await program.parseAsync(process.argv);
+process.exitCode = await runCli(process.argv.slice(2), nodeIo(), { host: machineHost, demo });

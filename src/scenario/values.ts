@@ -61,7 +61,7 @@ export class Scope {
     const bound = this.#bindings.get(name);
     if (bound !== undefined) {
       if (bound === kind || bound === via) return { create: false };
-      return `"${name}" is ${article(bound)}, expected ${article(kind)}`;
+      return `"${name}" is ${article(this.#label(bound))}, expected ${article(this.#label(kind))}`;
     }
     if (this.names[kind]?.includes(name) || (via && this.names[via]?.includes(name))) {
       return { create: false };
@@ -74,7 +74,7 @@ export class Scope {
         : undefined;
     if (machineNamed) {
       const known = [...(this.names[machineNamed] ?? []), ...this.#boundOf(kind, via)];
-      return `unknown ${machineNamed} "${name}"${suggest(name, known)}`;
+      return `unknown ${this.#label(machineNamed)} "${name}"${suggest(name, known)}`;
     }
     return `"${name}" is not bound (no earlier step has "as: ${name}")${suggest(name, this.#boundOf(kind, via))}`;
   }
@@ -84,6 +84,10 @@ export class Scope {
     if (this.#bindings.has(name)) return undefined;
     for (const list of Object.values(this.names)) if (list.includes(name)) return undefined;
     return `"$${name}" refers to nothing: "${name}" is not bound and names nothing in the machine`;
+  }
+
+  #label(kind: string): string {
+    return this.vocabulary.kinds[kind]?.label ?? kind;
   }
 
   #boundOf(kind: string, via: string | undefined): string[] {
@@ -186,6 +190,23 @@ export function compileValue(
       return bad(`one of ${type.values.join(", ")}`);
     case "flags":
       return compileFlags(node, type.bits, path, d);
+    case "constant": {
+      const n = scalarBigInt(node);
+      if (n !== undefined && n >= 0n && n <= 0xffff_ffffn)
+        return { kind: "const", value: Number(n) };
+      const names = Object.keys(type.values);
+      if (s !== undefined && type.values[s] !== undefined)
+        return { kind: "const", value: type.values[s] };
+      if (s !== undefined) {
+        d.error(
+          node.loc,
+          path,
+          `unknown constant "${s}"${suggest(s, names)}; expected one of ${names.join(", ")} or an integer`,
+        );
+        return undefined;
+      }
+      return bad(`one of ${names.join(", ")} or an integer`);
+    }
     case "errno":
       if (s !== undefined && isErrno(s)) return { kind: "const", value: s };
       return bad("an errno name (EBUSY, EINVAL, …)");
@@ -279,6 +300,8 @@ function typeName(type: ValueType): string {
       return `one of ${type.values.join(", ")}`;
     case "flags":
       return "flags";
+    case "constant":
+      return "a constant";
     case "errno":
       return "an errno name";
     case "text":

@@ -17,6 +17,8 @@ export type ValueType =
   | { readonly kind: "enum"; readonly values: readonly string[] }
   /** A list of flag names (or one name, or an integer) OR-ed into a number. */
   | { readonly kind: "flags"; readonly bits: Readonly<Record<string, number>> }
+  /** One named constant (e.g. `IOMMU_DOMAIN_SVA`) or its integer value. */
+  | { readonly kind: "constant"; readonly values: Readonly<Record<string, number>> }
   | { readonly kind: "errno" }
   | { readonly kind: "text" }
   /** Anything; expectations compare it against the actual value's JSON view. */
@@ -80,6 +82,8 @@ export interface SubjectSpec<M> {
 /** How names of one object kind resolve. */
 export interface ObjectKindSpec<M> {
   readonly doc: string;
+  /** How messages name the kind (default: the kind's key). */
+  readonly label?: string;
   /** Objects the machine names itself (devices): looked up at run time. */
   readonly lookup?: (m: M, name: string) => unknown;
   /** Objects of another kind that stand for one of this kind: `group: nic0` is nic0's group. */
@@ -119,6 +123,10 @@ export function enumOf(values: readonly string[]): ValueType {
 
 export function flags(bits: Readonly<Record<string, number>>): ValueType {
   return { kind: "flags", bits };
+}
+
+export function constant(values: Readonly<Record<string, number>>): ValueType {
+  return { kind: "constant", values };
 }
 
 export function param(type: ValueType, more: Omit<ParamSpec, "type"> = {}): ParamSpec {

@@ -1,0 +1,192 @@
+// What `expect:` can check: a device's current domain, a group's owners and PASID table, a
+// domain's type and users, the kernel WARNs so far, the invariants, the whole machine view.
+
+import type { Device } from "../../bus/device.js";
+import { domainTypeName } from "../../iommu/constants.js";
+import type { IommuDomain } from "../../iommu/domain.js";
+import type { IommuGroup } from "../../iommu/group.js";
+import { describedName, type Machine } from "../../machine/machine.js";
+import { DEV, GROUP } from "./kinds.js";
+import {
+  BOOL,
+  enumOf,
+  int,
+  JSON_VALUE,
+  object,
+  type PropSpec,
+  param,
+  type SubjectSpec,
+  TEXT,
+} from "./types.js";
+
+const group = (m: Machine, dev: unknown): IommuGroup | null => m.core.groupOf(dev as Device);
+
+/** `default` and `blocking` name the subject group's core domains. */
+function coreWords(
+  toGroup: (m: Machine, s: unknown) => IommuGroup | null,
+): NonNullable<PropSpec<Machine>["words"]> {
+  return {
+    default: (m, s) => toGroup(m, s)?.defaultDomain ?? null,
+    blocking: (m, s) => toGroup(m, s)?.blockingDomain ?? null,
+  };
+}
+
+const asGroup = (_m: Machine, s: unknown) => s as IommuGroup;
+
+/** The PASID table as {pasid: {kind, domain, handle}} with live objects (compare with $names). */
+function pasidTable(g: IommuGroup | null): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [pasid, e] of g?.pasidArray.entries() ?? []) {
+    out[String(pasid)] =
+      e.kind === "domain"
+        ? { kind: "domain", domain: e.domain, handle: null }
+        : { kind: "handle", domain: e.handle.domain, handle: e.handle };
+  }
+  return out;
+}
+
+export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
+  {
+    name: "dev",
+    doc: "a device",
+    arg: DEV,
+    props: {
+      domain: {
+        type: object("domain"),
+        doc: "the domain attached to its group (iommu_get_domain_for_dev); default/blocking name the group's core domains",
+        words: coreWords(group),
+        get: (m, s) => m.core.getDomainForDev(s as Device),
+      },
+      group: {
+        type: object("group"),
+        doc: "its IOMMU group (a $name, or a partial view like {id: 3})",
+        get: (m, s) => group(m, s),
+      },
+      driver: {
+        type: TEXT,
+        doc: "the bound driver's name, or null",
+        get: (_m, s) => (s as Device).driver?.name ?? null,
+      },
+      present: {
+        type: BOOL,
+        doc: "registered on its bus",
+        get: (_m, s) => (s as Device).registered,
+      },
+      max_pasids: {
+        type: int(0, 0xffff_ffff),
+        doc: "dev->iommu->max_pasids (0 without an IOMMU)",
+        get: (_m, s) => (s as Device).iommu?.maxPasids ?? 0,
+      },
+      require_direct: {
+        type: BOOL,
+        doc: "firmware asked for a 1:1 mapping (blocking domains are refused)",
+        get: (_m, s) => (s as Device).iommu?.requireDirect ?? false,
+      },
+      iommu: {
+        type: TEXT,
+        doc: "the IOMMU instance that claimed it, or null",
+        get: (_m, s) => (s as Device).iommu?.iommuDev?.name ?? null,
+      },
+      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as Device).toJSON() },
+    },
+  },
+  {
+    name: "group",
+    doc: "an IOMMU group (a device's name means its group)",
+    arg: GROUP,
+    props: {
+      id: { type: int(0, 0x7fff_ffff), doc: "group id", get: (_m, s) => (s as IommuGroup).id },
+      devices: {
+        type: JSON_VALUE,
+        doc: "member devices in probe order, by their description names",
+        get: (_m, s) => (s as IommuGroup).devices.map((g) => describedName(g.dev)),
+      },
+      domain: {
+        type: object("domain"),
+        doc: "group->domain; default/blocking name the group's core domains",
+        words: coreWords(asGroup),
+        get: (_m, s) => (s as IommuGroup).domain,
+      },
+      default_domain: {
+        type: object("domain"),
+        doc: "group->default_domain",
+        get: (_m, s) => (s as IommuGroup).defaultDomain,
+      },
+      blocking_domain: {
+        type: object("domain"),
+        doc: "group->blocking_domain (created on first use)",
+        get: (_m, s) => (s as IommuGroup).blockingDomain,
+      },
+      default_domain_type: {
+        type: TEXT,
+        doc: "type of the default domain (DMA, DMA_FQ, IDENTITY, BLOCKED, …), or null",
+        get: (_m, s) => {
+          const d = (s as IommuGroup).defaultDomain;
+          return d ? domainTypeName(d.type) : null;
+        },
+      },
+      owner_cnt: {
+        type: int(0, 0x7fff_ffff),
+        doc: "DMA-ownership count",
+        get: (_m, s) => (s as IommuGroup).ownerCnt,
+      },
+      owner: {
+        type: object("owner"),
+        doc: "the owner cookie, or null (kernel users or free)",
+        get: (_m, s) => (s as IommuGroup).owner,
+      },
+      pasid_array: {
+        type: JSON_VALUE,
+        doc: "PASID → {kind, domain, handle}; compare entries with $names, null for an empty slot",
+        get: (_m, s) => pasidTable(s as IommuGroup),
+      },
+      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuGroup).toJSON() },
+    },
+  },
+  {
+    name: "domain",
+    doc: "a domain bound with as:",
+    arg: param(object("domain")),
+    props: {
+      type: {
+        type: TEXT,
+        doc: "BLOCKED, IDENTITY, UNMANAGED, DMA, DMA_FQ, SVA, …",
+        get: (_m, s) => domainTypeName((s as IommuDomain).type),
+      },
+      users: {
+        type: int(0, 0x7fff_ffff),
+        doc: "SVA users",
+        get: (_m, s) => (s as IommuDomain).users,
+      },
+      freed: { type: BOOL, doc: "iommu_domain_free ran", get: (_m, s) => (s as IommuDomain).freed },
+      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuDomain).toJSON() },
+    },
+  },
+  {
+    name: "warnings",
+    doc: "how many kernel WARNs the run has raised so far",
+    self: { type: int(0, 0x7fff_ffff), doc: "count", get: (m) => m.ctx.warnings.count },
+  },
+  {
+    name: "warning_sites",
+    doc: "the kernel functions that WARNed so far, in order",
+    self: { type: JSON_VALUE, doc: "sites", get: (m) => m.ctx.warnings.list().map((w) => w.site) },
+  },
+  {
+    name: "invariants",
+    doc: "`clean` when every machine invariant holds",
+    self: {
+      type: enumOf(["clean"]),
+      doc: "clean, or the list of violations",
+      get: (m) => {
+        const broken = m.checkInvariants();
+        return broken.length === 0 ? "clean" : broken;
+      },
+    },
+  },
+  {
+    name: "machine",
+    doc: "the machine's JSON view, compared partially",
+    self: { type: JSON_VALUE, doc: "view", get: (m) => m.toJSON() },
+  },
+];

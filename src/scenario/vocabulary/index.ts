@@ -1,0 +1,38 @@
+// The whole scenario vocabulary of a machine: every table, the object kinds, the expect forms.
+
+import type { Machine } from "../../machine/machine.js";
+import { ATTACH } from "./attach.js";
+import { DEVICES } from "./devices.js";
+import { DOMAINS } from "./domains.js";
+import { SUBJECTS } from "./expect.js";
+import { KINDS } from "./kinds.js";
+import { MACHINE_ACTIONS } from "./machine.js";
+import { MAP } from "./map.js";
+import { OWNERSHIP } from "./ownership.js";
+import { PASIDS } from "./pasid.js";
+import type { FunctionSpec, Vocabulary } from "./types.js";
+
+/** The tables in documentation order. */
+export const VOCABULARY_AREAS: readonly {
+  readonly area: string;
+  readonly title: string;
+  readonly functions: readonly FunctionSpec<Machine>[];
+}[] = [
+  { area: "devices", title: "Devices, instances and policy (§2)", functions: DEVICES },
+  {
+    area: "domains",
+    title: "Domains, groups and default domains (§2.3–§2.6, §3.1)",
+    functions: DOMAINS,
+  },
+  { area: "attach", title: "Attach and detach (§3.3–§3.4)", functions: ATTACH },
+  { area: "map", title: "Mapping (§3.5)", functions: MAP },
+  { area: "ownership", title: "DMA ownership (§4)", functions: OWNERSHIP },
+  { area: "pasid", title: "PASIDs (§5)", functions: PASIDS },
+  { area: "machine", title: "Machine actions", functions: MACHINE_ACTIONS },
+];
+
+export const MACHINE_VOCABULARY: Vocabulary<Machine> = {
+  functions: VOCABULARY_AREAS.flatMap((a) => a.functions),
+  subjects: SUBJECTS,
+  kinds: KINDS,
+};

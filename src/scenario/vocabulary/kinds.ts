@@ -1,0 +1,106 @@
+// The objects a scenario names, and the parameter types shared by the vocabulary tables.
+// Devices, buses and IOMMU instances are named by the machine; domains, groups got from
+// `iommu_group_get`, SVA bonds … are named by `as:`; attach handles and DMA-owner cookies are
+// caller-allocated in the kernel, so a new name simply creates one.
+
+import { IOMMU_CAP } from "../../iommu/constants.js";
+import { IommuAttachHandle } from "../../iommu/domain.js";
+import type { Machine } from "../../machine/machine.js";
+import { ResolveError } from "../values.js";
+import { constant, flags, type ObjectKindSpec, object, type ParamSpec, param } from "./types.js";
+
+export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
+  device: {
+    doc: "a device: its name in the machine description (PCI functions and bridges included), or a binding",
+    lookup: (m, name) => m.device(name),
+  },
+  device_name: {
+    label: "device",
+    doc: "a described device, present or not (for machine actions such as hot_add)",
+    lookup: (m, name) => (m.description.devices.some((d) => d.name === name) ? name : undefined),
+  },
+  group: {
+    doc: "an IOMMU group: a device's name means that device's group; or a binding (iommu_group_get)",
+    via: {
+      kind: "device",
+      map: (m, dev) => {
+        const g = m.core.groupOf(dev as Parameters<Machine["core"]["groupOf"]>[0]);
+        if (g === null)
+          throw new ResolveError(`device ${(dev as { name: string }).name} has no IOMMU group`);
+        return g;
+      },
+    },
+  },
+  domain: { doc: "an IOMMU domain, bound with as: (e.g. from iommu_paging_domain_alloc)" },
+  handle: {
+    doc: "an attach handle (caller-allocated: a new name creates a fresh handle)",
+    create: (_m, name) => new IommuAttachHandle(name),
+  },
+  owner: {
+    doc: "a DMA-owner cookie (a new name creates one; equal names are the same owner)",
+    create: (_m, name) => name,
+  },
+  bus: {
+    doc: "a bus type: platform or pci",
+    lookup: (m, name) => m.model.bus(name),
+  },
+  iommu: {
+    doc: "an IOMMU instance, by its name in the machine description",
+    lookup: (m, name) => m.iommu(name),
+  },
+};
+
+// ---- shared parameter specs ----
+
+export const DEV: ParamSpec = param(object("device"), { doc: "struct device *dev" });
+export const GROUP: ParamSpec = param(object("group"), { doc: "struct iommu_group *group" });
+export const DOMAIN: ParamSpec = param(object("domain"), { doc: "struct iommu_domain *domain" });
+export const HANDLE: ParamSpec = param(object("handle"), {
+  nullable: true,
+  doc: "struct iommu_attach_handle *handle (null allowed)",
+});
+
+/** Domain types by their kernel constant names; 0 means "any" / "no preference". */
+export const DOMAIN_TYPE = constant({
+  IOMMU_DOMAIN_BLOCKED: 0,
+  IOMMU_DOMAIN_IDENTITY: 4,
+  IOMMU_DOMAIN_UNMANAGED: 1,
+  IOMMU_DOMAIN_DMA: 3,
+  IOMMU_DOMAIN_DMA_FQ: 11,
+  IOMMU_DOMAIN_SVA: 16,
+  IOMMU_DOMAIN_PLATFORM: 32,
+  IOMMU_DOMAIN_NESTED: 64,
+});
+
+/** `enum iommufd_hwpt_alloc_flags`. */
+export const HWPT_ALLOC_FLAGS = flags({
+  IOMMU_HWPT_ALLOC_NEST_PARENT: 1 << 0,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING: 1 << 1,
+  IOMMU_HWPT_ALLOC_PASID: 1 << 3,
+});
+
+/** Mapping protection bits. */
+export const PROT = flags({
+  IOMMU_READ: 1 << 0,
+  IOMMU_WRITE: 1 << 1,
+  IOMMU_CACHE: 1 << 2,
+  IOMMU_NOEXEC: 1 << 3,
+  IOMMU_MMIO: 1 << 4,
+  IOMMU_PRIV: 1 << 5,
+});
+
+/** `enum iommu_cap`. */
+export const CAP = constant({
+  IOMMU_CAP_CACHE_COHERENCY: IOMMU_CAP.CACHE_COHERENCY,
+  IOMMU_CAP_NOEXEC: IOMMU_CAP.NOEXEC,
+  IOMMU_CAP_PRE_BOOT_PROTECTION: IOMMU_CAP.PRE_BOOT_PROTECTION,
+  IOMMU_CAP_ENFORCE_CACHE_COHERENCY: IOMMU_CAP.ENFORCE_CACHE_COHERENCY,
+  IOMMU_CAP_DEFERRED_FLUSH: IOMMU_CAP.DEFERRED_FLUSH,
+  IOMMU_CAP_DIRTY_TRACKING: IOMMU_CAP.DIRTY_TRACKING,
+});
+
+/** `ioasid_t`: any 32-bit value, IOMMU_PASID_INVALID (0xffffffff) included. */
+export const PASID: ParamSpec = param(
+  { kind: "int", min: 0, max: 0xffff_ffff, what: "a PASID (0..0xffffffff)" },
+  { doc: "ioasid_t pasid" },
+);
