@@ -15,6 +15,7 @@ import type { Json } from "../base/json.js";
 import { err, ok, type Result } from "../base/result.js";
 import type { PagingMode } from "../hw/pgtable/modes.js";
 import { dupMm, mmAlloc, mmput } from "./fork.js";
+import { mmget } from "./mm-refs.js";
 import type { FaultCounters, MmStruct, MmSubsystem } from "./mm-types.js";
 
 export type ProcessState = "running" | "zombie" | "reaped";
@@ -86,6 +87,14 @@ export class Process implements FaultCounters {
     if (this.state !== "running")
       throw new SimError(`pid ${this.pid} cannot ${what}: ${this.state}`);
   }
+}
+
+/** get_task_mm: the task's mm with one more user (mmput it when done), or null once exited. */
+export function getTaskMm(task: Process): MmStruct | null {
+  const mm = task.mm;
+  if (mm === null) return null;
+  mmget(mm);
+  return mm;
 }
 
 export interface SpawnOptions {

@@ -3,11 +3,12 @@ import { ok } from "../../src/base/result.js";
 import { SV57 } from "../../src/hw/pgtable/modes.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../../src/mm/flags.js";
+import { mmput } from "../../src/mm/fork.js";
 import { mmdrop, mmgrab } from "../../src/mm/mm-refs.js";
 import { MmuNotifier, type MmuNotifierOps } from "../../src/mm/mm-types.js";
 import { vmMmap } from "../../src/mm/mmap.js";
 import { mmuNotifierGet, mmuNotifierPut } from "../../src/mm/mmu-notifier.js";
-import { ProcessTable } from "../../src/mm/process.js";
+import { getTaskMm, ProcessTable } from "../../src/mm/process.js";
 import { machine, must } from "./helpers.js";
 
 function table() {
@@ -122,6 +123,20 @@ describe("processes", () => {
     procs.exit(task, 0);
     expect(closed).toEqual(["a", "c", "b"]);
     expect(() => task.openFile(file("d"))).toThrow(/cannot/);
+  });
+
+  it("get_task_mm takes a user reference until the task has exited", () => {
+    const { procs } = table();
+    const task = must(procs.spawn("x"));
+    const mm = getTaskMm(task)!;
+    expect(mm).toBe(task.mm);
+    expect(mm.users).toBe(2);
+    procs.exit(task, 0);
+    // The reference keeps the address space itself alive past the exit.
+    expect(mm.state).toBe("live");
+    expect(getTaskMm(task)).toBeNull();
+    mmput(mm);
+    expect(mm.state).toBe("freed");
   });
 
   it("has a JSON view", () => {
