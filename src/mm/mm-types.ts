@@ -156,6 +156,8 @@ export class MmStruct {
   /** mm_count: references to the structure. Change only with mmgrab / mmdrop. */
   count = 1;
   state: MmState = "live";
+  /** mm->owner: pid of the task the mm belongs to (set by the process table), null once it exits. */
+  owner: number | null = null;
   /**
    * `mm->iommu_mm`: null for every new mm, fork children included (mm_pasid_init). The IOMMU
    * core owns what it holds; mm only hands it to the __mmdrop hooks.
@@ -225,6 +227,7 @@ export class MmStruct {
   toJSON(): Json {
     return {
       id: this.id,
+      pid: this.owner,
       state: this.state,
       users: this.users,
       count: this.count,

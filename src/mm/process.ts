@@ -145,7 +145,11 @@ export class ProcessTable {
     if (task.state !== "running") throw new SimError(`pid ${task.pid} exits twice`);
     const mm = task.mm;
     task.mm = null;
-    if (mm !== null) mmput(mm);
+    if (mm !== null) {
+      // mm_update_next_owner: no other task shares the mm here.
+      if (mm.owner === task.pid) mm.owner = null;
+      mmput(mm);
+    }
     for (const fd of task.fds()) task.closeFile(fd);
     task.state = "zombie";
     task.exitCode = code;
@@ -199,6 +203,7 @@ export class ProcessTable {
       return err("EAGAIN");
     }
     const task = new Process(pid, comm, mm, parent);
+    mm.owner = pid;
     parent?.children.push(task);
     this.#procs.set(pid, task);
     return ok(task);

@@ -89,6 +89,24 @@ describe("handle_mm_fault on a private mapping", () => {
     expect(mm.rssAnon).toBe(2);
   });
 
+  it("reuses the process's own page on a write to a write-protected PTE (wp_page_reuse)", () => {
+    const { mm, vma } = setup();
+    handleMmFault(vma, A, FAULT_FLAG_WRITE);
+    const ppn = ptePerm(mm, A)!.ppn;
+    // Write-protect the PTE behind the mm's back (what soft-dirty or uffd-wp tracking does).
+    mm.pgtable.protect(A, 0x1000n, 0, PTE_W | PTE_D);
+    const log: string[] = [];
+    must(
+      mmuNotifierRegister(
+        new MmuNotifier({ archInvalidateSecondaryTlbs: () => log.push("tlb") }),
+        mm,
+      ),
+    );
+    expect(handleMmFault(vma, A, FAULT_FLAG_WRITE)).toBe(0);
+    expect(ptePerm(mm, A)).toEqual({ perm: USER | PTE_R | PTE_W | PTE_D, ppn });
+    expect(log).toEqual([]);
+  });
+
   it("refuses accesses the VMA does not allow with VM_FAULT_SIGSEGV", () => {
     const { vma, mm } = setup(PROT_READ);
     expect(handleMmFault(vma, A, FAULT_FLAG_WRITE)).toBe(VM_FAULT_SIGSEGV);

@@ -50,6 +50,7 @@ describe("JSON views", () => {
     cpu.load64(mm, A + 0x2000n);
     expect(mm.toJSON()).toEqual({
       id: mm.id,
+      pid: null,
       state: "live",
       users: 1,
       count: 1,

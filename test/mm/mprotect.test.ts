@@ -192,6 +192,25 @@ describe("mprotect", () => {
     expect(sys.frames.framesInUse).toBe(used);
   });
 
+  it("leaves pages PROT_NONE when re-validating finds no table page; the next fault restores them", () => {
+    const { mm, cpu, sys } = setup(2n);
+    doMprotect(mm, A, 0x2000n, PROT_NONE);
+    // Every PTE left the table, so the tables went too; now no frame is left for them.
+    const hog: number[] = [];
+    for (let p = sys.frames.alloc(); p >= 0; p = sys.frames.alloc()) hog.push(p);
+    expect(doMprotect(mm, A, 0x2000n, RW).ok).toBe(true);
+    expect(ptePerm(mm, A)).toBeNull();
+    expect(mm.pages.isProtNone(Number(A >> 12n))).toBe(true);
+    expect(cpu.load64(mm, A)).toEqual({
+      ok: false,
+      fault: { signal: "OOM", code: "VM_FAULT_OOM", addr: A },
+    });
+    for (const p of hog) sys.frames.free(p);
+    expect(cpu.load64(mm, A + 0x1000n)).toEqual({ ok: true, value: 0xa1n });
+    expect(ptePerm(mm, A + 0x1000n)!.perm & (PTE_W | PTE_D)).toBe(PTE_W | PTE_D);
+    expect(cpu.store64(mm, A, 3n).ok).toBe(true);
+  });
+
   it("invalidates secondary TLBs over the changed pages once, inside a PROTECTION_VMA range", () => {
     const { mm } = setup();
     const log: string[] = [];

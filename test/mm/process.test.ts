@@ -131,7 +131,9 @@ describe("processes", () => {
     const mm = getTaskMm(task)!;
     expect(mm).toBe(task.mm);
     expect(mm.users).toBe(2);
+    expect((mm.toJSON() as { pid: number }).pid).toBe(task.pid);
     procs.exit(task, 0);
+    expect(mm.owner).toBeNull();
     // The reference keeps the address space itself alive past the exit.
     expect(mm.state).toBe("live");
     expect(getTaskMm(task)).toBeNull();
