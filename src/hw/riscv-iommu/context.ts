@@ -323,7 +323,7 @@ export function deviceIdTooWide(deviceId: number, mode: number, extended: boolea
   const ddi0Bits = extended ? 6 : 7;
   const levels = ddtLevels(mode);
   const bits = levels === 1 ? ddi0Bits : levels === 2 ? ddi0Bits + 9 : 24;
-  return deviceId >= 2 ** bits;
+  return deviceId >>> bits !== 0;
 }
 
 /** Result of a directory walk: the context, or the fault that stopped it and why. */

@@ -7,8 +7,6 @@ import type { Json } from "../../base/json.js";
 import type { DeviceContext, ProcessContext } from "./context.js";
 import { LruMap } from "./lru.js";
 
-const TWO20 = 0x10_0000;
-
 export class DirectoryCache {
   readonly ddt: LruMap<DeviceContext>;
   readonly pdt: LruMap<ProcessContext>;
@@ -30,18 +28,18 @@ export class DirectoryCache {
   }
 
   fillDc(dc: DeviceContext): void {
-    this.ddt.set(dc.deviceId, dc);
+    this.ddt.set(dc.deviceId, 0, dc);
   }
 
   lookupPc(deviceId: number, processId: number): ProcessContext | undefined {
-    const pc = this.pdt.get(deviceId * TWO20 + processId);
+    const pc = this.pdt.get(deviceId, processId);
     if (pc === undefined) this.pdtMisses++;
     else this.pdtHits++;
     return pc;
   }
 
   fillPc(pc: ProcessContext): void {
-    this.pdt.set(pc.deviceId * TWO20 + pc.processId, pc);
+    this.pdt.set(pc.deviceId, pc.processId, pc);
   }
 
   /**
@@ -56,12 +54,12 @@ export class DirectoryCache {
       return n;
     }
     const dropped = this.ddt.delete(deviceId) ? 1 : 0;
-    return dropped + this.pdt.deleteWhere((_, pc) => pc.deviceId === deviceId);
+    return dropped + this.pdt.deleteAll(deviceId);
   }
 
   /** IODIR.INVAL_PDT: the PC of (deviceId, processId). */
   invalidatePdt(deviceId: number, processId: number): number {
-    return this.pdt.delete(deviceId * TWO20 + processId) ? 1 : 0;
+    return this.pdt.delete(deviceId, processId) ? 1 : 0;
   }
 
   toJSON(): Json {
@@ -70,13 +68,13 @@ export class DirectoryCache {
         capacity: this.ddt.capacity,
         hits: this.ddtHits,
         misses: this.ddtMisses,
-        entries: this.ddt.entries().map(([, dc]) => dc.toJSON()),
+        entries: this.ddt.values().map((dc) => dc.toJSON()),
       },
       pdt: {
         capacity: this.pdt.capacity,
         hits: this.pdtHits,
         misses: this.pdtMisses,
-        entries: this.pdt.entries().map(([, pc]) => pc.toJSON()),
+        entries: this.pdt.values().map((pc) => pc.toJSON()),
       },
     };
   }

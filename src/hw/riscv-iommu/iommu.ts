@@ -646,8 +646,8 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
     const dir = this.dir;
     return {
       iotlbEntries: () => iotlb.entries(),
-      deviceContexts: () => dir.ddt.entries().map(([, dc]) => dc),
-      processContexts: () => dir.pdt.entries().map(([, pc]) => pc),
+      deviceContexts: () => dir.ddt.values(),
+      processContexts: () => dir.pdt.values(),
       stats: {
         iotlbHits: iotlb.hits,
         iotlbMisses: iotlb.misses,

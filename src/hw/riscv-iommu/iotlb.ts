@@ -25,17 +25,36 @@
 import { hex } from "../../base/bits.js";
 import type { Json } from "../../base/json.js";
 
-const TWO21 = 0x20_0000;
-/** The PSCID tag value of global entries in the space key. */
-const GLOBAL_TAG = TWO21 - 1;
+/** The PSCID tag of global entries (PSCIDs are 20-bit). */
+const GLOBAL_TAG = 0x10_0000;
 const NO_ID = -1;
+const TWO32 = 0x1_0000_0000;
 
 /** Size classes: log2 of the entry size in pages (4 KiB, 64 KiB NAPOT, 2 MiB … 256 TiB). */
 const CLASS_LOG2_PAGES = [0, 4, 9, 18, 27, 36] as const;
 
+/**
+ * `vpn` rounded down to a multiple of 2^log2 pages, without the floating-point `%` (slow for
+ * page numbers above 2^31).
+ */
+function alignPages(vpn: number, log2: number): number {
+  if (log2 === 0) return vpn;
+  if (log2 < 31) return vpn - ((vpn >>> 0) & (2 ** log2 - 1));
+  const hi = Math.floor(vpn / TWO32);
+  return (hi - (hi & (2 ** (log2 - 32) - 1))) * TWO32;
+}
+
 function classOf(log2Pages: number): number {
-  const c = CLASS_LOG2_PAGES.indexOf(log2Pages as (typeof CLASS_LOG2_PAGES)[number]);
-  return c;
+  return CLASS_LOG2_PAGES.indexOf(log2Pages as (typeof CLASS_LOG2_PAGES)[number]);
+}
+
+/** Hash of an entry's tag (all parts small integers or a page number below 2^52). */
+function hashTag(gTag: number, pTag: number, cls: number, vpnBase: number): number {
+  const lo = vpnBase >>> 0;
+  const hi = (vpnBase / TWO32) | 0;
+  let h = Math.imul(lo ^ Math.imul(hi, 0x27d4_eb2d), 0x9e37_79b1);
+  h ^= Math.imul((gTag << 21) ^ pTag ^ (cls << 28), 0x85eb_ca6b);
+  return (h ^ (h >>> 15)) >>> 0;
 }
 
 export class IotlbEntry {
@@ -59,9 +78,10 @@ export class IotlbEntry {
   pbmt = 0;
   hasFirstStage = false;
   hasGStage = false;
-  // bookkeeping
-  space: Space | null = null;
+  // bookkeeping: the tag as indexed (PSCID tag GLOBAL_TAG for global entries), liveness, LRU
+  pTag = 0;
   cls = 0;
+  live = false;
   prev: IotlbEntry | null = null;
   next: IotlbEntry | null = null;
 
@@ -89,13 +109,6 @@ function permString(p: number): string {
   return s;
 }
 
-interface Space {
-  readonly key: number;
-  /** Bit c set when maps[c] holds entries. */
-  mask: number;
-  readonly maps: Map<number, IotlbEntry>[];
-}
-
 /** What an IOTLB insertion describes (a reusable scratch object of the caller). */
 export interface IotlbFill {
   gscid: number;
@@ -117,14 +130,26 @@ export class Iotlb {
   readonly capacity: number;
   hits = 0;
   misses = 0;
-  readonly #spaces = new Map<number, Space>();
   #count = 0;
   #head: IotlbEntry | null = null;
   #tail: IotlbEntry | null = null;
   readonly #free: IotlbEntry[] = [];
+  /**
+   * Open-addressing index (linear probing, deletion by backward shift): slot i holds an entry
+   * or null. At most half full, so probes stay short. Allocation-free lookups.
+   */
+  readonly #slots: Array<IotlbEntry | null>;
+  readonly #slotMask: number;
+  /** Live entries per size class, and global ones: classes or globals absent are not probed. */
+  readonly #classCount = new Int32Array(CLASS_LOG2_PAGES.length);
+  #globals = 0;
 
   constructor(capacity: number) {
     this.capacity = capacity;
+    let n = 16;
+    while (n < capacity * 2) n *= 2;
+    this.#slots = new Array<IotlbEntry | null>(n).fill(null);
+    this.#slotMask = n - 1;
   }
 
   get size(): number {
@@ -137,9 +162,8 @@ export class Iotlb {
    * Does not count hits or misses (the caller decides whether the entry is usable).
    */
   lookup(gscid: number, pscid: number, vpn: number): IotlbEntry | null {
-    const g = (gscid + 1) * TWO21;
-    let e = this.#probe(this.#spaces.get(g + pscid + 1), vpn);
-    if (e === null && pscid >= 0) e = this.#probe(this.#spaces.get(g + GLOBAL_TAG), vpn);
+    let e = this.#probe(gscid, pscid, vpn);
+    if (e === null && pscid >= 0 && this.#globals > 0) e = this.#probe(gscid, GLOBAL_TAG, vpn);
     if (e !== null && e !== this.#head) {
       this.#unlink(e);
       this.#pushFront(e);
@@ -147,39 +171,43 @@ export class Iotlb {
     return e;
   }
 
-  #probe(space: Space | undefined, vpn: number): IotlbEntry | null {
-    if (space === undefined) return null;
-    const mask = space.mask;
+  #probe(gTag: number, pTag: number, vpn: number): IotlbEntry | null {
+    const counts = this.#classCount;
     for (let c = 0; c < CLASS_LOG2_PAGES.length; c++) {
-      if ((mask & (1 << c)) === 0) continue;
-      const span = 2 ** CLASS_LOG2_PAGES[c]!;
-      const e = space.maps[c]!.get(vpn - (vpn % span));
-      if (e !== undefined) return e;
+      if (counts[c] === 0) continue;
+      const e = this.#find(gTag, pTag, c, alignPages(vpn, CLASS_LOG2_PAGES[c]!));
+      if (e !== null) return e;
     }
     return null;
+  }
+
+  #find(gTag: number, pTag: number, cls: number, vpnBase: number): IotlbEntry | null {
+    const slots = this.#slots;
+    const mask = this.#slotMask;
+    for (let i = hashTag(gTag, pTag, cls, vpnBase) & mask; ; i = (i + 1) & mask) {
+      const e = slots[i]!;
+      if (e === null) return null;
+      if (e.vpnBase === vpnBase && e.cls === cls && e.pTag === pTag && e.gscid === gTag) return e;
+    }
   }
 
   /** Caches a translation, replacing an entry with the same tag and base. */
   insert(f: IotlbFill): void {
     const cls = classOf(f.log2Pages);
     if (cls < 0) return; // not a size this IOTLB holds
-    const span = 2 ** f.log2Pages;
-    const vpnBase = f.vpn - (f.vpn % span);
+    const vpnBase = alignPages(f.vpn, f.log2Pages);
     const offsetPages = f.vpn - vpnBase;
-    const key = (f.gscid + 1) * TWO21 + (f.global && f.pscid >= 0 ? GLOBAL_TAG : f.pscid + 1);
-    const old = this.#spaces.get(key)?.maps[cls]?.get(vpnBase);
-    if (old !== undefined) this.#remove(old);
+    const global = f.global && f.pscid >= 0;
+    const pTag = global ? GLOBAL_TAG : f.pscid;
+    const old = this.#find(f.gscid, pTag, cls, vpnBase);
+    if (old !== null) this.#remove(old);
     if (this.#count >= this.capacity) this.#remove(this.#tail!);
-    // Looked up after the removals, which may have dropped an emptied space.
-    let space = this.#spaces.get(key);
-    if (space === undefined) {
-      space = { key, mask: 0, maps: CLASS_LOG2_PAGES.map(() => new Map<number, IotlbEntry>()) };
-      this.#spaces.set(key, space);
-    }
     const e = this.#free.pop() ?? new IotlbEntry();
     e.gscid = f.gscid;
     e.pscid = f.pscid;
-    e.global = f.global && f.pscid >= 0;
+    e.global = global;
+    e.pTag = pTag;
+    e.cls = cls;
     e.vpnBase = vpnBase;
     e.log2Pages = f.log2Pages;
     e.ppnBase = f.ppn - offsetPages;
@@ -190,17 +218,21 @@ export class Iotlb {
     e.pbmt = f.pbmt;
     e.hasFirstStage = f.hasFirstStage;
     e.hasGStage = f.hasGStage;
-    e.space = space;
-    e.cls = cls;
-    space.maps[cls]!.set(vpnBase, e);
-    space.mask |= 1 << cls;
+    e.live = true;
+    const slots = this.#slots;
+    const mask = this.#slotMask;
+    let i = hashTag(e.gscid, pTag, cls, vpnBase) & mask;
+    while (slots[i] !== null) i = (i + 1) & mask;
+    slots[i] = e;
+    this.#classCount[cls]!++;
+    if (global) this.#globals++;
     this.#pushFront(e);
     this.#count++;
   }
 
   /** Drops one entry (e.g. one found unusable on a hit, before re-walking). */
   drop(e: IotlbEntry): void {
-    if (e.space !== null) this.#remove(e);
+    if (e.live) this.#remove(e);
   }
 
   /**
@@ -272,14 +304,26 @@ export class Iotlb {
   }
 
   #remove(e: IotlbEntry): void {
-    const space = e.space!;
-    const map = space.maps[e.cls]!;
-    map.delete(e.vpnBase);
-    if (map.size === 0) {
-      space.mask &= ~(1 << e.cls);
-      if (space.mask === 0) this.#spaces.delete(space.key);
+    const slots = this.#slots;
+    const mask = this.#slotMask;
+    let i = hashTag(e.gscid, e.pTag, e.cls, e.vpnBase) & mask;
+    while (slots[i] !== e) i = (i + 1) & mask;
+    // Backward-shift deletion: move later members of the probe cluster into the hole when
+    // their home slot does not lie cyclically in (hole, their slot].
+    let hole = i;
+    for (let j = (i + 1) & mask; slots[j] !== null; j = (j + 1) & mask) {
+      const x = slots[j]!;
+      const home = hashTag(x.gscid, x.pTag, x.cls, x.vpnBase) & mask;
+      const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (!between) {
+        slots[hole] = x;
+        hole = j;
+      }
     }
-    e.space = null;
+    slots[hole] = null;
+    this.#classCount[e.cls]!--;
+    if (e.global) this.#globals--;
+    e.live = false;
     this.#unlink(e);
     this.#count--;
     this.#free.push(e);

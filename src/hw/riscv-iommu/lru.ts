@@ -1,9 +1,10 @@
-// A fixed-capacity map from numbers to values with least-recently-used replacement. Deterministic:
-// the victim is always the entry used longest ago. A hit moves the entry to the front without
-// allocating.
+// A fixed-capacity map from pairs of small integers (below 2^31, so V8 keeps them unboxed) to
+// values, with least-recently-used replacement. Deterministic: the victim is always the entry
+// used longest ago. A hit moves the entry to the front without allocating.
 
 interface Node<V> {
-  key: number;
+  a: number;
+  b: number;
   value: V;
   prev: Node<V> | null;
   next: Node<V> | null;
@@ -11,7 +12,8 @@ interface Node<V> {
 
 export class LruMap<V> {
   readonly capacity: number;
-  readonly #index = new Map<number, Node<V>>();
+  readonly #index = new Map<number, Map<number, Node<V>>>();
+  #size = 0;
   #head: Node<V> | null = null;
   #tail: Node<V> | null = null;
 
@@ -20,12 +22,15 @@ export class LruMap<V> {
   }
 
   get size(): number {
-    return this.#index.size;
+    return this.#size;
   }
 
-  /** The value of `key`, marked most recently used; undefined on a miss. */
-  get(key: number): V | undefined {
-    const n = this.#index.get(key);
+  /** The value of (a, b), marked most recently used; undefined on a miss. */
+  get(a: number, b = 0): V | undefined {
+    const head = this.#head;
+    // The most recent entry answers repeated lookups without touching the maps.
+    if (head !== null && head.a === a && head.b === b) return head.value;
+    const n = this.#index.get(a)?.get(b);
     if (n === undefined) return undefined;
     if (n !== this.#head) {
       this.#unlink(n);
@@ -35,65 +40,71 @@ export class LruMap<V> {
   }
 
   /** The value without touching the replacement order. */
-  peek(key: number): V | undefined {
-    return this.#index.get(key)?.value;
+  peek(a: number, b = 0): V | undefined {
+    return this.#index.get(a)?.get(b)?.value;
   }
 
-  /** Inserts or replaces `key`; returns the evicted value, if the cache was full. */
-  set(key: number, value: V): V | undefined {
-    const old = this.#index.get(key);
+  /** Inserts or replaces (a, b); returns the evicted value, if the cache was full. */
+  set(a: number, b: number, value: V): V | undefined {
+    const old = this.#index.get(a)?.get(b);
     if (old !== undefined) {
       old.value = value;
-      this.get(key);
+      this.get(a, b);
       return undefined;
     }
     let evicted: V | undefined;
-    if (this.#index.size >= this.capacity && this.#tail !== null) {
-      const victim = this.#tail;
-      this.#unlink(victim);
-      this.#index.delete(victim.key);
-      evicted = victim.value;
+    if (this.#size >= this.capacity && this.#tail !== null) {
+      evicted = this.#tail.value;
+      this.#delete(this.#tail);
     }
-    const n: Node<V> = { key, value, prev: null, next: null };
-    this.#index.set(key, n);
+    const n: Node<V> = { a, b, value, prev: null, next: null };
+    let inner = this.#index.get(a);
+    if (inner === undefined) {
+      inner = new Map();
+      this.#index.set(a, inner);
+    }
+    inner.set(b, n);
+    this.#size++;
     this.#pushFront(n);
     return evicted;
   }
 
-  delete(key: number): boolean {
-    const n = this.#index.get(key);
+  delete(a: number, b = 0): boolean {
+    const n = this.#index.get(a)?.get(b);
     if (n === undefined) return false;
-    this.#unlink(n);
-    this.#index.delete(key);
+    this.#delete(n);
     return true;
   }
 
-  /** Deletes every entry for which `pred` holds; returns how many. */
-  deleteWhere(pred: (key: number, value: V) => boolean): number {
-    let count = 0;
-    for (let n = this.#head; n !== null; ) {
-      const next = n.next;
-      if (pred(n.key, n.value)) {
-        this.#unlink(n);
-        this.#index.delete(n.key);
-        count++;
-      }
-      n = next;
-    }
-    return count;
+  /** Deletes every entry with first key `a`; returns how many. */
+  deleteAll(a: number): number {
+    const inner = this.#index.get(a);
+    if (inner === undefined) return 0;
+    const nodes = [...inner.values()];
+    for (const n of nodes) this.#delete(n);
+    return nodes.length;
   }
 
   clear(): void {
     this.#index.clear();
+    this.#size = 0;
     this.#head = null;
     this.#tail = null;
   }
 
-  /** Entries from most to least recently used. */
-  entries(): Array<[number, V]> {
-    const out: Array<[number, V]> = [];
-    for (let n = this.#head; n !== null; n = n.next) out.push([n.key, n.value]);
+  /** Values from most to least recently used. */
+  values(): V[] {
+    const out: V[] = [];
+    for (let n = this.#head; n !== null; n = n.next) out.push(n.value);
     return out;
+  }
+
+  #delete(n: Node<V>): void {
+    const inner = this.#index.get(n.a)!;
+    inner.delete(n.b);
+    if (inner.size === 0) this.#index.delete(n.a);
+    this.#unlink(n);
+    this.#size--;
   }
 
   #unlink(n: Node<V>): void {

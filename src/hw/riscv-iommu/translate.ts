@@ -70,6 +70,10 @@ const KIND_ATS = 2;
 /** Range reported to ATS when both stages are Bare ("recommended … large, such as 2 MiB"). */
 const BARE_ATS_SHIFT = 21;
 
+/** Paging modes by MODE field (index 0-15), first stage and G-stage; null for Bare/reserved. */
+const FIRST_MODES = Array.from({ length: 16 }, (_, f) => modeFromField(false, f));
+const G_MODES = Array.from({ length: 16 }, (_, f) => modeFromField(true, f));
+
 const ACCESS_OF: Record<AccessType, Access> = {
   read: ACCESS_READ,
   write: ACCESS_WRITE,
@@ -345,7 +349,7 @@ export class Translator {
       throw new SimError("big-endian page tables: the pgtable walker reads little-endian only");
     }
     const g = this.#gcfg.second;
-    g.set(modeFromField(true, dc.iohgatpMode), dc.iohgatpPpn);
+    g.set(G_MODES[dc.iohgatpMode]!, dc.iohgatpPpn);
     g.ad = dc.GADE ? "update" : "fault";
     this.#gcfg.first.mode = null;
     const r = this.#gwalk;
@@ -363,13 +367,12 @@ export class Translator {
 
   // ---------------------------------------------------------------- steps 17-20
 
-  /** The stages for this request; false when both are Bare. Configures #cfg. */
-  #configureStages(): boolean {
+  /** Configures #cfg for a walk of this request (at least one stage is active). */
+  #configureStages(): void {
     const dc = this.#dc!;
     const cfg = this.#cfg;
-    const first = this.#firstMode === 0 ? null : modeFromField(false, this.#firstMode);
-    const second = dc.gStage ? modeFromField(true, dc.iohgatpMode) : null;
-    if (first === null && second === null) return false;
+    const first = FIRST_MODES[this.#firstMode]!;
+    const second = G_MODES[dc.iohgatpMode]!;
     cfg.first.set(first, first === null ? 0 : this.#firstPpn);
     cfg.first.ad = dc.SADE ? "update" : "fault";
     cfg.first.sum = this.#sum;
@@ -378,18 +381,17 @@ export class Translator {
     if ((first !== null && dc.SBE) || (second !== null && this.#env.be)) {
       throw new SimError("big-endian page tables: the pgtable walker reads little-endian only");
     }
-    return true;
   }
 
   #translateDma(out: DmaResponse): IommuFault | null {
     const env = this.#env;
     const dc = this.#dc!;
-    if (!this.#configureStages()) {
+    const hasFirst = this.#firstMode !== 0;
+    const hasG = dc.iohgatpMode !== 0;
+    if (!hasFirst && !hasG) {
       out.ppn = this.#vpn;
       return null;
     }
-    const hasFirst = this.#cfg.first.mode !== null;
-    const hasG = this.#cfg.second.mode !== null;
     const gscid = hasG ? dc.gscid : -1;
     const pscid = hasFirst ? this.#pscid : -1;
     const iotlb = env.iotlb;
@@ -408,6 +410,7 @@ export class Translator {
     }
     iotlb.misses++;
     if (env.trace.enabled) this.#traceIotlb(false, gscid, pscid);
+    this.#configureStages();
     const r = this.#walk;
     const ok = walk(env.physical, this.#cfg, this.#vpn, this.#access, !this.#priv, r);
     if (env.trace.enabled) this.#traceWalk(ok);
@@ -481,7 +484,9 @@ export class Translator {
     const dc = this.#dc!;
     const wantW = !req.noWrite;
     const wantX = req.pasidValid && req.executeRequested;
-    if (!this.#configureStages()) {
+    const hasFirst = this.#firstMode !== 0;
+    const hasG = dc.iohgatpMode !== 0;
+    if (!hasFirst && !hasG) {
       // Both stages Bare: identity, all permissions, a large range.
       out.ppn = this.#vpn - (this.#vpn % 2 ** (BARE_ATS_SHIFT - PAGE_SHIFT));
       out.sizeShift = BARE_ATS_SHIFT;
@@ -490,8 +495,6 @@ export class Translator {
       out.x = wantX;
       return null;
     }
-    const hasFirst = this.#cfg.first.mode !== null;
-    const hasG = this.#cfg.second.mode !== null;
     const gscid = hasG ? dc.gscid : -1;
     const pscid = hasFirst ? this.#pscid : -1;
     const user = !this.#priv;
@@ -516,6 +519,7 @@ export class Translator {
     if (e !== null) iotlb.drop(e);
     iotlb.misses++;
     if (env.trace.enabled) this.#traceIotlb(false, gscid, pscid);
+    this.#configureStages();
     const r = this.#walk;
     let ok = walk(env.physical, this.#cfg, this.#vpn, this.#access, user, r);
     let granted = wantW;

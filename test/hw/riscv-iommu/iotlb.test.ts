@@ -34,6 +34,20 @@ describe("Iotlb lookup", () => {
     expect(t.lookup(2, 3, 0x40_0001)).toBeNull();
   });
 
+  it("finds entries of every size class above 2^32 pages (Sv57 and Sv57x4 page numbers)", () => {
+    const t = new Iotlb(16);
+    const base = 2 ** 45; // page numbers far above 2^32, aligned for every class
+    for (const [i, log2Pages] of [0, 4, 9, 18, 27, 36].entries()) {
+      t.insert(fill({ vpn: base + i * 2 ** 37 + 5, log2Pages, pscid: 2 }));
+    }
+    for (const [i, log2Pages] of [0, 4, 9, 18, 27, 36].entries()) {
+      const start = base + i * 2 ** 37;
+      const inside = log2Pages === 0 ? start + 5 : start + 2 ** log2Pages - 1;
+      expect(t.lookup(-1, 2, inside)?.log2Pages).toBe(log2Pages);
+      expect(t.lookup(-1, 2, start + 2 ** log2Pages + (log2Pages === 0 ? 5 : 0))).toBeNull();
+    }
+  });
+
   it("matches a global entry for every PSCID of its GSCID, but not another GSCID", () => {
     const t = new Iotlb(8);
     t.insert(fill({ vpn: 5, pscid: 1, gscid: 9, global: true }));
