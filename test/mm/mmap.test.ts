@@ -92,6 +92,18 @@ describe("mmap errors", () => {
     expect(vmMmap(mm, 0n, 4096n, PROT_READ, ANON)).toEqual({ ok: false, errno: "ENOMEM" });
   });
 
+  it("refuses with ENOMEM a MAP_FIXED mapping that must split a VMA at max_map_count", () => {
+    const mm = newMm(machine({ maxMapCount: 1 }).sys);
+    must(vmMmap(mm, 0x40_0000n, 0x3000n, RW, ANON | MAP_FIXED));
+    expect(vmMmap(mm, 0x40_1000n, 0x1000n, PROT_READ, ANON | MAP_FIXED)).toEqual({
+      ok: false,
+      errno: "ENOMEM",
+    });
+    expect(mm.mapCount).toBe(1);
+    // Replacing the head needs no split of the rest into two.
+    expect(vmMmap(mm, 0x40_0000n, 0x1000n, PROT_READ, ANON | MAP_FIXED).ok).toBe(true);
+  });
+
   it("fails with ENOMEM when no free range is large enough", () => {
     const mm = newMm(machine().sys, SV39);
     // Sv39: TASK_SIZE 2^38 = 256 GiB. A page at 100 GiB leaves no free 160 GiB range.
