@@ -14,6 +14,12 @@
 // - Present page otherwise (the Svade path of handle_pte_fault): A, and D for a write, are set
 //   in the PTE (ptep_set_access_flags). This is how a store to a clean writable page marks it
 //   dirty, and how a CPU or IOMMU walking with A/D faults (Svade / SADE=0) makes progress.
+// - A PROT_NONE page in a VMA that allows access again (do_numa_page's case, reached only when
+//   mprotect found no table page to re-validate it): mapped again with the VMA's protection.
+//
+// The zero-page copy clears the old PTE and sets the new one through the PageTable, which
+// reclaims a table page left empty in between; the flush then covers the whole mm before that
+// table page is freed (the kernel rewrites the PTE in place and frees nothing).
 //
 // Access checks: the architecture's fault handler (access_error) and the IOPF handler check the
 // VMA's permissions before calling handle_mm_fault; here the same check is part of the call, so
