@@ -124,7 +124,7 @@ export const ENDPOINT_MODELS = ["none", "test", "nic", "dsa"] as const;
 export type EndpointModel = (typeof ENDPOINT_MODELS)[number];
 
 interface DeviceCommon extends Located {
-  /** The IOMMU instance translating the device; null = none. */
+  /** The IOMMU instance translating the device (default: the first one); null = none. */
   readonly iommu: string | null;
   readonly reservedRegions: readonly ReservedRegionDescription[];
   /** Driver bound at boot, if any. */
@@ -211,7 +211,8 @@ export function readDescriptionInto(
   const boot = readBoot(get("boot"), childPath(path, "boot"), d);
   const iommus = readList(get("iommus"), childPath(path, "iommus"), d, readIommu);
   const pciRead = readList(get("pci"), childPath(path, "pci"), d, readBridge);
-  const devices = readList(get("devices"), childPath(path, "devices"), d, readDevice);
+  const devicesRead = readList(get("devices"), childPath(path, "devices"), d, readDevice);
+  const devices = devicesRead && iommus && resolveIommus(devicesRead, iommus);
 
   const before = d.count;
   const pci = pciRead && assignSlots(pciRead);
@@ -219,7 +220,7 @@ export function readDescriptionInto(
   if (descName === undefined || !ram || !boot || !iommus || !pci || !devices || d.count > before) {
     return undefined;
   }
-  return { name: descName, ram, boot, iommus, pci, devices: resolveIommus(devices, iommus) };
+  return { name: descName, ram, boot, iommus, pci, devices };
 }
 
 const TOP_FIELDS = ["extends", "name", "memory", "boot", "iommus", "pci", "devices"];
@@ -780,13 +781,7 @@ function crossCheck(
   const rootPortIommu = new Map<string, { iommu: string | null; dev: string }>();
   for (const dev of devices) {
     const p = childPath(childPath(path, "devices"), dev.name);
-    if (dev.iommu === UNSET_IOMMU && iommus.length > 1) {
-      d.error(
-        at(dev, "iommu"),
-        childPath(p, "iommu"),
-        `the machine has ${iommus.length} IOMMUs: say which one translates this device (or null)`,
-      );
-    } else if (dev.iommu !== null && dev.iommu !== UNSET_IOMMU && !iommuNames.includes(dev.iommu)) {
+    if (dev.iommu !== null && !iommuNames.includes(dev.iommu)) {
       d.error(
         at(dev, "iommu"),
         childPath(p, "iommu"),
@@ -827,7 +822,7 @@ function crossCheck(
       );
     // All functions below one root port reach the same IOMMU (it sits behind the root complex).
     const rp = rootPortOf(dev.parent, bridges);
-    if (rp !== undefined && dev.iommu !== UNSET_IOMMU) {
+    if (rp !== undefined) {
       const prev = rootPortIommu.get(rp);
       if (prev && prev.iommu !== dev.iommu) {
         d.error(

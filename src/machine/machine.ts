@@ -13,6 +13,7 @@ import { devIsPci } from "../bus/pci-dev.js";
 import type { MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { IommuCore } from "../iommu/core.js";
+import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuDevice } from "../iommu/ops.js";
 import type {
   IommuDescription,
@@ -213,6 +214,29 @@ export class Machine {
   /** Runs every deferred work item to completion; returns how many ran. */
   settle(): number {
     return this.ctx.scheduler.settle();
+  }
+
+  /**
+   * What the IOMMU driver last programmed for the device's RID traffic (the "hardware" view),
+   * or null when it programmed nothing (or the device has no IOMMU).
+   */
+  programmedDomain(dev: Device): IommuDomain | null {
+    return this.#mockOf(dev)?.ridDomain(dev) ?? null;
+  }
+
+  /** What the driver programmed at (dev, pasid), or null when the PASID is blocked. */
+  programmedPasidDomain(dev: Device, pasid: number): IommuDomain | null {
+    return this.#mockOf(dev)?.pasidDomain(dev, pasid) ?? null;
+  }
+
+  /** PASIDs the driver has programmed with a domain on the device, ascending. */
+  programmedPasids(dev: Device): number[] {
+    return this.#mockOf(dev)?.programmedPasids(dev) ?? [];
+  }
+
+  #mockOf(dev: Device): MockIommuDriver | null {
+    const inst = dev.iommu?.iommuDev;
+    return this.#iommus.find((i) => i.instance === inst)?.mock ?? null;
   }
 
   /** Broken invariants, one message each (empty: consistent). */

@@ -10,6 +10,8 @@ import type { Vocabulary } from "./vocabulary/types.js";
 /** A booted machine as the runner sees it. */
 export interface ScenarioMachine {
   readonly ctx: SimContext;
+  /** What failed during boot and was only logged (e.g. an IOMMU that did not register). */
+  readonly bootLog: readonly string[];
   /** Broken invariants, one message each; empty when the machine state is consistent. */
   checkInvariants(): readonly string[];
   toJSON(): Json;

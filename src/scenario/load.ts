@@ -69,11 +69,13 @@ export interface Scenario<M, P> {
   /** Drivers the scenario applies to; undefined = those of its machine. */
   readonly drivers: readonly string[] | undefined;
   readonly seed: number;
+  /** What the boot is expected to log as failed (default: nothing). */
+  readonly bootLog: readonly string[];
   readonly machine: P;
   readonly steps: readonly Step<M>[];
 }
 
-const TOP_FIELDS = ["name", "description", "drivers", "seed", "machine", "steps"];
+const TOP_FIELDS = ["name", "description", "drivers", "seed", "boot_log", "machine", "steps"];
 const MODIFIERS = ["as", "error", "returns", "warns", "note"];
 
 /** Parses and validates a scenario file's text. Throws InputErrors listing every problem. */
@@ -106,7 +108,8 @@ export function readScenario<M extends ScenarioMachine, P extends MachinePlan>(
     description: optional(text()),
     drivers: optional(listOf(name(), { single: true })),
     seed: optional(integer({ min: 0, max: 0xffff_ffff }), 1),
-  })({ ...map, entries: map.entries.filter((e) => TOP_FIELDS.slice(0, 4).includes(e.key)) }, "", d);
+    boot_log: optional(listOf(text()), [] as string[]),
+  })({ ...map, entries: map.entries.filter((e) => TOP_FIELDS.slice(0, 5).includes(e.key)) }, "", d);
   for (const e of map.entries) {
     if (!TOP_FIELDS.includes(e.key)) {
       d.error(
@@ -162,6 +165,7 @@ export function readScenario<M extends ScenarioMachine, P extends MachinePlan>(
     description: head!.description,
     drivers: head!.drivers,
     seed: head!.seed,
+    bootLog: head!.boot_log,
     machine: plan!,
     steps,
   };

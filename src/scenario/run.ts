@@ -91,6 +91,30 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
   const env: RunEnv<M> = { m, vocabulary: host.vocabulary, bindings: new Map() };
   const results: StepResult[] = [];
   let failed = false;
+  const bootLog = [...m.bootLog];
+  if (
+    bootLog.length !== scenario.bootLog.length ||
+    bootLog.some((l, i) => l !== scenario.bootLog[i])
+  ) {
+    // A silently failed boot would make every later result meaningless: step 0 fails.
+    failed = true;
+    results.push({
+      step: 0,
+      file: scenario.file,
+      line: undefined,
+      column: undefined,
+      call: "boot",
+      status: "fail",
+      durationNs: 0,
+      traceEvents: 0,
+      warnings: [],
+      failure: {
+        message: 'the boot log differs from the scenario\'s "boot_log:"',
+        expected: [...scenario.bootLog],
+        actual: bootLog,
+      },
+    });
+  }
   try {
     for (const step of scenario.steps) {
       const base = {

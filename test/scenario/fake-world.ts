@@ -86,6 +86,7 @@ export class FakeMachine implements ScenarioMachine {
   #nextDomain = 0;
   /** A test switch: makes checkInvariants report a violation. */
   broken = false;
+  readonly bootLog: string[] = [];
 
   constructor(groups: readonly (readonly string[])[], seed: number) {
     this.ctx = createContext({ seed });
@@ -317,6 +318,8 @@ export const fakeHost: ScenarioHost<FakeMachine, FakePlan> = {
     return undefined;
   },
   boot(plan: FakePlan, opts: { seed: number; driver?: string }): FakeMachine {
-    return new FakeMachine(plan.groups, opts.seed);
+    const m = new FakeMachine(plan.groups, opts.seed);
+    if (plan.groups.flat().includes("broken")) m.bootLog.push("device broken failed to probe");
+    return m;
   },
 };

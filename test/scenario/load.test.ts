@@ -174,7 +174,7 @@ describe("scenario validation reports every problem with file:line:column", () =
       't.yaml:1:1: a scenario is a map with "machine:" and "steps:", got a list',
     ]);
     expect(errorsOf("nmae: x\n")).toEqual([
-      't.yaml:1:1: nmae: unknown field (did you mean "name"?); expected one of name, description, drivers, seed, machine, steps',
+      't.yaml:1:1: nmae: unknown field (did you mean "name"?); expected one of name, description, drivers, seed, boot_log, machine, steps',
       't.yaml:1:1: missing field "machine" (a built-in machine name or a description)',
       't.yaml:1:1: missing field "steps"',
     ]);

@@ -198,6 +198,22 @@ describe("running scenarios", () => {
     expect(runScenario(s, fakeHost, { checkInvariants: false }).status).toBe("pass");
   });
 
+  it("a boot log that differs from boot_log: fails step 0 and skips every step", () => {
+    const text = "machine: {groups: [[a, broken]]}\nsteps:\n  - fake_tick: {ns: 1}\n";
+    const r = runScenario(loadScenario(text, "b.yaml", fakeHost), fakeHost);
+    expect(r.steps.map((s) => [s.step, s.status])).toEqual([
+      [0, "fail"],
+      [1, "skipped"],
+    ]);
+    expect(r.steps[0]!.failure).toEqual({
+      message: 'the boot log differs from the scenario\'s "boot_log:"',
+      expected: [],
+      actual: ["device broken failed to probe"],
+    });
+    const declared = `boot_log: [device broken failed to probe]\n${text}`;
+    expect(runScenario(loadScenario(declared, "b.yaml", fakeHost), fakeHost).status).toBe("pass");
+  });
+
   it("records virtual time and trace events per step, and the trace when asked", () => {
     const r = run(
       ["  - fake_tick: {ns: 1500}", "  - fake_domain_alloc: {dev: a}", "  - fake_tick: {ns: 0}"],

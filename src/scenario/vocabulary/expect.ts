@@ -57,6 +57,22 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         words: coreWords(group),
         get: (m, s) => m.core.getDomainForDev(s as Device),
       },
+      programmed_domain: {
+        type: object("domain"),
+        doc: "what the IOMMU driver last programmed for its RID traffic (the hardware's view), or null",
+        words: coreWords(group),
+        get: (m, s) => m.programmedDomain(s as Device),
+      },
+      programmed_pasids: {
+        type: JSON_VALUE,
+        doc: "PASID → domain the driver programmed (blocked PASIDs are absent)",
+        get: (m, s) =>
+          Object.fromEntries(
+            m
+              .programmedPasids(s as Device)
+              .map((p) => [String(p), m.programmedPasidDomain(s as Device, p)]),
+          ),
+      },
       group: {
         type: object("group"),
         doc: "its IOMMU group (a $name, or a partial view like {id: 3})",
