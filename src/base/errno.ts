@@ -6,6 +6,8 @@ export const ERRNO = {
   EIO: 5,
   ENXIO: 6,
   E2BIG: 7,
+  EBADF: 9,
+  ECHILD: 10,
   EAGAIN: 11,
   ENOMEM: 12,
   EACCES: 13,
