@@ -38,6 +38,15 @@ export class ImplicitMemory {
     return ppn >= 0 && ppn < this.#ppnLimit;
   }
 
+  /** True when some page is poisoned (so walks must be checked). */
+  get hasPoison(): boolean {
+    return this.#poisoned.size > 0;
+  }
+
+  isPoisoned(ppn: number): boolean {
+    return this.#poisoned.has(ppn);
+  }
+
   /** Marks a page poisoned (reads of it report data corruption) or heals it. */
   setPoisoned(ppn: number, poisoned: boolean): void {
     if (poisoned) this.#poisoned.add(ppn);

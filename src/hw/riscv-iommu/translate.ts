@@ -353,7 +353,13 @@ export class Translator {
     g.ad = dc.GADE ? "update" : "fault";
     this.#gcfg.first.mode = null;
     const r = this.#gwalk;
-    if (walk(this.#env.physical, this.#gcfg, gpaPage, ACCESS_READ, true, r)) return r.ppn;
+    const ok = walk(this.#env.physical, this.#gcfg, gpaPage, ACCESS_READ, true, r);
+    if (this.#readPoison(r)) {
+      // Corrupted data in the G-stage walk for a PDT access is PDT data corruption.
+      out.fail(FAULTS.pdt_data_corruption, "G-stage PTE poisoned reading the PDT");
+      return -1;
+    }
+    if (ok) return r.ppn;
     if (r.fault === "access-fault") {
       out.fail(FAULTS.pdt_entry_load_access_fault, "G-stage access fault reading the PDT");
       return -1;
@@ -414,6 +420,7 @@ export class Translator {
     const r = this.#walk;
     const ok = walk(env.physical, this.#cfg, this.#vpn, this.#access, !this.#priv, r);
     if (env.trace.enabled) this.#traceWalk(ok);
+    if (this.#readPoison(r)) return FAULTS.pt_data_corruption;
     const msi = hasG && dc.msiptpMode === MSIPTP_MODE.Flat;
     if (msi) {
       // Step 18: a GPA recognised as a virtual interrupt file is translated by the MSI page
@@ -440,6 +447,14 @@ export class Translator {
   #finalGpaOfFault(): number {
     const r = this.#walk;
     return r.faultStage === "second" && !r.implicit ? r.faultGpaPpn : -1;
+  }
+
+  /** Whether the walk read a PTE from a poisoned page (the IO bridge reports the corruption). */
+  #readPoison(r: WalkResult): boolean {
+    const mem = this.#env.mem;
+    if (!mem.hasPoison) return false;
+    for (let i = 0; i < r.steps; i++) if (mem.isPoisoned(r.stepTable[i]!)) return true;
+    return false;
   }
 
   #walkFault(): IommuFault {
@@ -530,6 +545,7 @@ export class Translator {
       granted = false;
     }
     if (env.trace.enabled) this.#traceWalk(ok);
+    if (this.#readPoison(r)) return FAULTS.pt_data_corruption;
     const msi = hasG && dc.msiptpMode === MSIPTP_MODE.Flat;
     if (msi) {
       const gpa = ok ? r.gpaPpn : this.#finalGpaOfFault();

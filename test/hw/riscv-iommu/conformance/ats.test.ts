@@ -87,6 +87,16 @@ describe("failure completions", () => {
     ]);
   });
 
+  it("page-table data corruption (274): CA, logged", () => {
+    const { r, q, ddt } = setup();
+    const pt = new RawPt(r, 3);
+    pt.map(IOVA, r.page(), URW);
+    ddt.writeDc(DID, { tc: ATS, fsc: atp(8, pt.rootPpn) });
+    r.iommu.setPoisoned(Number(pt.rootPpn), true);
+    expect(ats(r, DID, IOVA).status).toBe("CA");
+    expect(takeFaults(r, q).map((f) => [f.cause, f.ttyp])).toEqual([[274, 8]]);
+  });
+
   it("page faults and PDT not valid: Success with R=W=0, not logged", () => {
     const { r, q, ddt } = setup();
     const pt = new RawPt(r, 3);

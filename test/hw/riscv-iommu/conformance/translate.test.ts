@@ -159,6 +159,16 @@ describe("first stage (single-stage, PDTV=0)", () => {
     }
   });
 
+  it("a poisoned page-table page: cause 274 (first/second-stage PT data corruption)", () => {
+    const s = setup();
+    const pt = firstStage(s);
+    pt.map(IOVA, s.r.page(), URW);
+    const leafTable = pt.pteAddress(IOVA) >> 12n;
+    s.r.iommu.setPoisoned(Number(leafTable), true);
+    expect(translate(s.r, dma(DID, IOVA, "write")).fault?.cause).toBe(274);
+    expect(takeFaults(s.r, s.q)).toEqual([record(274, 3)]);
+  });
+
   it("a non-canonical IOVA is a page fault with the full IOVA in iotval", () => {
     const s = setup();
     firstStage(s);
@@ -414,6 +424,20 @@ describe("second stage and two-stage translation", () => {
     });
     translate(s.r, dma(DID, IOVA, "read", { pasid: 3 }));
     expect(takeFaults(s.r, s.q)).toEqual([record(265, 2, { pid: 3 })]);
+  });
+
+  it("PDT in guest memory: a poisoned G-stage PTE page is PDT data corruption (269)", () => {
+    const s = setup();
+    const g = identityGStage(s.r);
+    const pdt = new Pdt(s.r, 1);
+    s.ddt.writeDc(DID, {
+      tc: V | TC.PDTV,
+      iohgatp: iohgatp(8, 4, g.rootPpn),
+      fsc: atp(1, pdt.root >> 12n),
+    });
+    s.r.iommu.setPoisoned(Number(g.rootPpn), true);
+    translate(s.r, dma(DID, IOVA, "read", { pasid: 3 }));
+    expect(takeFaults(s.r, s.q)).toEqual([record(269, 2, { pid: 3 })]);
   });
 
   it("PDT in guest memory: translated through an identity G-stage", () => {
