@@ -65,7 +65,12 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
       },
       programmed_pasids: {
         type: JSON_VALUE,
-        doc: "PASID → domain the driver programmed (blocked PASIDs are absent)",
+        doc: "the PASIDs the driver has programmed with a domain, ascending (exact list)",
+        get: (m, s) => m.programmedPasids(s as Device),
+      },
+      programmed_pasid_domains: {
+        type: JSON_VALUE,
+        doc: "PASID → the domain the driver programmed there (partial map; null = blocked)",
         get: (m, s) =>
           Object.fromEntries(
             m
@@ -151,9 +156,19 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         doc: "the owner cookie, or null (kernel users or free)",
         get: (_m, s) => (s as IommuGroup).owner,
       },
+      pasids: {
+        type: JSON_VALUE,
+        doc: "the PASIDs with an entry in pasid_array, ascending (exact list)",
+        get: (_m, s) => (s as IommuGroup).pasidArray.entries().map(([p]) => p),
+      },
+      pasids: {
+        type: JSON_VALUE,
+        doc: "the PASIDs with an entry in pasid_array, ascending (exact list)",
+        get: (_m, s) => (s as IommuGroup).pasidArray.entries().map(([p]) => p),
+      },
       pasid_array: {
         type: JSON_VALUE,
-        doc: "PASID → {kind, domain, handle}; compare entries with $names, null for an empty slot",
+        doc: "PASID → {kind, domain, handle} (partial map: compare entries with $names, null for an empty slot)",
         get: (_m, s) => pasidTable(s as IommuGroup),
       },
       view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuGroup).toJSON() },
