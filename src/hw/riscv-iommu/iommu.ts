@@ -61,7 +61,7 @@ import {
 
 /** Read-only view of the IOMMU address-translation caches (for inspection and tests). */
 export interface IoatcView {
-  iotlbEntries(): readonly IotlbEntry[];
+  iotlbEntries(): ReadonlyArray<Readonly<IotlbEntry>>;
   deviceContexts(): readonly DeviceContext[];
   processContexts(): readonly ProcessContext[];
   readonly stats: {

@@ -63,6 +63,7 @@ export interface TranslateEnv extends ContextEnv {
   report(rec: FaultRecord, dtf: boolean): void;
 }
 
+const TWO52 = 2 ** 52;
 const KIND_UNTRANSLATED = 0;
 const KIND_TRANSLATED = 1;
 const KIND_ATS = 2;
@@ -151,6 +152,11 @@ export class Translator {
     this.#begin(req.deviceId, req.pasidValid, req.pasid, req.privileged, req.iovaPage);
     this.#kind = req.translated ? KIND_TRANSLATED : KIND_UNTRANSLATED;
     this.#access = ACCESS_OF[req.access];
+    if (
+      !(req.iovaOffset >= 0 && req.iovaOffset < 4096 && (req.iovaOffset | 0) === req.iovaOffset)
+    ) {
+      throw new SimError(`IOVA offset ${req.iovaOffset} is not within a page`);
+    }
     this.#offset = req.iovaOffset;
     out.offset = req.iovaOffset;
     out.pbmt = 0;
@@ -235,6 +241,9 @@ export class Translator {
     }
     if (pv && !(pasid >= 0 && pasid < 0x10_0000 && (pasid | 0) === pasid)) {
       throw new SimError(`PASID ${pasid} is not a 20-bit value`);
+    }
+    if (!(vpn >= 0 && vpn < TWO52 && Math.floor(vpn) === vpn)) {
+      throw new SimError(`IOVA page ${vpn} is not a page number of a 64-bit address`);
     }
     this.#did = deviceId;
     this.#pv = pv;

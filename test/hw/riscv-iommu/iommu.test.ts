@@ -154,6 +154,12 @@ describe("misuse", () => {
     r.iommu.connectPort(5, new RecordingPort());
     expect(() => r.iommu.connectPort(5, new RecordingPort())).toThrow(/already/);
     expect(() => new DmaRequest().setIova(-1n)).toThrow(/64-bit/);
+    const badPage = dma(1, 0n);
+    badPage.iovaPage = 2 ** 52;
+    expect(() => r.iommu.translate(badPage, out)).toThrow(/page number/);
+    const badOffset = dma(1, 0n);
+    badOffset.iovaOffset = 4096;
+    expect(() => r.iommu.translate(badOffset, out)).toThrow(/within a page/);
   });
 
   it("refuses big-endian page tables (the walker is little-endian)", () => {
