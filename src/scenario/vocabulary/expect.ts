@@ -161,11 +161,6 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         doc: "the PASIDs with an entry in pasid_array, ascending (exact list)",
         get: (_m, s) => (s as IommuGroup).pasidArray.entries().map(([p]) => p),
       },
-      pasids: {
-        type: JSON_VALUE,
-        doc: "the PASIDs with an entry in pasid_array, ascending (exact list)",
-        get: (_m, s) => (s as IommuGroup).pasidArray.entries().map(([p]) => p),
-      },
       pasid_array: {
         type: JSON_VALUE,
         doc: "PASID → {kind, domain, handle} (partial map: compare entries with $names, null for an empty slot)",
