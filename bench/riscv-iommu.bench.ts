@@ -3,16 +3,16 @@
 
 import { createContext } from "../src/base/context.js";
 import { FrameAllocator, PhysicalMemory } from "../src/hw/memory.js";
-import { SV39X4, SV48 } from "../src/hw/pgtable/modes.js";
-import { PageTable } from "../src/hw/pgtable/page-table.js";
-import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X } from "../src/hw/pgtable/pte.js";
-import { RiscvIommu } from "../src/hw/riscv-iommu/iommu.js";
 import {
   AtsCompletion,
   AtsRequest,
   DmaRequest,
   DmaResponse,
-} from "../src/hw/riscv-iommu/translation-agent.js";
+} from "../src/hw/pci/translation-agent.js";
+import { SV39X4, SV48 } from "../src/hw/pgtable/modes.js";
+import { PageTable } from "../src/hw/pgtable/page-table.js";
+import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X } from "../src/hw/pgtable/pte.js";
+import { RiscvIommu } from "../src/hw/riscv-iommu/iommu.js";
 import type { BenchSuite } from "./harness.js";
 
 const URW = PTE_R | PTE_W | PTE_U | PTE_A | PTE_D;

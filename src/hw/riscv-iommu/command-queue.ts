@@ -11,17 +11,17 @@
 
 import type { VirtualClock } from "../../base/clock.js";
 import type { Json } from "../../base/json.js";
+import {
+  decodeNapotPages,
+  type InvalidationRequest,
+  type PrgResponse,
+} from "../pci/translation-agent.js";
 import type { IommuCapabilities } from "./capabilities.js";
 import type { DirectoryCache } from "./directory-cache.js";
 import type { ImplicitMemory } from "./implicit-memory.js";
 import type { Iotlb } from "./iotlb.js";
 import { nextIndex, QueueBase } from "./queue-base.js";
 import { IPSR, QCSR } from "./registers.js";
-import {
-  decodeNapotPages,
-  type InvalidationRequest,
-  type PrgResponse,
-} from "./translation-agent.js";
 
 const COMMAND_SIZE = 16;
 const CQ_ERRORS = QCSR.mf | QCSR.bit9 | QCSR.cmd_ill;

@@ -18,6 +18,19 @@ import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import type { PhysicalMemory } from "../memory.js";
 import {
+  type AtsCompletion,
+  type AtsRequest,
+  DmaRequest,
+  DmaResponse,
+  type EndpointPort,
+  encodeNapotPage,
+  type InvalidationRequest,
+  type PageRequestMessage,
+  PRG_RESPONSE_CODE,
+  type PrgResponse,
+  type TranslationAgent,
+} from "../pci/translation-agent.js";
+import {
   capabilitiesJson,
   encodeCapabilities,
   type IommuCapabilities,
@@ -45,19 +58,6 @@ import {
   TR_REQ_CTL,
 } from "./registers.js";
 import { type TranslateEnv, Translator } from "./translate.js";
-import {
-  type AtsCompletion,
-  type AtsRequest,
-  DmaRequest,
-  DmaResponse,
-  type EndpointPort,
-  encodeNapotPage,
-  type InvalidationRequest,
-  type PageRequestMessage,
-  PRG_RESPONSE_CODE,
-  type PrgResponse,
-  type TranslationAgent,
-} from "./translation-agent.js";
 
 /** Read-only view of the IOMMU address-translation caches (for inspection and tests). */
 export interface IoatcView {

@@ -5,10 +5,10 @@
 // failure is decided by the caller from the returned outcome ("PCIe ATS Page Request handling").
 
 import type { Json } from "../../base/json.js";
+import type { PageRequestMessage } from "../pci/translation-agent.js";
 import type { ImplicitMemory } from "./implicit-memory.js";
 import { nextIndex, QueueBase } from "./queue-base.js";
 import { IPSR, QCSR } from "./registers.js";
-import type { PageRequestMessage } from "./translation-agent.js";
 
 const RECORD_SIZE = 16;
 

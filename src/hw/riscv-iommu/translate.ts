@@ -11,6 +11,13 @@ import { PAGE_SHIFT } from "../../base/bits.js";
 import { SimError } from "../../base/errors.js";
 import type { TraceBus } from "../../base/trace.js";
 import type { PhysicalMemory } from "../memory.js";
+import type {
+  AccessType,
+  AtsCompletion,
+  AtsRequest,
+  DmaRequest,
+  DmaResponse,
+} from "../pci/translation-agent.js";
 import { modeFromField } from "../pgtable/modes.js";
 import { PTE_D, PTE_G, PTE_R, PTE_U, PTE_W, PTE_X } from "../pgtable/pte.js";
 import { walk } from "../pgtable/walk.js";
@@ -41,13 +48,6 @@ import { FAULTS, faultOfCause, type IommuFault, isGuestPageFault, TTYP } from ".
 import type { Iotlb, IotlbEntry, IotlbFill } from "./iotlb.js";
 import { isMsiPage, MsiOutcome, translateMsi } from "./msi-translate.js";
 import { DDTP_MODE } from "./registers.js";
-import type {
-  AccessType,
-  AtsCompletion,
-  AtsRequest,
-  DmaRequest,
-  DmaResponse,
-} from "./translation-agent.js";
 
 /** What the translation process reads from and reports to the IOMMU. */
 export interface TranslateEnv extends ContextEnv {

@@ -5,8 +5,6 @@
 
 import { createContext, type SimContext } from "../../../src/base/context.js";
 import { FrameAllocator, PhysicalMemory } from "../../../src/hw/memory.js";
-import type { IommuCapabilities, IommuConfig } from "../../../src/hw/riscv-iommu/capabilities.js";
-import { RiscvIommu } from "../../../src/hw/riscv-iommu/iommu.js";
 import {
   AtsCompletion,
   AtsRequest,
@@ -15,7 +13,9 @@ import {
   type EndpointPort,
   type InvalidationRequest,
   type PrgResponse,
-} from "../../../src/hw/riscv-iommu/translation-agent.js";
+} from "../../../src/hw/pci/translation-agent.js";
+import type { IommuCapabilities, IommuConfig } from "../../../src/hw/riscv-iommu/capabilities.js";
+import { RiscvIommu } from "../../../src/hw/riscv-iommu/iommu.js";
 
 export const RAM_BASE = 0x8000_0000n;
 export const RAM_SIZE = 64n << 20n;

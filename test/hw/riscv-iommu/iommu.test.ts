@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { Json } from "../../../src/base/json.js";
 import type { TraceRecord } from "../../../src/base/trace.js";
-import { DmaRequest, DmaResponse } from "../../../src/hw/riscv-iommu/translation-agent.js";
+import { DmaRequest, DmaResponse } from "../../../src/hw/pci/translation-agent.js";
 import {
   atp,
   cmd,

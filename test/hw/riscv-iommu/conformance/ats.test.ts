@@ -2,7 +2,7 @@
 // the permission, Priv, Global and size fields, which failures are logged, T2GPA.
 
 import { describe, expect, it } from "vitest";
-import { encodeSizedAddress } from "../../../../src/hw/riscv-iommu/translation-agent.js";
+import { encodeSizedAddress } from "../../../../src/hw/pci/translation-agent.js";
 import {
   atp,
   ats,

@@ -3,7 +3,7 @@
 // the PASID rules (PRPR), the fault records of refused messages.
 
 import { describe, expect, it } from "vitest";
-import type { PageRequestMessage } from "../../../../src/hw/riscv-iommu/translation-agent.js";
+import type { PageRequestMessage } from "../../../../src/hw/pci/translation-agent.js";
 import { Ddt, enableQueues, MODE, R, RecordingPort, rig, TC, takeFaults } from "../fixture.js";
 
 const DID = 0x0410;

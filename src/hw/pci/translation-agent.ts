@@ -1,7 +1,7 @@
 // The device-facing side of an IOMMU: what an IO bridge / root port presents to it (DMA requests,
 // PCIe ATS Translation Requests, Page Request and Invalidation Completion messages) and what it
 // sends back to endpoints (ATS Invalidation Requests, Page Request Group Responses). Nothing here
-// is RISC-V specific, so that it can later move to hw/pci as the generic "translation agent".
+// is specific to one IOMMU: endpoints talk to this interface, and the RISC-V IOMMU implements it.
 //
 // Requests and responses of the hot path are caller-owned, reusable objects carrying page
 // numbers and offsets as plain numbers: translating allocates nothing.
@@ -9,9 +9,17 @@
 import { PAGE_SHIFT } from "../../base/bits.js";
 import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
-import type { IommuFault } from "./faults.js";
 
 export type AccessType = "read" | "write" | "execute";
+
+/**
+ * Why an IOMMU refused a request: a string code and the IOMMU architecture's cause number (the
+ * RISC-V IOMMU's fault union is one such type).
+ */
+export interface TranslationFault {
+  readonly code: string;
+  readonly cause: number;
+}
 
 /** A memory request from a device: an Untranslated or a Translated (ATS) read/write/execute. */
 export class DmaRequest {
@@ -43,7 +51,7 @@ export class DmaRequest {
 /** The IOMMU's answer to a DmaRequest. */
 export class DmaResponse {
   /** The translation failed: the bridge aborts the transaction. */
-  fault: IommuFault | null = null;
+  fault: TranslationFault | null = null;
   /** Physical page of the accessed address. */
   ppn = 0;
   /** Offset within the page (the request's). */
@@ -112,7 +120,7 @@ export class AtsCompletion {
   /** Address-type attribute; 000b by default. */
   ama = 0;
   /** The fault behind a UR/CA, or behind a success without permissions (not logged). */
-  fault: IommuFault | null = null;
+  fault: TranslationFault | null = null;
 
   /** Translated address field with the PCIe size encoding (S bit and trailing ones). */
   get translatedAddress(): bigint {

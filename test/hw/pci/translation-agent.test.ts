@@ -7,7 +7,7 @@ import {
   decodeNapotPages,
   encodeNapotPage,
   encodeSizedAddress,
-} from "../../../src/hw/riscv-iommu/translation-agent.js";
+} from "../../../src/hw/pci/translation-agent.js";
 
 describe("NAPOT size encoding (ATS, tr_response, ranged IOTINVAL)", () => {
   it("matches the spec's examples", () => {
