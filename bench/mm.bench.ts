@@ -49,6 +49,34 @@ export const suite: BenchSuite = {
       doMprotect(mm, A, 64n << 12n, PROT_READ);
       doMprotect(mm, A, 64n << 12n, RW);
     });
+    const C = 0x2000_0000n;
+    bench.add(
+      "munmap 64 populated pages",
+      () => {
+        vmMunmap(mm, C, 64n << 12n);
+      },
+      {
+        beforeEach() {
+          vmMmap(mm, C, 64n << 12n, RW, ANON | MAP_POPULATE);
+        },
+      },
+    );
+    const D = 0x3000_0000n;
+    bench.add(
+      "write fault on the zero page (wp_page_copy), the table's only PTE",
+      () => {
+        handleMmFault(mm.vmaLookup(D)!, D, FAULT_FLAG_WRITE);
+      },
+      {
+        beforeEach() {
+          vmMmap(mm, D, 4096n, RW, ANON);
+          handleMmFault(mm.vmaLookup(D)!, D, 0);
+        },
+        afterEach() {
+          vmMunmap(mm, D, 4096n);
+        },
+      },
+    );
     bench.add("fork (64 private pages) + exit of the child", () => {
       const child = dupMm(mm);
       if (child.ok) mmput(child.value);

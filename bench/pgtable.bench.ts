@@ -61,6 +61,19 @@ export const suite: BenchSuite = {
       sink ^= pt.map4k(vpn, 0x90003, RW_AD) | pt.unmap4k(vpn);
     });
 
+    const big = PageTable.create(mem, frames, SV48)!;
+    for (let i = 0; i < 64; i++) big.map4k(vpn + i, 0x90100 + i, RW_AD | PTE_U);
+    bench.add("lookup + protect of one 4 KiB page (bigint API)", () => {
+      const m = big.lookup(va + 0x5000n);
+      if (m !== null) sink ^= m.perm;
+      big.protect(
+        va + 0x5000n,
+        0x1000n,
+        m !== null && m.perm & PTE_W ? PTE_R : RW_AD,
+        PTE_R | PTE_W,
+      );
+    });
+
     // Sanity: the timed paths really succeed.
     const singleOk = walk(mem, single, vpn, ACCESS_WRITE, false, out) && out.ppn === 0x90000;
     const nestedOk =
