@@ -18,7 +18,19 @@ export const ALLOWED: Record<string, readonly string[]> = {
   bus: ["base", "hw/memory", "hw/pci"],
   mm: ["base", "hw/memory", "hw/pgtable"],
   iommu: ["base", "bus", "mm", "hw/memory", "hw/pgtable", "hw/pci"],
-  drivers: ["base", "iommu", "bus", "mm", "hw/memory", "hw/pgtable", "hw/pci", "hw/riscv-iommu"],
+  // IOMMU drivers (riscv, mock) and device drivers (DMA API and SVA users) alike.
+  drivers: [
+    "base",
+    "iommu",
+    "bus",
+    "mm",
+    "dma",
+    "hw/memory",
+    "hw/pgtable",
+    "hw/pci",
+    "hw/riscv-iommu",
+    "hw/endpoints",
+  ],
   dma: ["base", "iommu", "bus", "mm", "hw/memory", "hw/pgtable", "hw/pci"],
   check: [
     "base",
