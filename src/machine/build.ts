@@ -11,6 +11,7 @@ import { DeviceModel } from "../bus/driver-core.js";
 import { FirmwareDescription, FwNode, IOMMU_RESV, type IommuResvRegion } from "../bus/firmware.js";
 import { createPciBus } from "../bus/pci-dev.js";
 import { createPlatformBus } from "../bus/platform.js";
+import { checkCore } from "../check/invariants.js";
 import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import {
@@ -112,7 +113,7 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     pci: machinePci,
     iommus,
     createPlatformDevice,
-    checks: [],
+    checks: [coreInvariants],
   });
 
   // Device drivers register before the devices appear, so device_add tries to bind them (their
@@ -160,6 +161,15 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   // Deferred driver probes (triggered by each registration) run now.
   ctx.scheduler.settle();
   return machine;
+}
+
+/** The core's invariants (src/check), compared with what each mock driver programmed. */
+function coreInvariants(m: Machine): string[] {
+  const drivers = m.iommus().flatMap((i) => (i.mock ? [i.mock] : []));
+  return checkCore(m.core, { drivers }).map(
+    (v) =>
+      `${v.invariant}: ${v.message}${v.group === undefined ? "" : ` (group ${v.group})`}${v.device === undefined ? "" : ` (${v.device})`}`,
+  );
 }
 
 const CAPS: Readonly<Record<IommuCapName, number>> = {

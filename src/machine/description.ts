@@ -312,14 +312,19 @@ function readList<T>(
 
 const PAGE_ALIGNED = (v: bigint) => ((v & 0xfffn) === 0n ? undefined : "must be 4 KiB aligned");
 
-const readRegion = refine(
-  struct({
-    base: required(refine(u64(), PAGE_ALIGNED)),
-    size: required(refine(u64({ sizes: true, nonZero: true }), PAGE_ALIGNED)),
-  }),
-  (r) =>
-    r.base + r.size > 1n << 56n ? "RAM must lie below 2^56 (56-bit physical addresses)" : undefined,
+const regionFields = struct({
+  base: required(refine(u64(), PAGE_ALIGNED)),
+  size: required(refine(u64({ sizes: true, nonZero: true }), PAGE_ALIGNED)),
+});
+
+const readRegion = refine(regionFields, (r) =>
+  r.base + r.size > 1n << 56n ? "RAM must lie below 2^56 (56-bit physical addresses)" : undefined,
 );
+
+const memoryFields = struct({
+  size: optional(refine(u64({ sizes: true, nonZero: true }), PAGE_ALIGNED)),
+  regions: optional(listOf(readRegion)),
+});
 
 function readMemory(
   node: InputNode | undefined,
@@ -327,10 +332,7 @@ function readMemory(
   d: Diagnostics,
 ): RamRegionDescription[] | undefined {
   if (node === undefined) return [{ base: DEFAULT_RAM_BASE, size: 256n << 20n }];
-  const m = struct({
-    size: optional(refine(u64({ sizes: true, nonZero: true }), PAGE_ALIGNED)),
-    regions: optional(listOf(readRegion)),
-  })(node, path, d);
+  const m = memoryFields(node, path, d);
   if (!m) return undefined;
   if ((m.size === undefined) === (m.regions === undefined)) {
     d.error(
@@ -367,17 +369,19 @@ function kernelBool(): Reader<boolean> {
   };
 }
 
+const bootFields = struct({
+  "iommu.passthrough": optional(kernelBool()),
+  "iommu.strict": optional(kernelBool()),
+  CONFIG_IOMMU_DEFAULT_PASSTHROUGH: optional(kernelBool(), false),
+  CONFIG_IOMMU_DEFAULT_DMA_STRICT: optional(kernelBool(), true),
+});
+
 function readBoot(
   node: InputNode | undefined,
   path: string,
   d: Diagnostics,
 ): BootOptions | undefined {
-  const b = struct({
-    "iommu.passthrough": optional(kernelBool()),
-    "iommu.strict": optional(kernelBool()),
-    CONFIG_IOMMU_DEFAULT_PASSTHROUGH: optional(kernelBool(), false),
-    CONFIG_IOMMU_DEFAULT_DMA_STRICT: optional(kernelBool(), true),
-  })(node ?? { kind: "map", loc: {}, entries: [] }, path, d);
+  const b = bootFields(node ?? { kind: "map", loc: {}, entries: [] }, path, d);
   if (!b) return undefined;
   return {
     passthrough: b["iommu.passthrough"],
@@ -432,14 +436,16 @@ function readIommu(
 
 // ---- PCI bridges ----
 
+const acsFields = struct({
+  sv: optional(boolean(), false),
+  rr: optional(boolean(), false),
+  cr: optional(boolean(), false),
+  uf: optional(boolean(), false),
+});
+
 function acs(): Reader<AcsDescription | null> {
   const all = { sv: true, rr: true, cr: true, uf: true };
-  const fields = struct({
-    sv: optional(boolean(), false),
-    rr: optional(boolean(), false),
-    cr: optional(boolean(), false),
-    uf: optional(boolean(), false),
-  });
+  const fields = acsFields;
   return (node, path, d) => {
     if (node.kind === "scalar" && typeof node.value === "boolean") return node.value ? all : null;
     if (node.kind === "scalar" && node.value === null) return null;
@@ -489,21 +495,24 @@ function readBridge(
 
 // ---- devices ----
 
-const readResv = refine(
-  struct({
-    type: required(oneOf(RESV_TYPES)),
-    start: required(refine(u64(), PAGE_ALIGNED)),
-    size: required(refine(u64({ sizes: true, nonZero: true }), PAGE_ALIGNED)),
-    prot: optional(listOf(oneOf(PROT_NAMES), { single: true }), ["read", "write"] as ProtName[]),
-  }),
-  (r) => (r.start + r.size > 1n << 64n ? "region runs past the 64-bit address space" : undefined),
+const resvFields = struct({
+  type: required(oneOf(RESV_TYPES)),
+  start: required(refine(u64(), PAGE_ALIGNED)),
+  size: required(refine(u64({ sizes: true, nonZero: true }), PAGE_ALIGNED)),
+  prot: optional(listOf(oneOf(PROT_NAMES), { single: true }), ["read", "write"] as ProtName[]),
+});
+
+const readResv = refine(resvFields, (r) =>
+  r.start + r.size > 1n << 64n ? "region runs past the 64-bit address space" : undefined,
 );
 
+const driverFields = struct({
+  name: required(name()),
+  driver_managed_dma: optional(boolean(), false),
+});
+
 function readDriverBinding(): Reader<DriverBinding | null> {
-  const fields = struct({
-    name: required(name()),
-    driver_managed_dma: optional(boolean(), false),
-  });
+  const fields = driverFields;
   return (node, path, d) => {
     if (node.kind === "scalar" && node.value === null) return null;
     if (node.kind === "scalar") {
@@ -1010,3 +1019,18 @@ export function withIommuDriver(desc: MachineDescription, driver: string): Machi
   d.throwIfAny();
   return { ...desc, iommus };
 }
+
+/** Field names of every part of a description (docs/machine-description.md must cover them). */
+export const DESCRIPTION_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  machine: TOP_FIELDS,
+  memory: memoryFields.fields,
+  "memory.regions[]": regionFields.fields,
+  boot: bootFields.fields,
+  "iommus.<name>": readIommuFields.fields,
+  "pci.<name>": readBridgeFields.fields,
+  acs: acsFields.fields,
+  "devices.<name> (pci)": readPciFields.fields,
+  "devices.<name> (platform)": readPlatformFields.fields,
+  "reserved_regions[]": resvFields.fields,
+  driver: driverFields.fields,
+};

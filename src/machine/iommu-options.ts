@@ -85,16 +85,18 @@ export interface MockIommuOptions {
 
 const staticChoice = oneOf(["blocked", "identity", "none"] as const);
 
+const faultRuleFields = struct({
+  op: required(oneOf(MOCK_OPS)),
+  errno: required(oneOf(errnoNames())),
+  nth: optional(integer({ min: 1, max: 1_000_000 }), 1),
+  times: optional(integer({ min: 1, max: 1_000_000 }), 1),
+  dev: optional(name()),
+  pasid: optional(integer({ min: 0, max: 0xffff_ffff })),
+  partial_pages: optional(integer({ min: 0, max: 1 << 30 }), 0),
+});
+
 export const readFaultRule: Reader<FaultRuleDescription> = (node, path, d) => {
-  const f = struct({
-    op: required(oneOf(MOCK_OPS)),
-    errno: required(oneOf(errnoNames())),
-    nth: optional(integer({ min: 1, max: 1_000_000 }), 1),
-    times: optional(integer({ min: 1, max: 1_000_000 }), 1),
-    dev: optional(name()),
-    pasid: optional(integer({ min: 0, max: 0xffff_ffff })),
-    partial_pages: optional(integer({ min: 0, max: 1 << 30 }), 0),
-  })(node, path, d);
+  const f = faultRuleFields(node, path, d);
   if (!f) return undefined;
   return {
     op: f.op,
@@ -198,3 +200,9 @@ export function readIommuOptions(
 export function defaultMockOptions(): MockIommuOptions {
   return readMockOptions({ kind: "map", loc: {}, entries: [] }, "", new Diagnostics())!;
 }
+
+/** Field names of the mock driver's options (docs/machine-description.md must cover them). */
+export const MOCK_OPTION_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  "options (mock)": readMockFields.fields,
+  "fault_injection[]": faultRuleFields.fields,
+};

@@ -177,10 +177,15 @@ export function optional<T>(read: Reader<T>, fallback?: T): Field<T | undefined>
 
 export type StructOf<F> = { -readonly [K in keyof F]: F[K] extends Field<infer T> ? T : never };
 
+/** A struct reader also lists its field names (for docs and their tests). */
+export type StructReader<T> = Reader<T> & { readonly fields: readonly string[] };
+
 /** A map with known fields: unknown keys (with a suggestion) and missing ones are errors. */
-export function struct<F extends Record<string, Field<unknown>>>(fields: F): Reader<StructOf<F>> {
+export function struct<F extends Record<string, Field<unknown>>>(
+  fields: F,
+): StructReader<StructOf<F>> {
   const known = Object.keys(fields);
-  return (node, path, d) => {
+  const read: Reader<StructOf<F>> = (node, path, d) => {
     if (isEmpty(node) && known.every((k) => !fields[k]!.required)) node = EMPTY_MAP(node);
     if (node.kind !== "map") {
       d.error(node.loc, path, `expected a map, got ${describeNode(node)}`);
@@ -206,6 +211,7 @@ export function struct<F extends Record<string, Field<unknown>>>(fields: F): Rea
     }
     return bad ? undefined : (out as StructOf<F>);
   };
+  return Object.assign(read, { fields: known });
 }
 
 /** Reports keys of `map` that are not in `known`; false if there was any. */

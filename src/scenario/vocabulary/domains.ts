@@ -1,5 +1,5 @@
-// Domains, groups and default domains (core §2.3–§2.6, §3.1): allocation, free, the group
-// references and ids, and the sysfs default-domain type.
+// Domains and default domains (core §2.4–§2.6, §3.1): allocation, free, the default domain and
+// the sysfs default-domain type.
 
 import type { Device } from "../../bus/device.js";
 import type { IommuDomain } from "../../iommu/domain.js";
@@ -9,7 +9,6 @@ import { DEV, DOMAIN, DOMAIN_TYPE, GROUP, HWPT_ALLOC_FLAGS } from "./kinds.js";
 import {
   BOOL,
   type FunctionSpec,
-  int,
   object,
   param,
   returnsResult,
@@ -63,33 +62,6 @@ export const DOMAINS: readonly FunctionSpec<Machine>[] = [
     ts: "core.domainFree(domain)",
     doc: "Frees a domain that is attached nowhere (the one free path for every type).",
     call: (m, a) => m.core.domainFree(a.domain as IommuDomain),
-  },
-  {
-    name: "iommu_group_get",
-    area: "domains",
-    params: { dev: DEV },
-    returns: returnsValue(object("group")),
-    ts: "core.groupGet(dev)",
-    doc: "The device's group with a new reference, or null.",
-    call: (m, a) => m.core.groupGet(a.dev as Device),
-  },
-  {
-    name: "iommu_group_put",
-    area: "domains",
-    params: { group: param(object("group"), { nullable: true }) },
-    returns: VOID,
-    ts: "core.groupPut(group)",
-    doc: "Drops a group reference.",
-    call: (m, a) => m.core.groupPut(a.group as IommuGroup | null),
-  },
-  {
-    name: "iommu_group_id",
-    area: "domains",
-    params: { group: GROUP },
-    returns: returnsValue(int(0, 0x7fff_ffff)),
-    ts: "core.groupId(group)",
-    doc: "The group's id (/sys/kernel/iommu_groups/<id>).",
-    call: (m, a) => m.core.groupId(a.group as IommuGroup),
   },
   {
     name: "iommu_group_default_domain",

@@ -5,6 +5,7 @@ import { ATTACH } from "./attach.js";
 import { DEVICES } from "./devices.js";
 import { DOMAINS } from "./domains.js";
 import { SUBJECTS } from "./expect.js";
+import { GROUPS } from "./groups.js";
 import { KINDS } from "./kinds.js";
 import { MACHINE_ACTIONS } from "./machine.js";
 import { MAP } from "./map.js";
@@ -19,9 +20,10 @@ export const VOCABULARY_AREAS: readonly {
   readonly functions: readonly FunctionSpec<Machine>[];
 }[] = [
   { area: "devices", title: "Devices, instances and policy (§2)", functions: DEVICES },
+  { area: "groups", title: "Groups (§2.3)", functions: GROUPS },
   {
     area: "domains",
-    title: "Domains, groups and default domains (§2.3–§2.6, §3.1)",
+    title: "Domains and default domains (§2.4–§2.6, §3.1)",
     functions: DOMAINS,
   },
   { area: "attach", title: "Attach and detach (§3.3–§3.4)", functions: ATTACH },

@@ -1,5 +1,7 @@
 // Mapping in paging domains (core §3.5).
 
+import { type Errno, errnoNames } from "../../base/errno.js";
+import { err, OK } from "../../base/result.js";
 import type { Device } from "../../bus/device.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 import type { Machine } from "../../machine/machine.js";
@@ -10,8 +12,10 @@ import {
   param,
   returnsResult,
   returnsValue,
+  TEXT,
   U32,
   U64,
+  VOID,
 } from "./types.js";
 
 export const MAP: readonly FunctionSpec<Machine>[] = [
@@ -57,12 +61,34 @@ export const MAP: readonly FunctionSpec<Machine>[] = [
     call: (m, a) => m.core.iovaToPhys(a.domain as IommuDomain, a.iova as bigint),
   },
   {
+    name: "iommu_set_fault_handler",
+    area: "map",
+    params: {
+      domain: DOMAIN,
+      handler: param(enumOf(["handled", ...errnoNames()]), {
+        doc: "what the handler returns: handled (0) or an errno name",
+      }),
+      token: param(TEXT, { optional: true, doc: "void *token passed back to the handler" }),
+    },
+    returns: VOID,
+    ts: "core.setFaultHandler(domain, handler, token)",
+    doc: "Installs a legacy per-domain fault handler (WARNs and does nothing if the domain's cookie is taken).",
+    call: (m, a) => {
+      const ret = a.handler as string;
+      m.core.setFaultHandler(
+        a.domain as IommuDomain,
+        () => (ret === "handled" ? OK : err(ret as Errno)),
+        a.token ?? null,
+      );
+    },
+  },
+  {
     name: "report_iommu_fault",
     area: "map",
     params: { domain: DOMAIN, dev: DEV, iova: param(U64), flags: param(U32) },
     returns: returnsResult("void"),
     ts: "core.reportIommuFault(domain, dev, iova, flags)",
-    doc: "Reports a fault to the domain's legacy fault handler; ENOSYS without one. Always traces io_page_fault.",
+    doc: "Calls the domain's legacy fault handler and returns its result; ENOSYS without one. Always traces io_page_fault.",
     call: (m, a) =>
       m.core.reportIommuFault(
         a.domain as IommuDomain,
