@@ -9,8 +9,10 @@
 // with no bonds has nothing cached and sends nothing. When the last bond of the domain goes, its
 // PSCID is invalidated (riscv_iommu_bond_unlink), so a freed PSCID never has stale entries.
 //
-// Page-table pages detached by unmap are held (reclaim "defer") until the IOTLB sync after the
-// unmap has invalidated the whole PSCID (AV=0 also covers non-leaf entries, "IOTINVAL.VMA").
+// Like the kernel's, the page table keeps its intermediate tables when unmaps empty them (they
+// are reused, and freed with the domain), so unmaps invalidate leaves only. A superpage mapped
+// over an emptied table frees that table: then, as riscv_iommu_map_pages does for its freelist,
+// the whole PSCID is invalidated (AV=0 also drops cached non-leaf entries, "IOTINVAL.VMA").
 
 import { SimError } from "../../base/errors.js";
 import { type Json, jsonAddr } from "../../base/json.js";
@@ -226,31 +228,44 @@ export class RiscvPagingDomain extends RiscvFirstStageDomain {
     const perm = (prot & IOMMU_WRITE) !== 0 ? this.#pteWrite : this.#pteRead;
     const pt = this.pgtable;
     const per = 2 ** (pgshift - 12);
+    let tablesFreed = false;
+    let r: Result = OK;
     for (let i = 0; i < pgcount; i++) {
       const iova = iovaPfn + i * per;
       const pa = paddrPfn + i * per;
-      const st =
-        pgshift === 12
-          ? pt.map4k(iova, pa, perm)
-          : codeOf(pt.map(BigInt(iova) << 12n, BigInt(pa) << 12n, 1n << BigInt(pgshift), perm));
+      let st: number;
+      if (pgshift === 12) {
+        st = pt.map4k(iova, pa, perm);
+      } else {
+        // A superpage allocates tables only when its slot was empty: fewer table pages after
+        // the map means it replaced (and freed) an emptied table.
+        const before = pt.tablePages;
+        st = codeOf(pt.map(BigInt(iova) << 12n, BigInt(pa) << 12n, 1n << BigInt(pgshift), perm));
+        if (pt.tablePages < before) tablesFreed = true;
+      }
       if (st === PT_OK) {
         out.mappedPages += per;
         continue;
       }
-      if (st === PT_NO_MEMORY) return err("ENOMEM");
-      if (st === PT_OUT_OF_RANGE) return err("ERANGE");
-      if (st === PT_EXISTS) {
+      if (st === PT_NO_MEMORY) {
+        r = err("ENOMEM");
+      } else if (st === PT_OUT_OF_RANGE) {
+        r = err("ERANGE");
+      } else if (st === PT_EXISTS) {
         this.iommu.ctx.warnings.warn(
           "riscv_iommu_map_pages",
           `IOVA page 0x${iova.toString(16)} of domain ${this.id} is already mapped`,
         );
-        return err("EEXIST");
+        r = err("EEXIST");
+      } else {
+        throw new SimError(
+          `map of 2^${pgshift} at page 0x${iova.toString(16)}: ${PT_STATUS_NAMES[st]}`,
+        );
       }
-      throw new SimError(
-        `map of 2^${pgshift} at page 0x${iova.toString(16)}: ${PT_STATUS_NAMES[st]}`,
-      );
+      break;
     }
-    return OK;
+    if (tablesFreed) this.iotlbInvalAll();
+    return r;
   }
 
   /**
@@ -301,13 +316,8 @@ export class RiscvPagingDomain extends RiscvFirstStageDomain {
     gather.addRange(pfn, pages);
   }
 
-  /** riscv_iommu_iotlb_sync, then the page-table pages the unmaps detached are freed. */
+  /** riscv_iommu_iotlb_sync. */
   iotlbSync(gather: IotlbGather): void {
-    if (this.pgtable.deferredPages > 0) {
-      this.iotlbInvalAll();
-      this.pgtable.releaseDeferred();
-      return;
-    }
     if (gather.isEmpty()) {
       // Nothing was unmapped: the kernel's loop sends no IOTINVAL, only the fence.
       if (this.bonds.length > 0) this.iommu.cmdSync();
@@ -319,7 +329,6 @@ export class RiscvPagingDomain extends RiscvFirstStageDomain {
   /** riscv_iommu_iotlb_flush_all. */
   flushIotlbAll(): void {
     this.iotlbInvalAll();
-    this.pgtable.releaseDeferred();
   }
 
   /** riscv_iommu_iova_to_phys (0 when unmapped). */

@@ -243,7 +243,7 @@ export class RiscvIommuDriver {
       iommu.log("err", `${dev.name}: cannot find supported page table mode`);
       return err("ENODEV");
     }
-    const pgtable = PageTable.create(iommu.memory, iommu.frames, mode, { reclaim: "defer" });
+    const pgtable = PageTable.create(iommu.memory, iommu.frames, mode, { reclaim: "keep" });
     if (pgtable === null) return err("ENOMEM");
     const pscid = iommu.allocPscid();
     if (pscid < 0) {

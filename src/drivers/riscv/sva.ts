@@ -35,7 +35,7 @@ class SvaNotifier extends MmuNotifier {
 }
 
 export class RiscvSvaDomain extends RiscvFirstStageDomain {
-  readonly process: MmStruct;
+  readonly mmStruct: MmStruct;
   readonly notifier: SvaNotifier;
   /** ->release ran: the domain's PASID contexts are invalid. */
   released = false;
@@ -47,21 +47,21 @@ export class RiscvSvaDomain extends RiscvFirstStageDomain {
    */
   constructor(iommu: RiscvIommuDevice, pscid: number, mm: MmStruct, ops: IommuDomainOps) {
     super(iommu, pscid, { type: IOMMU_DOMAIN_SVA, ops });
-    this.process = mm;
+    this.mmStruct = mm;
     this.notifier = new SvaNotifier(this);
     mmuNotifierRegister(this.notifier, mm);
   }
 
   get fscMode(): number {
-    return this.process.pgtable.mode.modeField;
+    return this.mmStruct.pgtable.mode.modeField;
   }
 
   get rootPpn(): number {
-    return this.process.pgdPpn;
+    return this.mmStruct.pgdPpn;
   }
 
   get pagingMode(): PagingMode {
-    return this.process.pgtable.mode;
+    return this.mmStruct.pgtable.mode;
   }
 
   /** arch_invalidate_secondary_tlbs: [start, end), the whole mm for [0, 2^64 − 1). */
@@ -88,13 +88,13 @@ export class RiscvSvaDomain extends RiscvFirstStageDomain {
   /** The driver's free: unsubscribe (dropping the notifier's mm reference), free the PSCID. */
   free(): void {
     this.releaseFirstStage("riscv_iommu_free_sva_domain");
-    mmuNotifierUnregister(this.notifier, this.process);
+    mmuNotifierUnregister(this.notifier, this.mmStruct);
   }
 
   protected override moreJSON(): { [key: string]: Json } {
     return {
-      mm_id: this.process.id,
-      pgd: jsonAddr(this.process.pgdPpn * 4096),
+      mm_id: this.mmStruct.id,
+      pgd: jsonAddr(this.mmStruct.pgdPpn * 4096),
       released: this.released,
       notifications: this.notifications,
     };

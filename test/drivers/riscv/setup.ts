@@ -21,8 +21,6 @@ import { createRiscvIommu, type RiscvIommuSetup } from "../../../src/drivers/ris
 import type { RiscvIommuOptions } from "../../../src/drivers/riscv/iommu.js";
 import { FrameAllocator, PhysicalMemory } from "../../../src/hw/memory.js";
 import { PciHost } from "../../../src/hw/pci/host.js";
-import type { IommuCapabilities, IommuConfig } from "../../../src/hw/riscv-iommu/capabilities.js";
-import type { RiscvIommu } from "../../../src/hw/riscv-iommu/iommu.js";
 import {
   type AccessType,
   DmaRequest,
@@ -30,7 +28,9 @@ import {
   type EndpointPort,
   type InvalidationRequest,
   type PrgResponse,
-} from "../../../src/hw/riscv-iommu/translation-agent.js";
+} from "../../../src/hw/pci/translation-agent.js";
+import type { IommuCapabilities, IommuConfig } from "../../../src/hw/riscv-iommu/capabilities.js";
+import type { RiscvIommu } from "../../../src/hw/riscv-iommu/iommu.js";
 import { IommuCore, type IommuCoreOptions } from "../../../src/iommu/core.js";
 
 export const RAM_BASE = 0x8000_0000n;
