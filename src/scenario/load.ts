@@ -126,7 +126,7 @@ export function readScenario<M extends ScenarioMachine, P extends MachinePlan>(
       d.error(
         at,
         childPath("drivers", i),
-        `unknown driver "${drv}"${suggest(drv, host.availableDrivers)}`,
+        `unknown driver "${drv}"${suggest(drv, [...host.availableDrivers, ...KNOWN_FUTURE_DRIVERS])}`,
       );
     }
   });
