@@ -226,6 +226,7 @@ function mockConfig(
     attachDeferred: o.attachDeferred,
     pasid1024Quirk: o.pasid1024Quirk,
     ...(o.aperture ? { aperture: o.aperture } : {}),
+    ...(o.pasidRange ? { pasidRange: o.pasidRange } : {}),
   };
 }
 

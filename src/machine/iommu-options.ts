@@ -80,6 +80,8 @@ export interface MockIommuOptions {
   readonly pasid1024Quirk: boolean;
   /** Paging-domain aperture (inclusive); undefined = the mock's [1 << 24, 2^31 - 1]. */
   readonly aperture: { readonly start: bigint; readonly last: bigint } | undefined;
+  /** The PASID range the driver imposes on PASID consumers (seed 002); undefined = no op. */
+  readonly pasidRange: { readonly min: number; readonly max: number } | undefined;
   readonly faultInjection: readonly FaultRuleDescription[];
 }
 
@@ -127,6 +129,15 @@ const readMockFields = struct({
     ),
   ),
   fault_injection: optional(listOf(readFaultRule), []),
+  pasid_range: optional(
+    refine(
+      struct({
+        min: required(integer({ min: 0, max: 0xffff_fffe })),
+        max: required(integer({ min: 0, max: 0xffff_fffe })),
+      }),
+      (r) => (r.min > r.max ? "pasid_range min is above max" : undefined),
+    ),
+  ),
 });
 
 function readMockOptions(
@@ -150,6 +161,7 @@ function readMockOptions(
     pasid1024Quirk: f.pasid_1024_quirk,
     aperture: f.aperture,
     faultInjection: f.fault_injection,
+    pasidRange: f.pasid_range,
   };
   // A static default/release domain must be one of the static domains the driver has.
   for (const [field, choice] of [

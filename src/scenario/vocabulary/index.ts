@@ -11,6 +11,7 @@ import { MACHINE_ACTIONS } from "./machine.js";
 import { MAP } from "./map.js";
 import { OWNERSHIP } from "./ownership.js";
 import { PASIDS } from "./pasid.js";
+import { SEEDS } from "./seeds.js";
 import type { FunctionSpec, Vocabulary } from "./types.js";
 
 /** The tables in documentation order. */
@@ -30,6 +31,7 @@ export const VOCABULARY_AREAS: readonly {
   { area: "map", title: "Mapping (§3.5)", functions: MAP },
   { area: "ownership", title: "DMA ownership (§4)", functions: OWNERSHIP },
   { area: "pasid", title: "PASIDs (§5)", functions: PASIDS },
+  { area: "seeds", title: "From the seed threads (never merged)", functions: SEEDS },
   { area: "machine", title: "Machine actions", functions: MACHINE_ACTIONS },
 ];
 

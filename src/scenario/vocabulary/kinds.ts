@@ -40,6 +40,10 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
     doc: "a DMA-owner cookie (a new name creates one; equal names are the same owner)",
     create: (_m, name) => name,
   },
+  pasid_consumer: {
+    label: "PASID consumer",
+    doc: "a PASID consumer of seed 002, bound with as: from iommu_pasid_init",
+  },
   bus: {
     doc: "a bus type: platform or pci",
     lookup: (m, name) => m.model.bus(name),
