@@ -47,7 +47,7 @@ function svaBed(specs: Parameters<typeof bed>[0] = [{ name: "iommu0" }]) {
 describe("SVA domains", () => {
   it("the device sees exactly the process's memory, through the process's own page table", () => {
     const b = svaBed();
-    must(b.cpu.store(b.mm, A + 0x1010n, bytes(0xde, 0xad)));
+    expect(b.cpu.store(b.mm, A + 0x1010n, bytes(0xde, 0xad)).ok).toBe(true);
     const r = dma(b.hw, 5, A + 0x1010n, { pasid: PASID, length: 2 });
     expect(r.ok && [...r.data]).toEqual([0xde, 0xad]);
     expect(dma(b.hw, 5, A + 0x2000n, { pasid: PASID, data: bytes(7) }).ok).toBe(true);
