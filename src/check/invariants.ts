@@ -204,7 +204,8 @@ function checkDevice(
       );
     }
   }
-  // §1.10 #5: every PASID entry is programmed on PASID-capable devices, and nothing else is.
+  // §1.10 #5: every PASID entry is programmed on the PASID-capable devices the core programmed
+  // it on (members present at attach time); a later joiner is programmed with nothing there.
   const programmed = view.programmedPasids(dev);
   const expected = g.pasidArray
     .entries()
@@ -222,10 +223,11 @@ function checkDevice(
   }
   for (const [p, d] of expected) {
     const got = view.pasidDomain(dev, p);
-    if (got !== d) {
+    const want = g.pasidProgrammed.get(p)?.has(dev) ? d : undefined;
+    if (got !== want) {
       add(
         "1.10.5",
-        `${dev.name} PASID ${p}: programmed ${got?.id ?? "nothing"}, pasid_array says ${d.id}`,
+        `${dev.name} PASID ${p}: programmed ${got?.id ?? "nothing"}, expected ${want?.id ?? "nothing"} (pasid_array says ${d.id})`,
         where,
       );
     }

@@ -60,6 +60,13 @@ export class IommuGroup implements IommuGroupLink {
   owner: DmaOwnerCookie | null = null;
   /** PASID → entry; slot 0 (IOMMU_NO_PASID) holds group attach handles. */
   readonly pasidArray = new XArray<PasidArrayEntry>();
+  /**
+   * Simulator bookkeeping, not a kernel field: which members the core programmed at each PASID
+   * (the PASID-capable devices present at attach/replace time). A device that joins the group
+   * later is not programmed for PASIDs already attached — the kernel only attaches the RID
+   * domain at probe — and the checker needs to tell the two apart.
+   */
+  readonly pasidProgrammed = new Map<number, Set<Device>>();
   /** `iommu_group_set_name`. */
   name: string | null = null;
   /** `iommu_group_set_iommudata`. */

@@ -39,6 +39,11 @@ export function iommuFreeGlobalPasid(s: CoreState, pasid: number): void {
   s.ctx.trace.emit("iommu_core:pasid_free", "core", { pasid });
 }
 
+/** The members a PASID attach programs: those with PASID support. */
+function pasidDevices(s: CoreState, group: IommuGroup): Set<Device> {
+  return new Set(group.devices.map((g) => g.dev).filter((d) => s.devIommu(d).maxPasids > 0));
+}
+
 /** `iommu_remove_dev_pasid`: attach the driver's blocked domain to the PASID (WARN on failure). */
 function iommuRemoveDevPasid(s: CoreState, dev: Device, pasid: number, domain: IommuDomain): void {
   const blocked = s.devIommuOps(dev).blockedDomain!;
@@ -141,6 +146,7 @@ function attachDevicePasid(
   }
   // The new domain becomes visible only once every device is programmed.
   group.pasidArray.store(pasid, entry);
+  group.pasidProgrammed.set(pasid, pasidDevices(s, group));
   return OK;
 }
 
@@ -193,6 +199,7 @@ function replaceDevicePasid(
   if (currDomain !== domain) {
     const r = iommuSetGroupPasid(s, domain, group, pasid, currDomain);
     if (!r.ok) return r;
+    group.pasidProgrammed.set(pasid, pasidDevices(s, group));
   }
   group.pasidArray.store(pasid, entry);
   return OK;
@@ -213,6 +220,7 @@ export function iommuDetachDevicePasid(
     if (s.devIommu(gdev.dev).maxPasids > 0) iommuRemoveDevPasid(s, gdev.dev, pasid, domain);
   }
   group.pasidArray.erase(pasid);
+  group.pasidProgrammed.delete(pasid);
   s.ctx.trace.emit("iommu_core:detach_device_pasid", dev.name, {
     device: dev.name,
     pasid,

@@ -353,6 +353,7 @@ export function iommuReleaseDevice(s: CoreState, dev: Device): void {
     const i = group.devices.findIndex((g) => g.dev === dev);
     if (i >= 0) {
       const [gdev] = group.devices.splice(i, 1);
+      for (const set of group.pasidProgrammed.values()) set.delete(dev);
       iommuGroupFreeDevice(s, group, gdev!);
       if (s.devHasIommu(dev)) iommuDeinitDevice(s, dev, group);
       else dev.iommuGroup = null;

@@ -32,8 +32,16 @@ describe("checkCore", () => {
   it("sees PASID entries the driver did not program, and programming without an entry (§1.10.5)", () => {
     const h = healthy();
     h.g.pasidArray.store(9, { kind: "domain", domain: h.d });
+    // The core never programmed PASID 9: nothing is expected, nothing is there.
+    expect(h.check()).toEqual([]);
+    h.g.pasidProgrammed.set(9, new Set([h.a, h.c]));
     expect(names(h.check())).toEqual(["1.10.5", "1.10.5"]);
     h.g.pasidArray.erase(9);
+    h.g.pasidProgrammed.delete(9);
+    // A device the core did not program must have nothing at that PASID.
+    h.g.pasidProgrammed.get(3)!.delete(h.c);
+    expect(h.check().map((x) => x.device)).toEqual(["c"]);
+    h.g.pasidProgrammed.get(3)!.add(h.c);
     h.g.pasidArray.erase(3);
     const v = h.check();
     expect(v.map((x) => x.message)).toEqual([

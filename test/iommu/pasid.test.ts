@@ -170,6 +170,27 @@ describe("iommu_attach_device_pasid", () => {
   });
 });
 
+describe("a device joining a group with attached PASIDs", () => {
+  it("gets the RID domain only: existing PASIDs are not programmed on it (the kernel's probe path)", () => {
+    const b = platBed({ deviceGroup: "single", defaultDomain: "none" });
+    const a = b.dev("a", { pasidBits: 8 });
+    const d = unwrap(b.core.pagingDomainAlloc(a));
+    expect(b.core.attachDevicePasid(d, a, 9)).toEqual(OK);
+    const late = b.dev("late", { pasidBits: 8 });
+    expect(b.mock.pasidDomain(a, 9)).toBe(d);
+    expect(b.mock.pasidDomain(late, 9)).toBeUndefined();
+    expect(b.core.groupOf(late)!.pasidProgrammed.get(9)).toEqual(new Set([a]));
+    // The checker knows the late joiner was never programmed; detaching blocks it anyway.
+    expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
+    b.mock.log.length = 0;
+    b.core.detachDevicePasid(d, a, 9);
+    expect(pasidLog(b.mock.log)).toEqual([
+      `set_dev_pasid a 9 ${b.mock.blockedDomain!.id} old=${d.id}`,
+      `set_dev_pasid late 9 ${b.mock.blockedDomain!.id} old=${d.id}`,
+    ]);
+  });
+});
+
 describe("iommu_replace_device_pasid", () => {
   it("errors: ENODEV, EOPNOTSUPP, EINVAL (foreign, PASID 0, no handle, nothing attached)", () => {
     const b = pasidGroup();
