@@ -217,8 +217,9 @@ export function attachRid(info: RiscvIommuInfo, target: RidTarget): Result {
   if (info.pdt !== null) writePc(info, 0, pcWords(target));
   syncDeviceContexts(info);
   if (typeof old !== "string" && old !== target) {
-    atcInvalidate(info, null);
+    // IOATC first, then the device's ATC ("Device Address Translation Cache invalidations").
     old.bondUnlink(info, null);
+    atcInvalidate(info, null);
   }
   return OK;
 }
@@ -238,6 +239,11 @@ export function setPasid(
     // Nothing attached (the core's detach of a never-attached PASID): still make sure.
     if (info.pdt !== null) writePc(info, pasid, pcWords("blocked"));
     return OK;
+  }
+  if (target === "blocked" && info.priEnabled) {
+    // Core §7.5: the page requests of the PASID already in the PQ reach the IOPF path before
+    // the PASID goes (the device stopped issuing them before the detach).
+    iommu.processPageRequestQueue();
   }
   let created = false;
   if (info.pdt === null) {
@@ -269,12 +275,8 @@ export function setPasid(
   writePc(info, pasid, pcWords(target));
   syncDeviceContexts(info);
   if (old !== undefined && typeof old !== "string" && old !== target) {
-    atcInvalidate(info, pasid);
     old.bondUnlink(info, pasid);
-  }
-  if (target === "blocked" && info.priEnabled) {
-    // Core §7.5: page requests of the PASID already in the PQ go to the IOPF path now.
-    iommu.processPageRequestQueue();
+    atcInvalidate(info, pasid);
   }
   return OK;
 }
