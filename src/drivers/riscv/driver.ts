@@ -179,6 +179,29 @@ export class RiscvIommuDriver {
     return this.instances.find((i) => i.registered && i.fwnode === fwspec.iommuFwnode) ?? null;
   }
 
+  // ---------------------------------------------------------------- programming view
+
+  /** The domain the driver programmed for `dev`'s RID traffic (undefined: not probed by it). */
+  ridDomain(dev: Device): IommuDomain | undefined {
+    const info = infoOf(dev);
+    return info === null ? undefined : this.#domainOf(info.ridTarget);
+  }
+
+  /** The domain programmed at (`dev`, `pasid`) (undefined: none, i.e. blocked). */
+  pasidDomain(dev: Device, pasid: number): IommuDomain | undefined {
+    const t = infoOf(dev)?.pasids.get(pasid);
+    return t === undefined ? undefined : this.#domainOf(t);
+  }
+
+  /** PASIDs programmed with a non-blocked domain, ascending. */
+  programmedPasids(dev: Device): number[] {
+    return [...(infoOf(dev)?.pasids.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  #domainOf(t: RidTarget | PasidTarget): IommuDomain {
+    return t === "identity" ? this.identityDomain : t === "blocked" ? this.blockedDomain : t;
+  }
+
   // ---------------------------------------------------------------- ops
 
   /** riscv_iommu_probe_device. */
