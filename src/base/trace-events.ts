@@ -48,6 +48,8 @@ export interface TraceEventMap {
   };
   "iommu_core:iopf_response": { device: string; pasid: number; grpid: number; code: string };
   "iommu_core:warning": { site: string; message: string };
+  /** A kernel log line of the core (dev_err, dev_warn, pr_warn, dev_info). */
+  "iommu_core:log": { level: string; device: string | null; message: string };
 
   // ---- RISC-V IOMMU hardware (system "riscv_iommu"); track = the IOMMU instance ----
   "riscv_iommu:translate": {
@@ -110,6 +112,34 @@ export interface TraceEventMap {
     result: string;
   };
   "device:ats_translate": { rid: number; pasid: number | null; iova: bigint; result: string };
+  "device:atc_inval": {
+    rid: number;
+    pasid: number | null;
+    iova: bigint;
+    size: bigint;
+    global: boolean;
+    itag: number;
+    dropped: number;
+  };
+  "device:page_request": {
+    rid: number;
+    pasid: number | null;
+    addr: bigint;
+    prgi: number;
+    r: boolean;
+    w: boolean;
+  };
+  "device:page_response": { rid: number; pasid: number | null; prgi: number; code: string };
+  "device:stop_marker": { rid: number; pasid: number };
+  "device:descriptor": {
+    wq: number;
+    opcode: string;
+    pasid: number | null;
+    status: number;
+    bytes: number;
+    fault_addr: bigint | null;
+  };
+  "device:packet": { dir: string; ring_index: number; len: number; result: string };
 
   // ---- the DMA API (system "dma") ----
   "dma:map": { device: string; iova: bigint; paddr: bigint; size: bigint; dir: string };

@@ -13,12 +13,14 @@ import { BusType, Device } from "./device.js";
 import type { DeviceModel } from "./driver-core.js";
 import { FirmwareDescription, FwNode } from "./firmware.js";
 import {
+  pciAtsSupported,
   pciDevIsMultifunction,
   pciDevIsUntrusted,
   pciEnableAcs,
   pciForEachDmaAlias,
   pciMaxPasids,
   pciName,
+  pciPriSupported,
 } from "./pci.js";
 import { firmwareDmaCleanup, firmwareDmaConfigure } from "./platform.js";
 
@@ -50,6 +52,16 @@ export class PciDev extends Device {
     return r.ok ? r.value : 0;
   }
 
+  /** `pci_ats_supported(pdev)`: an ATS capability on a trusted device. */
+  get atsSupported(): boolean {
+    return pciAtsSupported(this.fn);
+  }
+
+  /** `pci_pri_supported(pdev)`. */
+  get priSupported(): boolean {
+    return pciPriSupported(this.fn);
+  }
+
   protected override extraJSON(): { [key: string]: Json } {
     return {
       pci: {
@@ -58,6 +70,8 @@ export class PciDev extends Device {
         untrusted: this.untrusted,
         multifunction: this.multifunction,
         max_pasids: this.maxPasids,
+        ats: this.atsSupported,
+        pri: this.priSupported,
       },
     };
   }

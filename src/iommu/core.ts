@@ -96,6 +96,7 @@ import {
   iommuReleaseDevice,
   makeBusNotifier,
 } from "./probe.js";
+import { iommuGetGroupResvRegions, iommuGroupShowResvRegions } from "./resv.js";
 import { CoreState, type KernelLog } from "./state.js";
 
 /** The buses `iommu_subsys_init` puts its notifier on (`iommu_buses[]`), when present. */
@@ -285,6 +286,16 @@ export class IommuCore {
   /** `iommu_get_resv_regions(dev, list)`. */
   getResvRegions(dev: Device): IommuResvRegion[] {
     return this.s.devIommuOps(dev).getResvRegions?.(dev) ?? [];
+  }
+
+  /** `iommu_get_group_resv_regions(group, head)`: members' regions, merged. */
+  getGroupResvRegions(group: IommuGroup): IommuResvRegion[] {
+    return iommuGetGroupResvRegions(this.s, group);
+  }
+
+  /** sysfs `iommu_groups/<id>/reserved_regions`. */
+  groupShowResvRegions(group: IommuGroup): string {
+    return iommuGroupShowResvRegions(this.s, group);
   }
 
   // ---------------------------------------------------------------- groups (§2.3)

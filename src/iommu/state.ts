@@ -74,7 +74,9 @@ export class CoreState {
 
   /** A kernel log line (not a WARN): kept in `logs`. */
   log(level: KernelLog["level"], dev: Device | null, message: string): void {
-    this.logs.push({ level, device: dev?.name ?? null, message });
+    const device = dev?.name ?? null;
+    this.logs.push({ level, device, message });
+    this.ctx.trace.emit("iommu_core:log", device ?? "core", { level, device, message });
   }
 
   /** `dev->iommu_group` as the core's group object (checked: it came from this core). */

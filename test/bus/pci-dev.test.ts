@@ -48,8 +48,10 @@ describe("pci_dev view and scan", () => {
 
   it("reads max PASIDs from the PASID capability and marks devices below external-facing ports untrusted", () => {
     const { model, pci, host } = machine();
-    host.addRootPort({ name: "tb", externalFacing: true }).addEndpoint({ name: "ext", pasid: 16 });
-    host.addRootPort({ name: "int" }).addEndpoint({ name: "in" });
+    host
+      .addRootPort({ name: "tb", externalFacing: true })
+      .addEndpoint({ name: "ext", pasid: 16, ats: true });
+    host.addRootPort({ name: "int" }).addEndpoint({ name: "in", ats: true, pri: true });
     host.enumerate();
     pciScanHost(model, pci, host);
     const ext = pci.pciDevOf(host.function("ext"))!;
@@ -58,6 +60,11 @@ describe("pci_dev view and scan", () => {
     expect(ext.maxPasids).toBe(1 << 16);
     expect(inn.untrusted).toBe(false);
     expect(inn.maxPasids).toBe(0);
+    // ATS is not offered to untrusted devices.
+    expect(ext.atsSupported).toBe(false);
+    expect(inn.atsSupported).toBe(true);
+    expect(inn.priSupported).toBe(true);
+    expect(ext.priSupported).toBe(false);
     expect(pci.pciDevOf(host.function("tb"))!.untrusted).toBe(false);
     const j = ext.toJSON() as { pci: { untrusted: boolean; max_pasids: number } };
     expect(j.pci.untrusted).toBe(true);

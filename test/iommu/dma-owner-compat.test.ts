@@ -1,7 +1,9 @@
+import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
 import { err, OK, unwrap } from "../../src/base/result.js";
 import { Device } from "../../src/bus/device.js";
 import { checkCore } from "../../src/check/invariants.js";
+import type { IommuDmaOwner } from "../../src/iommu/dma-owner-compat.js";
 import { platBed } from "./setup.js";
 
 function group() {
@@ -108,3 +110,73 @@ describe("seed 004: owner types with a cookie and a refcount", () => {
     ]);
   });
 });
+
+type CompatOp =
+  | { k: "set"; s: number; t: IommuDmaOwner; c: number | null }
+  | { k: "release"; s: number; t: IommuDmaOwner };
+
+const TYPES: readonly IommuDmaOwner[] = [
+  "DMA_OWNER_DMA_API",
+  "DMA_OWNER_PRIVATE_DOMAIN",
+  "DMA_OWNER_PRIVATE_DOMAIN_USER",
+];
+const typeArb = fc.constantFrom(...TYPES);
+const compatOpArb: fc.Arbitrary<CompatOp> = fc.oneof(
+  fc.record({
+    k: fc.constant("set" as const),
+    s: fc.nat({ max: 1 }),
+    t: typeArb,
+    c: fc.option(fc.nat({ max: 1 }), { nil: null, freq: 6 }),
+  }),
+  fc.record({ k: fc.constant("release" as const), s: fc.nat({ max: 1 }), t: typeArb }),
+);
+
+test.prop([fc.array(compatOpArb, { maxLength: 30 })], { numRuns: 200 })(
+  "the compat layer follows the seed-004 state machine and keeps the modern state in step",
+  (ops) => {
+    const b = group();
+    const devs = [b.a, b.c];
+    const cookies = ["vfio", "drv"];
+    let st: { owner: IommuDmaOwner | "DMA_OWNER_NONE"; cookie: string | null; refcount: number } = {
+      owner: "DMA_OWNER_NONE",
+      cookie: null,
+      refcount: 0,
+    };
+    for (const op of ops) {
+      const warns = b.ctx.warnings.count;
+      if (op.k === "set") {
+        const cookie = op.c === null ? null : cookies[op.c]!;
+        const r = b.compat.deviceSetDmaOwner(devs[op.s]!, op.t, cookie);
+        if (op.t === "DMA_OWNER_PRIVATE_DOMAIN_USER" && cookie === null) {
+          expect(r).toEqual(err("EINVAL"));
+          expect(b.ctx.warnings.count).toBe(warns + 1);
+        } else if (st.refcount === 0) {
+          expect(r).toEqual(OK);
+          st = { owner: op.t, cookie, refcount: 1 };
+        } else if (st.owner === op.t && st.cookie === cookie) {
+          expect(r).toEqual(OK);
+          st = { ...st, refcount: st.refcount + 1 };
+        } else {
+          expect(r).toEqual(err("EBUSY"));
+        }
+      } else {
+        b.compat.deviceReleaseDmaOwner(devs[op.s]!, op.t);
+        if (st.refcount === 0 || st.owner !== op.t) {
+          expect(b.ctx.warnings.count).toBe(warns + 1);
+        } else {
+          st =
+            st.refcount === 1
+              ? { owner: "DMA_OWNER_NONE", cookie: null, refcount: 0 }
+              : { ...st, refcount: st.refcount - 1 };
+        }
+      }
+      expect(b.compat.groupState(b.g)).toEqual(st);
+      // The modern state underneath: the compat owner counts once; USER means blocking.
+      const user = st.owner === "DMA_OWNER_PRIVATE_DOMAIN_USER";
+      expect(b.g.ownerCnt).toBe(st.refcount > 0 ? 1 : 0);
+      expect(b.g.owner).toBe(user ? st.cookie : null);
+      expect(b.g.domain).toBe(user ? b.g.blockingDomain : b.g.defaultDomain);
+      expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
+    }
+  },
+);
