@@ -4,8 +4,9 @@
 // registers (`iommu_device_register`: bus probe, groups, default domains) and the deferred
 // driver probes run.
 
-import { createContext } from "../base/context.js";
+import { createContext, type SimContext } from "../base/context.js";
 import { InputError } from "../base/errors.js";
+import { ok, type Result } from "../base/result.js";
 import { Device } from "../bus/device.js";
 import { DeviceModel } from "../bus/driver-core.js";
 import { FirmwareDescription, FwNode, IOMMU_RESV, type IommuResvRegion } from "../bus/firmware.js";
@@ -13,6 +14,7 @@ import { createPciBus } from "../bus/pci-dev.js";
 import { createPlatformBus } from "../bus/platform.js";
 import { checkCore } from "../check/invariants.js";
 import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
+import { createRiscvIommu } from "../drivers/riscv/factory.js";
 import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import {
   IOMMU_CACHE,
@@ -39,6 +41,7 @@ import type { IommuCapName, MockIommuOptions } from "./iommu-options.js";
 import { machineDescription } from "./load.js";
 import { Machine, type MachineIommu } from "./machine.js";
 import { MachinePci } from "./pci.js";
+import { riscvProgrammingView } from "./riscv-view.js";
 
 export interface BuildOptions {
   /** Seed of the machine's RNG (default 1). */
@@ -97,8 +100,9 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   const iommus: MachineIommu[] = [];
   const mocks = new Map<string, MockIommuDriver>();
   for (const i of desc.iommus) {
-    if (i.options.driver === "mock")
+    if (i.options.driver === "mock") {
       mocks.set(i.name, new MockIommuDriver(core, mockConfig(desc, i, i.options.mock)));
+    }
   }
   const machinePci = new MachinePci(pci, desc);
   machinePci.build(ctx, desc);
@@ -141,31 +145,72 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   }
 
   for (const i of desc.iommus) {
-    const mock = mocks.get(i.name)!;
-    armFaults(mock, i.options.mock);
-    const maxPasids = i.pasidBits === 0 ? 0 : 2 ** i.pasidBits;
-    const r = mock.registerInstance(i.name, hwdevs.get(i.name)!, maxPasids);
-    if (!r.ok) {
-      // The kernel logs a failed IOMMU probe and boots on without it.
-      machine.bootLog.push(`iommu_device_register(${i.name}) failed: -${r.errno}`);
-      continue;
-    }
-    iommus.push({
-      name: i.name,
-      description: i,
-      instance: r.value,
-      hwdev: hwdevs.get(i.name)!,
-      mock,
-    });
+    const hwdev = hwdevs.get(i.name)!;
+    const up = registerIommu(i, hwdev, mocks.get(i.name), { ctx, memory, frames, core });
+    if (up.ok) iommus.push(up.value);
+    // The kernel logs a failed IOMMU probe and boots on without it.
+    else machine.bootLog.push(`iommu_device_register(${i.name}) failed: -${up.errno}`);
   }
   // Deferred driver probes (triggered by each registration) run now.
   ctx.scheduler.settle();
   return machine;
 }
 
-/** The core's invariants (src/check), compared with what each mock driver programmed. */
+/** Registers one IOMMU instance with its driver (mock or RISC-V). */
+function registerIommu(
+  i: IommuDescription,
+  hwdev: Device,
+  mock: MockIommuDriver | undefined,
+  parts: { ctx: SimContext; memory: PhysicalMemory; frames: FrameAllocator; core: IommuCore },
+): Result<MachineIommu> {
+  if (i.options.driver === "mock") {
+    armFaults(mock!, i.options.mock);
+    const maxPasids = i.pasidBits === 0 ? 0 : 2 ** i.pasidBits;
+    const r = mock!.registerInstance(i.name, hwdev, maxPasids);
+    if (!r.ok) return r;
+    return ok({
+      name: i.name,
+      description: i,
+      instance: r.value,
+      hwdev,
+      mock: mock!,
+      riscv: null,
+      programming: mock!,
+    });
+  }
+  const o = i.options.riscv;
+  const setup = createRiscvIommu({
+    ...parts,
+    name: i.name,
+    hwdev,
+    capabilities: { ...pdCapabilities(i.pasidBits), ...o.capabilities },
+    options: {
+      ...(o.irqs === undefined ? {} : { irqs: o.irqs }),
+      ...(o.msi === undefined ? {} : { msi: o.msi }),
+      ...(o.ddtMode === undefined ? {} : { ddtMode: o.ddtMode }),
+      ...(o.pscidBits === undefined ? {} : { pscidBits: o.pscidBits }),
+    },
+  });
+  if (!setup.probe.ok) return setup.probe;
+  return ok({
+    name: i.name,
+    description: i,
+    instance: setup.iommu,
+    hwdev,
+    mock: null,
+    riscv: setup,
+    programming: riscvProgrammingView(setup.driver),
+  });
+}
+
+/** `pasid_bits` as the RISC-V IOMMU's process-directory capabilities. */
+function pdCapabilities(bits: number): { PD8: boolean; PD17: boolean; PD20: boolean } {
+  return { PD8: bits >= 8, PD17: bits >= 17, PD20: bits >= 20 };
+}
+
+/** The core's invariants (src/check), compared with what each driver programmed. */
 function coreInvariants(m: Machine): string[] {
-  const drivers = m.iommus().flatMap((i) => (i.mock ? [i.mock] : []));
+  const drivers = [...new Set(m.iommus().flatMap((i) => (i.programming ? [i.programming] : [])))];
   return checkCore(m.core, { drivers }).map(
     (v) =>
       `${v.invariant}: ${v.message}${v.group === undefined ? "" : ` (group ${v.group})`}${v.device === undefined ? "" : ` (${v.device})`}`,
@@ -188,6 +233,7 @@ const CAPS: Readonly<Record<IommuCapName, number>> = {
  */
 function groupStrategy(desc: MachineDescription, i: IommuDescription): "pci" | "generic" {
   const devs = desc.devices.filter((d) => d.iommu === i.name);
+  // (The RISC-V driver, like real drivers, groups each device by its bus.)
   const pci = devs.filter((d) => d.bus === "pci");
   if (pci.length > 0 && pci.length < devs.length) {
     throw new InputError(

@@ -23,7 +23,7 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
       memory: { size: "512M" },
       iommus: {
         iommu0: { driver: "mock", pasid_bits: 20 },
-        iommu1: { driver: "mock", pasid_bits: 0, page_sizes: ["4K", "2M"] },
+        iommu1: { driver: "mock", pasid_bits: 0 },
       },
       pci: {
         rp0: { type: "root_port", slot: 1, acs: true },
@@ -127,14 +127,14 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
   },
   "multi-iommu": {
     doc:
-      "Two mock IOMMU instances with different capabilities (iommu0: 20-bit PASIDs, 4K/2M/1G; " +
-      "iommu1: 8-bit PASIDs, 4K only), each with an isolated PASID-capable device.",
+      "Two IOMMU instances with different PASID widths (iommu0: 20 bits, iommu1: 8 bits), each " +
+      "with an isolated PASID-capable device.",
     description: {
       name: "multi-iommu",
       memory: { size: "256M" },
       iommus: {
         iommu0: { driver: "mock", pasid_bits: 20 },
-        iommu1: { driver: "mock", pasid_bits: 8, page_sizes: ["4K"] },
+        iommu1: { driver: "mock", pasid_bits: 8 },
       },
       pci: {
         rp0: { type: "root_port", slot: 1, acs: true },

@@ -64,6 +64,8 @@ export interface IommuDescription extends Located {
   readonly pasidBits: number;
   /** Page sizes the instance supports (`pgsize_bitmap`), ascending. */
   readonly pageSizes: readonly bigint[];
+  /** `page_sizes` was written (not the default): only the mock driver can honour it. */
+  readonly pageSizesGiven: boolean;
   /** The validated driver-specific options. */
   readonly options: IommuDriverOptions;
   /** The options as written, to validate again when a run replaces the driver. */
@@ -418,7 +420,10 @@ function readIommu(
   const driverLoc =
     n.value.kind === "map" ? (entry(n.value, "driver")?.value.loc ?? n.keyLoc) : n.keyLoc;
   const options = readIommuOptions(f.driver, f.options, childPath(path, "options"), d, driverLoc);
-  if (!options) return undefined;
+  const fieldLoc = (k: string) =>
+    n.value.kind === "map" ? (entry(n.value, k)?.value.loc ?? n.keyLoc) : n.keyLoc;
+  const fits = fitsDriver(f.driver, f.pasid_bits, f.page_sizes !== undefined, fieldLoc, path, d);
+  if (!options || !fits) return undefined;
   const sizes = [...new Set(f.page_sizes ?? [4096n, 2n << 20n, 1n << 30n])].sort((a, b) =>
     a < b ? -1 : a > b ? 1 : 0,
   );
@@ -429,9 +434,43 @@ function readIommu(
     driver: f.driver,
     pasidBits: f.pasid_bits,
     pageSizes: sizes,
+    pageSizesGiven: f.page_sizes !== undefined,
     options,
     optionsNode: f.options,
   };
+}
+
+/**
+ * What the driver's hardware can be: a RISC-V IOMMU has 8-, 17- or 20-bit process directories
+ * (PD8/PD17/PD20) and the page sizes of its paging modes, so other settings are the mock's.
+ */
+function fitsDriver(
+  driver: string,
+  pasidBits: number,
+  pageSizesGiven: boolean,
+  loc: (field: string) => InputLocation,
+  path: string,
+  d: Diagnostics,
+): boolean {
+  if (driver !== "riscv") return true;
+  let good = true;
+  if (![0, 8, 17, 20].includes(pasidBits)) {
+    d.error(
+      loc("pasid_bits"),
+      childPath(path, "pasid_bits"),
+      `a RISC-V IOMMU supports 0, 8, 17 or 20 PASID bits (PD8/PD17/PD20), not ${pasidBits}`,
+    );
+    good = false;
+  }
+  if (pageSizesGiven) {
+    d.error(
+      loc("page_sizes"),
+      childPath(path, "page_sizes"),
+      "a RISC-V IOMMU's page sizes follow its paging modes (options.capabilities), not page_sizes",
+    );
+    good = false;
+  }
+  return good;
 }
 
 // ---- PCI bridges ----
@@ -1012,9 +1051,16 @@ export function withIommuDriver(desc: MachineDescription, driver: string): Machi
   const d = new Diagnostics();
   const iommus = desc.iommus.map((i) => {
     if (i.driver === driver) return i;
-    const path = childPath(childPath("iommus", i.name), "options");
-    const options = readIommuOptions(driver, i.optionsNode, path, d, at(i, "driver"));
-    return options ? { ...i, driver: driver as IommuDriverName, options } : i;
+    const path = childPath("iommus", i.name);
+    const options = readIommuOptions(
+      driver,
+      i.optionsNode,
+      childPath(path, "options"),
+      d,
+      at(i, "driver"),
+    );
+    const fits = fitsDriver(driver, i.pasidBits, i.pageSizesGiven, (k) => at(i, k), path, d);
+    return options && fits ? { ...i, driver: driver as IommuDriverName, options } : i;
   });
   d.throwIfAny();
   return { ...desc, iommus };

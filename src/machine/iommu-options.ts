@@ -3,10 +3,12 @@
 // def_domain_type, group strategy, allocators) and arm fault injection at boot.
 
 import { type Errno, errnoNames } from "../base/errno.js";
+import { DEFAULT_CAPABILITIES, type IommuCapabilities } from "../hw/riscv-iommu/capabilities.js";
 import { Diagnostics } from "./input/diagnostics.js";
 import type { InputNode } from "./input/node.js";
 import {
   boolean,
+  checkKeys,
   integer,
   listOf,
   name,
@@ -179,11 +181,78 @@ function readMockOptions(
   return opts;
 }
 
+// ---- the RISC-V IOMMU driver ----
+
+/** Options of a RISC-V IOMMU: its hardware capabilities and the platform/driver parameters. */
+export interface RiscvIommuOptionsDescription {
+  /** Capability bits and fields overriding the defaults (hw/riscv-iommu DEFAULT_CAPABILITIES). */
+  readonly capabilities: Readonly<Partial<IommuCapabilities>>;
+  readonly irqs: number | undefined;
+  readonly msi: boolean | undefined;
+  readonly ddtMode: "1LVL" | "2LVL" | "3LVL" | undefined;
+  readonly pscidBits: number | undefined;
+}
+
+/** Capability names and what values each takes. */
+function readCapabilities(): Reader<Partial<IommuCapabilities>> {
+  const names = Object.keys(DEFAULT_CAPABILITIES) as (keyof IommuCapabilities)[];
+  return (node, path, d) => {
+    if (node.kind !== "map") {
+      d.error(node.loc, path, "expected a map of capability names to values");
+      return undefined;
+    }
+    const out: Record<string, unknown> = {};
+    let good = checkKeys(node, path, names, d);
+    for (const e of node.entries) {
+      const k = e.key as keyof IommuCapabilities;
+      if (!names.includes(k)) continue;
+      const p = `${path}.${e.key}`;
+      const v =
+        k === "IGS"
+          ? oneOf(["MSI", "WSI", "BOTH"] as const)(e.value, p, d)
+          : k === "version"
+            ? integer({ min: 0, max: 0xff })(e.value, p, d)
+            : k === "PAS"
+              ? integer({ min: 32, max: 56 })(e.value, p, d)
+              : boolean()(e.value, p, d);
+      if (v === undefined) good = false;
+      else out[k] = v;
+    }
+    return good ? (out as Partial<IommuCapabilities>) : undefined;
+  };
+}
+
+const riscvFields = struct({
+  capabilities: optional(readCapabilities(), {}),
+  irqs: optional(integer({ min: 1, max: 4 })),
+  msi: optional(boolean()),
+  ddt_mode: optional(oneOf(["1LVL", "2LVL", "3LVL"] as const)),
+  pscid_bits: optional(integer({ min: 1, max: 20 })),
+});
+
+function readRiscvOptions(
+  node: InputNode,
+  path: string,
+  d: Diagnostics,
+): RiscvIommuOptionsDescription | undefined {
+  const f = riscvFields(node, path, d);
+  if (!f) return undefined;
+  return {
+    capabilities: f.capabilities,
+    irqs: f.irqs,
+    msi: f.msi,
+    ddtMode: f.ddt_mode,
+    pscidBits: f.pscid_bits,
+  };
+}
+
 /** Validated options, by driver. */
-export type IommuDriverOptions = { readonly driver: "mock"; readonly mock: MockIommuOptions };
+export type IommuDriverOptions =
+  | { readonly driver: "mock"; readonly mock: MockIommuOptions }
+  | { readonly driver: "riscv"; readonly riscv: RiscvIommuOptionsDescription };
 
 /** Drivers a machine can use today, with their options readers. */
-export const AVAILABLE_IOMMU_DRIVERS: readonly string[] = ["mock"];
+export const AVAILABLE_IOMMU_DRIVERS: readonly string[] = ["mock", "riscv"];
 
 /**
  * Reads the options of an instance using `driver` (absent options = the driver's defaults);
@@ -200,6 +269,10 @@ export function readIommuOptions(
     const mock = node === undefined ? defaultMockOptions() : readMockOptions(node, path, d);
     return mock && { driver: "mock", mock };
   }
+  if (driver === "riscv") {
+    const riscv = readRiscvOptions(node ?? { kind: "map", loc: driverLoc, entries: [] }, path, d);
+    return riscv && { driver: "riscv", riscv };
+  }
   d.error(
     driverLoc,
     path.replace(/\.options$/, ".driver"),
@@ -213,8 +286,10 @@ export function defaultMockOptions(): MockIommuOptions {
   return readMockOptions({ kind: "map", loc: {}, entries: [] }, "", new Diagnostics())!;
 }
 
-/** Field names of the mock driver's options (docs/machine-description.md must cover them). */
-export const MOCK_OPTION_FIELDS: Readonly<Record<string, readonly string[]>> = {
+/** Field names of the drivers' options (docs/machine-description.md must cover them). */
+export const DRIVER_OPTION_FIELDS: Readonly<Record<string, readonly string[]>> = {
   "options (mock)": readMockFields.fields,
   "fault_injection[]": faultRuleFields.fields,
+  "options (riscv)": riscvFields.fields,
+  "options.capabilities (riscv)": Object.keys(DEFAULT_CAPABILITIES),
 };

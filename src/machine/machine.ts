@@ -10,7 +10,9 @@ import type { Result } from "../base/result.js";
 import type { BusType, Device, DeviceDriver } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import { devIsPci } from "../bus/pci-dev.js";
+import type { IommuProgrammingView } from "../check/invariants.js";
 import type { MockIommuDriver } from "../drivers/mock/mock-iommu.js";
+import type { RiscvIommuSetup } from "../drivers/riscv/factory.js";
 import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { IommuCore } from "../iommu/core.js";
 import type { IommuDomain } from "../iommu/domain.js";
@@ -32,6 +34,10 @@ export interface MachineIommu {
   readonly hwdev: Device;
   /** The driver object, when the instance runs the mock driver. */
   readonly mock: MockIommuDriver | null;
+  /** The hardware and driver, when the instance is a RISC-V IOMMU. */
+  readonly riscv: RiscvIommuSetup | null;
+  /** What the driver programmed per device (for invariants and `programmed_*` expectations). */
+  readonly programming: IommuProgrammingView | null;
 }
 
 /** A device driver the machine registered (bound at boot, or by a `bind_driver` step). */
@@ -221,22 +227,22 @@ export class Machine {
    * or null when it programmed nothing (or the device has no IOMMU).
    */
   programmedDomain(dev: Device): IommuDomain | null {
-    return this.#mockOf(dev)?.ridDomain(dev) ?? null;
+    return this.#viewOf(dev)?.ridDomain(dev) ?? null;
   }
 
   /** What the driver programmed at (dev, pasid), or null when the PASID is blocked. */
   programmedPasidDomain(dev: Device, pasid: number): IommuDomain | null {
-    return this.#mockOf(dev)?.pasidDomain(dev, pasid) ?? null;
+    return this.#viewOf(dev)?.pasidDomain(dev, pasid) ?? null;
   }
 
   /** PASIDs the driver has programmed with a domain on the device, ascending. */
   programmedPasids(dev: Device): number[] {
-    return this.#mockOf(dev)?.programmedPasids(dev) ?? [];
+    return this.#viewOf(dev)?.programmedPasids(dev) ?? [];
   }
 
-  #mockOf(dev: Device): MockIommuDriver | null {
+  #viewOf(dev: Device): IommuProgrammingView | null {
     const inst = dev.iommu?.iommuDev;
-    return this.#iommus.find((i) => i.instance === inst)?.mock ?? null;
+    return this.#iommus.find((i) => i.instance === inst)?.programming ?? null;
   }
 
   /** Broken invariants, one message each (empty: consistent). */
@@ -256,6 +262,7 @@ export class Machine {
         driver: i.description.driver,
         instance: i.instance.toJSON(),
         programmed: i.mock?.toJSON() ?? null,
+        hardware: i.riscv?.hardware.toJSON() ?? null,
       })),
       pci: this.pci.hosts.map(({ host, iommu }) => ({ iommu, host: host.toJSON() })),
       devices: this.description.devices.map((d) => ({

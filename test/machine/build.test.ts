@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InputError } from "../../src/base/errors.js";
+import type { InputError } from "../../src/base/errors.js";
 import { devIsPci } from "../../src/bus/pci-dev.js";
 import { buildMachine } from "../../src/machine/build.js";
 import { BUILTIN_MACHINES } from "../../src/machine/builtin.js";
@@ -23,23 +23,27 @@ function domainType(m: Machine, name: string): string | null {
 }
 
 describe("buildMachine", () => {
-  it("boots every built-in machine with every present device in a group", () => {
-    for (const name of Object.keys(BUILTIN_MACHINES)) {
-      const m = buildMachine(name);
-      expect(m.name).toBe(name);
-      expect(m.bootLog).toEqual([]);
-      expect(m.ctx.warnings.count).toBe(0);
-      for (const d of m.description.devices) {
-        const dev = m.device(d.name);
-        if (!d.present) {
-          expect(dev).toBeUndefined();
-          continue;
+  it.each(["mock", "riscv"])(
+    "boots every built-in machine on %s with every present device in a group",
+    (driver) => {
+      for (const name of Object.keys(BUILTIN_MACHINES)) {
+        const m = buildMachine(name, { driver });
+        expect(m.checkInvariants()).toEqual([]);
+        expect(m.name).toBe(name);
+        expect(m.bootLog).toEqual([]);
+        expect(m.ctx.warnings.count).toBe(0);
+        for (const d of m.description.devices) {
+          const dev = m.device(d.name);
+          if (!d.present) {
+            expect(dev).toBeUndefined();
+            continue;
+          }
+          expect(dev?.registered).toBe(true);
+          expect(groupOf(m, d.name)).not.toBeNull();
         }
-        expect(dev?.registered).toBe(true);
-        expect(groupOf(m, d.name)).not.toBeNull();
       }
-    }
-  });
+    },
+  );
 
   it("pci-no-acs: groups follow Linux's pci_device_group", () => {
     const m = buildMachine("pci-no-acs");
@@ -168,15 +172,60 @@ describe("buildMachine", () => {
     expect(groupOf(m, "plat0")).toBeNull();
   });
 
+  it("boots RISC-V IOMMUs: same groups as the mock, registered hardware, clean invariants", () => {
+    const mock = buildMachine("pci-no-acs");
+    const rv = buildMachine("pci-no-acs", { driver: "riscv" });
+    expect(rv.bootLog).toEqual([]);
+    expect(rv.iommu("iommu0")!.riscv?.probe.ok).toBe(true);
+    expect(rv.device("nic0")!.iommu?.iommuDev?.name).toBe("iommu0");
+    const groups = (m: Machine) => m.core.groups().map((g) => g.devices.map((x) => x.name));
+    expect(groups(rv)).toEqual(groups(mock));
+    expect(rv.checkInvariants()).toEqual([]);
+    expect(rv.programmedDomain(rv.device("iso0")!)).toBe(groupOf(rv, "iso0")!.defaultDomain);
+    const mixed = buildMachine(
+      machineDescription({
+        extends: "single-mock",
+        devices: { p: { bus: "platform", pasid_num_bits: 8 } },
+      }),
+      { driver: "riscv" },
+    );
+    expect(groupOf(mixed, "p")).not.toBeNull();
+    expect(mixed.device("p")!.iommu?.maxPasids).toBe(256);
+  });
+
   it("rejects what it cannot build, with the description's location", () => {
-    expect(() => buildMachine("single-mock", { driver: "riscv" })).toThrow(InputError);
-    try {
-      buildMachine("single-mock", { driver: "riscv" });
-    } catch (e) {
-      expect((e as InputError).format()).toBe(
-        "<builtin single-mock>: iommus.iommu0.driver: the riscv driver is not available yet (available: mock)",
-      );
-    }
+    const msg = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return (e as InputError).format();
+      }
+      return "built";
+    };
+    expect(
+      msg(() =>
+        buildMachine(
+          machineDescription({ extends: "single-mock", iommus: { iommu0: { pasid_bits: 16 } } }),
+          { driver: "riscv" },
+        ),
+      ),
+    ).toBe(
+      "iommus.iommu0.pasid_bits: a RISC-V IOMMU supports 0, 8, 17 or 20 PASID bits (PD8/PD17/PD20), not 16",
+    );
+    expect(
+      msg(() =>
+        parseMachineDescription(
+          "iommus: {io: {driver: riscv, page_sizes: [4K], options: {capabilities: {PD21: true, PAS: 99}}}}\n",
+          "r.yaml",
+        ),
+      ),
+    ).toBe(
+      [
+        "r.yaml:1:42: iommus.io.page_sizes: a RISC-V IOMMU's page sizes follow its paging modes (options.capabilities), not page_sizes",
+        'r.yaml:1:73: iommus.io.options.capabilities.PD21: unknown field (did you mean "PD20"?); expected one of version, Sv39, Sv48, Sv57, Svrsw60t59b, Svpbmt, Sv39x4, Sv48x4, Sv57x4, MSI_FLAT, AMO_HWAD, ATS, T2GPA, END, IGS, DBG, PAS, PD8, PD17, PD20, QOSID, NL, S',
+        "r.yaml:1:90: iommus.io.options.capabilities.PAS: expected an integer in 32..56, got the number 99",
+      ].join("\n"),
+    );
     const mixed = parseMachineDescription(
       "extends: single-mock\ndevices: {p: {bus: platform}}\n",
       "mixed.yaml",

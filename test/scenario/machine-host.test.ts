@@ -83,9 +83,17 @@ describe("scenarios on real machines", () => {
     expect(f.failure?.message).toMatch(/^invariant violated after this step: /);
   });
 
-  it("a driver that is not available is an input error at boot", () => {
-    const s = loadScenario("machine: single-mock\nsteps: []\n", "h.yaml", machineHost);
-    expect(() => runScenario(s, machineHost, { driver: "riscv" })).toThrow(InputError);
+  it("runs on the RISC-V driver; a driver that does not exist is an input error at boot", () => {
+    const s = loadScenario(
+      "machine: single-mock\nsteps:\n  - iommu_paging_domain_alloc: {dev: dev0}\n    returns: {owner: riscv-iommu}\n",
+      "h.yaml",
+      machineHost,
+    );
+    expect(runScenario(s, machineHost, { driver: "riscv" }).status).toBe("pass");
+    expect(runScenario(s, machineHost).status).toBe("fail");
+    expect(() => runScenario(s, machineHost, { driver: "smmu" })).toThrow(
+      "iommus.iommu0.driver: the smmu driver is not available yet (available: mock, riscv)",
+    );
   });
 
   it("declared drivers: unknown ones are rejected, future ones accepted", () => {

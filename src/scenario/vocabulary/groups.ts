@@ -1,12 +1,14 @@
 // Groups (core §2.3): references, ids, names, and the drivers' group-formation helpers.
 
 import type { Device } from "../../bus/device.js";
+import { resvTypeName } from "../../bus/firmware.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import type { Machine } from "../../machine/machine.js";
 import { DEV, GROUP } from "./kinds.js";
 import {
   type FunctionSpec,
   int,
+  JSON_VALUE,
   object,
   param,
   returnsResult,
@@ -83,6 +85,21 @@ export const GROUPS: readonly FunctionSpec<Machine>[] = [
     ts: "core.groupSetName(group, name)",
     doc: "Names the group (sysfs name).",
     call: (m, a) => m.core.groupSetName(a.group as IommuGroup, a.name as string | null),
+  },
+  {
+    name: "iommu_get_group_resv_regions",
+    area: "groups",
+    params: { group: GROUP },
+    returns: returnsValue(JSON_VALUE),
+    ts: "core.getGroupResvRegions(group)",
+    doc: "The reserved regions of every member, merged, as {start, end, type, prot} (sysfs reserved_regions).",
+    call: (m, a) =>
+      m.core.getGroupResvRegions(a.group as IommuGroup).map((r) => ({
+        start: r.start,
+        end: r.start + r.length - 1n,
+        type: resvTypeName(r.type),
+        prot: r.prot,
+      })),
   },
   {
     name: "generic_device_group",

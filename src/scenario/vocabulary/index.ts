@@ -31,7 +31,11 @@ export const VOCABULARY_AREAS: readonly {
   { area: "map", title: "Mapping (§3.5)", functions: MAP },
   { area: "ownership", title: "DMA ownership (§4)", functions: OWNERSHIP },
   { area: "pasid", title: "PASIDs (§5)", functions: PASIDS },
-  { area: "seeds", title: "From the seed threads (never merged)", functions: SEEDS },
+  {
+    area: "seeds",
+    title: "Historical APIs: IOASID allocator (§5.3), seed 002, seed 004",
+    functions: SEEDS,
+  },
   { area: "machine", title: "Machine actions", functions: MACHINE_ACTIONS },
 ];
 

@@ -5,6 +5,7 @@
 
 import { IOMMU_CAP } from "../../iommu/constants.js";
 import { IommuAttachHandle } from "../../iommu/domain.js";
+import { IoasidSet } from "../../iommu/ioasid.js";
 import type { Machine } from "../../machine/machine.js";
 import { ResolveError } from "../values.js";
 import { constant, flags, type ObjectKindSpec, object, type ParamSpec, param } from "./types.js";
@@ -39,6 +40,11 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
   owner: {
     doc: "a DMA-owner cookie (a new name creates one; equal names are the same owner)",
     create: (_m, name) => name,
+  },
+  ioasid_set: {
+    label: "IOASID set",
+    doc: "an ioasid_set (a new name creates one; equal names are the same set)",
+    create: (_m, name) => new IoasidSet(name),
   },
   pasid_consumer: {
     label: "PASID consumer",

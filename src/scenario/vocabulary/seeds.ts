@@ -1,17 +1,23 @@
-// APIs from the seed review threads that never merged, as the core models them: seed 002's PASID
-// consumers over the I/O ASID allocator (Lu Baolu's 2018 RFC; argument shapes from its cover
-// letter). `pasid` is the consumer, as in the RFC's `iommu_pasid_*(pasid, …)` calls.
+// Historical APIs as the core models them: the I/O ASID allocator (drivers/iommu/ioasid.c,
+// ~v5.5–v6.3, core §5.3), seed 002's PASID consumers on top of it (Lu Baolu's 2018 RFC, never
+// merged; `pasid` is the consumer, as in its `iommu_pasid_*(pasid, …)` calls) and seed 004's
+// typed DMA-owner interface (the Dec 2021 series, before v5.19 merged the modern one).
 
 import type { Device } from "../../bus/device.js";
+import type { IommuDmaOwner } from "../../iommu/dma-owner-compat.js";
+import type { IoasidSet } from "../../iommu/ioasid.js";
 import type { IommuPasidConsumer } from "../../iommu/pasid-consumer.js";
 import type { Machine } from "../../machine/machine.js";
 import { DEV } from "./kinds.js";
 import {
+  BOOL,
+  enumOf,
   type FunctionSpec,
   JSON_VALUE,
   object,
   param,
   returnsResult,
+  returnsValue,
   TEXT,
   U32,
   VOID,
@@ -21,7 +27,98 @@ const CONSUMER = param(object("pasid_consumer"), {
   doc: "the PASID consumer (from iommu_pasid_init)",
 });
 
+const IOASID = param(U32, { doc: "ioasid_t" });
+const SET = param(object("ioasid_set"), {
+  nullable: true,
+  doc: "struct ioasid_set * (a new name creates one; null: any)",
+});
+
 export const SEEDS: readonly FunctionSpec<Machine>[] = [
+  {
+    name: "ioasid_alloc",
+    area: "seeds",
+    params: {
+      set: SET,
+      min: param(U32),
+      max: param(U32),
+      private: param(TEXT, { optional: true }),
+    },
+    returns: returnsValue(U32),
+    ts: "core.ioasid.alloc(set, min, max, private)",
+    doc: "§5.3: the lowest free IOASID in [min, max] tagged with the set, refcount 1; INVALID_IOASID (0xffffffff) when none is free.",
+    call: (m, a) =>
+      m.core.ioasid.alloc(
+        a.set as IoasidSet | null,
+        a.min as number,
+        a.max as number,
+        a.private ?? null,
+      ),
+  },
+  {
+    name: "ioasid_get",
+    area: "seeds",
+    params: { ioasid: IOASID },
+    returns: VOID,
+    ts: "core.ioasid.get(ioasid)",
+    doc: "§5.3: takes a reference (WARNs if the id is unknown).",
+    call: (m, a) => m.core.ioasid.get(a.ioasid as number),
+  },
+  {
+    name: "ioasid_put",
+    area: "seeds",
+    params: { ioasid: IOASID },
+    returns: returnsValue(BOOL),
+    ts: "core.ioasid.put(ioasid)",
+    doc: "§5.3: drops a reference; true when it freed the id.",
+    call: (m, a) => m.core.ioasid.put(a.ioasid as number),
+  },
+  {
+    name: "ioasid_free",
+    area: "seeds",
+    params: { ioasid: IOASID },
+    returns: VOID,
+    ts: "core.ioasid.free(ioasid)",
+    doc: "§5.3: the earlier plain free.",
+    call: (m, a) => m.core.ioasid.free(a.ioasid as number),
+  },
+  {
+    name: "ioasid_find",
+    area: "seeds",
+    params: { set: SET, ioasid: IOASID },
+    returns: returnsResult(JSON_VALUE),
+    ts: "core.ioasid.find(set, ioasid)",
+    doc: "§5.3: the private data. ENOENT if not allocated, EACCES if another set's.",
+    call: (m, a) => m.core.ioasid.find(a.set as IoasidSet | null, a.ioasid as number),
+  },
+  {
+    name: "ioasid_set_data",
+    area: "seeds",
+    params: { ioasid: IOASID, data: param(TEXT, { nullable: true }) },
+    returns: returnsResult("void"),
+    ts: "core.ioasid.setData(ioasid, data)",
+    doc: "§5.3: replaces the private data. ENOENT if not allocated.",
+    call: (m, a) => m.core.ioasid.setData(a.ioasid as number, a.data),
+  },
+  {
+    name: "iommu_device_set_dma_owner",
+    area: "seeds",
+    params: {
+      dev: DEV,
+      owner: param(
+        enumOf(["DMA_OWNER_DMA_API", "DMA_OWNER_PRIVATE_DOMAIN", "DMA_OWNER_PRIVATE_DOMAIN_USER"]),
+      ),
+      owner_cookie: param(object("owner"), { nullable: true, optional: true }),
+    },
+    returns: returnsResult("void"),
+    ts: "core.dmaOwnerCompat.deviceSetDmaOwner(dev, owner, owner_cookie)",
+    doc: "Seed 004: claims the group with a typed owner; the same type and cookie count up, another is EBUSY; USER needs a cookie (EINVAL, WARN).",
+    call: (m, a) =>
+      m.core.dmaOwnerCompat.deviceSetDmaOwner(
+        a.dev as Device,
+        a.owner as IommuDmaOwner,
+        (a.owner_cookie as string | null | undefined) ?? null,
+      ),
+  },
   {
     name: "iommu_pasid_init",
     area: "seeds",
