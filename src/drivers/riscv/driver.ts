@@ -238,8 +238,8 @@ export class RiscvIommuDriver {
   #attachDomain(d: IommuDomain, dev: Device): Result {
     return this.#withInfo(dev, (info) => {
       const domain = firstStage(d);
+      // Another instance's domain: its table format and PSCID belong to that IOMMU.
       if (domain.iommu !== info.iommu) return err("EINVAL");
-      if (!info.iommu.supportsFirstStage(domain.pagingMode)) return err("ENODEV");
       return attachRid(info, domain as RidTarget);
     });
   }
@@ -251,7 +251,6 @@ export class RiscvIommuDriver {
       if (d === "identity") return setPasid(info, pasid, "identity");
       const domain = firstStage(d);
       if (domain.iommu !== info.iommu) return err("EINVAL");
-      if (!info.iommu.supportsFirstStage(domain.pagingMode)) return err("EINVAL");
       return setPasid(info, pasid, domain as PasidTarget);
     });
   }
