@@ -151,8 +151,12 @@ export abstract class RiscvFirstStageDomain extends IommuDomain {
     }
   }
 
+  /** The driver's free ran. */
+  protected tornDown = false;
+
   /** Driver-side checks before the core frees the domain. */
   protected releaseFirstStage(site: string): void {
+    this.tornDown = true;
     this.iommu.ctx.warnings.on(
       this.bonds.length > 0,
       site,
@@ -166,10 +170,11 @@ export abstract class RiscvFirstStageDomain extends IommuDomain {
       iommu: this.iommu.name,
       pscid: this.pscid,
       mode: this.pagingMode.name,
-      root: jsonAddr(this.rootPpn * 4096),
+      // After the driver's free the table (or the mm) may be gone.
+      root: this.tornDown ? null : jsonAddr(this.rootPpn * 4096),
       bonds: this.bonds.map((b) => ({ device: b.info.dev.name, pasid: b.pasid })),
       invalidations: this.invalidations,
-      ...this.moreJSON(),
+      ...(this.tornDown ? {} : this.moreJSON()),
     };
   }
 

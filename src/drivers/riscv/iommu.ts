@@ -154,7 +154,8 @@ export class RiscvIommuDevice extends IommuDevice {
   readonly #cmd = new RiscvIommuCommand();
   readonly #events: RiscvIommuEvents;
   readonly #irqWork: WorkQueue;
-  readonly #threads: Work[];
+  /** The threaded handler of each queue, by interrupt cause. */
+  readonly #threads: Map<number, Work>;
   #onceLogged = new Set<string>();
 
   constructor(
@@ -226,12 +227,11 @@ export class RiscvIommuDevice extends IommuDevice {
             : PDTP_MODE.BARE;
     this.maxPasids = [0, 2 ** 8, 2 ** 17, 2 ** 20][this.maxPdtMode]!;
     this.#irqWork = this.ctx.scheduler.createQueue(`riscv-iommu ${this.name}`);
-    this.#threads = [
-      new Work(`${this.name}: cmdq`, () => this.processCommandQueue()),
-      new Work(`${this.name}: fltq`, () => this.processFaultQueue()),
-      new Work(`${this.name}: pmu`, () => {}),
-      new Work(`${this.name}: priq`, () => this.processPageRequestQueue()),
-    ];
+    this.#threads = new Map([
+      [INTR.CQ, new Work(`${this.name}: cmdq`, () => this.processCommandQueue())],
+      [INTR.FQ, new Work(`${this.name}: fltq`, () => this.processFaultQueue())],
+      [INTR.PQ, new Work(`${this.name}: priq`, () => this.processPageRequestQueue())],
+    ]);
   }
 
   // ---------------------------------------------------------------- capabilities
@@ -555,7 +555,7 @@ export class RiscvIommuDevice extends IommuDevice {
     for (const q of this.#queues()) {
       if (!q.active || this.vectorOf(q.qid) !== vector) continue;
       if ((ipsr & (1 << q.qid)) === 0) continue;
-      this.#irqWork.queueWork(this.#threads[q.qid]!);
+      this.#irqWork.queueWork(this.#threads.get(q.qid)!);
       woke = true;
     }
     return woke;

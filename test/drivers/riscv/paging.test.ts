@@ -204,6 +204,8 @@ describe("paging domains", () => {
     b.core.domainFree(dom);
     expect(b.io.iommu.pscidsInUse()).not.toContain(dom.pscid);
     expect(b.frames.framesInUse).toBe(before);
+    // A view of the freed domain no longer reads its (gone) table.
+    expect(dom.toJSON()).toMatchObject({ freed: true, root: null, pscid: dom.pscid });
   });
 
   it("capable: CACHE_COHERENCY and DEFERRED_FLUSH (DMA-FQ default domains work)", () => {
