@@ -40,6 +40,7 @@ import {
   type PciRoute,
   PciSwitch,
 } from "./topology.js";
+import type { TranslationAgent } from "./translation-agent.js";
 
 type NameKind = "function" | "device" | "switch";
 
@@ -64,6 +65,7 @@ export class PciHost implements PciFabric {
     switch: new Map(),
   };
   readonly #listeners: Array<(e: PciHotplugEvent) => void> = [];
+  #agent: TranslationAgent | null = null;
 
   constructor(ctx: SimContext, opts: PciHostOptions = {}) {
     checkKeys(
@@ -251,6 +253,18 @@ export class PciHost implements PciFabric {
   }
 
   // ---- requests ----
+
+  /**
+   * The IOMMU that translates this segment's inbound requests (its IO bridge asks it), or null:
+   * no translation, device addresses are physical addresses.
+   */
+  get translationAgent(): TranslationAgent | null {
+    return this.#agent;
+  }
+
+  setTranslationAgent(agent: TranslationAgent | null): void {
+    this.#agent = agent;
+  }
 
   /**
    * Routes a memory request for `page` that `fn` issues: to the root complex (out.rid is then

@@ -1,0 +1,655 @@
+// The IO bridge of one host bridge: the root complex's path for what endpoints send upstream and
+// for what the CPU sends down to their BARs.
+//
+// Inbound memory requests (DMA) are routed page by page through the PCIe model (routeUpstream:
+// bus mastering, ACS, peer-to-peer decode), translated at the root complex by the segment's
+// TranslationAgent (the IOMMU; none means addresses are physical) with the requester ID it sees,
+// and then read or written in PhysicalMemory. A page the IOMMU refuses aborts the transaction:
+// RISC-V IOMMU "Process to translate an IOVA" asks the IO bridge to abort, and for PCIe a read's
+// completion carries Completer Abort (hardware guidelines, "Aborting transactions"); fabric
+// failures (blocked routes, addresses nothing decodes) are Unsupported Requests. Writes are posted,
+// so a real device learns nothing of an aborted write; the status still says what happened, and a
+// device model decides what it may know. Bytes of pages before the aborting page have landed.
+//
+// A peer's BAR is served by the device model attached to that function (`attach`). Translated
+// physical addresses that are no RAM but a BAR of this hierarchy reach the peer through the root
+// complex when the host routes peer-to-peer (PciHost.peerToPeer), else they are Unsupported.
+//
+// ATS Translation Requests and PRI messages travel to the TranslationAgent with the requester ID
+// the root complex sees; they are never address-routed to peers (PCIe routes AT=Translation
+// Requests and Page Requests to the root complex).
+//
+// Hot path (`readPages`/`writePages`): plain page numbers, one reusable route, request and
+// response; no BigInt; small copies (≤ 64 bytes) are byte loops, so nothing is allocated.
+
+import { PAGE_SHIFT, PAGE_SIZE } from "../../base/bits.js";
+import { SimError } from "../../base/errors.js";
+import { type Json, jsonAddr } from "../../base/json.js";
+import type { PhysicalMemory } from "../memory.js";
+import type { PciHost } from "./host.js";
+import { formatRid } from "./regs.js";
+import {
+  newPciRoute,
+  PCI_REQ_PASID,
+  PCI_REQ_TRANSLATED,
+  type PciBlockReason,
+  PciBridge,
+  type PciFunction,
+} from "./topology.js";
+import {
+  type AtsCompletion,
+  AtsRequest,
+  DmaRequest,
+  DmaResponse,
+  type EndpointPort,
+  type PageRequestMessage,
+  type TranslationAgent,
+  type TranslationFault,
+} from "./translation-agent.js";
+
+/** What the device model behind a PCI function provides to the fabric. */
+export interface PciDeviceModel extends EndpointPort {
+  readonly name: string;
+  /** A memory read of `out.length` bytes at `offset` of BAR `bar` (CPU MMIO or a peer's DMA). */
+  barRead(bar: number, offset: number, out: Uint8Array): void;
+  /** A memory write of `data` at `offset` of BAR `bar`. */
+  barWrite(bar: number, offset: number, data: Uint8Array): void;
+  /**
+   * A Deferrable Memory Write (what ENQCMD/ENQCMDS emit): 64 bytes with the submitter's PASID.
+   * True when the function accepted it, false for a Retry completion. A model without it
+   * answers Unsupported Request (the CPU sees Retry too).
+   */
+  barDeferrableWrite?(
+    bar: number,
+    offset: number,
+    data: Uint8Array,
+    pasid: number,
+    privileged: boolean,
+  ): boolean;
+}
+
+/** Request attributes of a DMA, as the endpoint puts them in its TLPs. Reused by callers. */
+export class DmaAttrs {
+  /** A PASID TLP prefix. */
+  pasidValid = false;
+  pasid = 0;
+  /** Privileged Mode Requested (meaningful with a PASID). */
+  privileged = false;
+  /** AT = Translated: the address is a translated (physical) address from the device's ATC. */
+  translated = false;
+  /** Devfn the request is tagged with (a DMA alias); negative: the function's own. */
+  sourceDevfn = -1;
+
+  static of(o: DmaOptions = {}): DmaAttrs {
+    return new DmaAttrs().set(o);
+  }
+
+  set(o: DmaOptions): this {
+    if (
+      o.pasid !== undefined &&
+      !(Number.isInteger(o.pasid) && o.pasid >= 0 && o.pasid < 1 << 20)
+    ) {
+      throw new SimError(`PASID ${o.pasid} is not a 20-bit value`);
+    }
+    this.pasidValid = o.pasid !== undefined;
+    this.pasid = o.pasid ?? 0;
+    this.privileged = o.privileged ?? false;
+    this.translated = o.translated ?? false;
+    this.sourceDevfn = o.sourceDevfn ?? -1;
+    return this;
+  }
+}
+
+export interface DmaOptions {
+  readonly pasid?: number;
+  readonly privileged?: boolean;
+  readonly translated?: boolean;
+  readonly sourceDevfn?: number;
+}
+
+/** Why the bridge aborted a transaction. */
+export type DmaAbortReason =
+  | "translation-fault"
+  | PciBlockReason
+  | "not-memory"
+  | "no-device-model";
+
+/** SC (successful completion), or the UR / CA status an aborted read's completion carries. */
+export type DmaCompletionStatus = "SC" | "UR" | "CA";
+
+/** How a DMA ended. Filled by the bridge; callers reuse one per device. */
+export class DmaStatus {
+  ok = true;
+  /** Bytes transferred before the abort (all of them when ok). */
+  done = 0;
+  completion: DmaCompletionStatus = "SC";
+  reason: DmaAbortReason | null = null;
+  /** The IOMMU's fault behind a "translation-fault" abort. */
+  fault: TranslationFault | null = null;
+  /** Device address (page and offset) of the access that aborted. */
+  page = 0;
+  offset = 0;
+  /** Requester ID with segment (bits 23:16) the IOMMU saw last, or -1 when none reached it. */
+  deviceId = -1;
+  /** The peer whose BAR served the last page, or null. */
+  peer: PciFunction | null = null;
+  /** When non-null, the physical page of each page accessed (-1 for a peer's BAR) is appended. */
+  pages: number[] | null = null;
+
+  /** The aborting access's device address (bigint; off the hot path). */
+  get address(): bigint {
+    return (BigInt(this.page) << BigInt(PAGE_SHIFT)) | BigInt(this.offset);
+  }
+
+  toJSON(): Json {
+    if (this.ok) return { ok: true, done: this.done };
+    return {
+      ok: false,
+      done: this.done,
+      completion: this.completion,
+      reason: this.reason,
+      fault: this.fault ? { code: this.fault.code, cause: this.fault.cause } : null,
+      address: jsonAddr(this.address),
+    };
+  }
+}
+
+/** Small copies are byte loops: `subarray` would allocate a view per page. */
+const LOOP_COPY_MAX = 64;
+
+export class IoBridge {
+  readonly host: PciHost;
+  readonly memory: PhysicalMemory;
+  readonly #models = new Map<PciFunction, PciDeviceModel>();
+  /** Functions whose model is connected to `#portsAgent`, with the device_id used. */
+  readonly #ports = new Map<PciFunction, number>();
+  #portsAgent: TranslationAgent | null = null;
+  readonly #route = newPciRoute();
+  readonly #req = new DmaRequest();
+  readonly #resp = new DmaResponse();
+  readonly #atsReq = new AtsRequest();
+  readonly #scratch = new Uint8Array(8);
+
+  constructor(host: PciHost, memory: PhysicalMemory) {
+    this.host = host;
+    this.memory = memory;
+  }
+
+  // ---------------------------------------------------------------- device models
+
+  /**
+   * Puts `model` behind `fn`: its BARs answer peer and CPU accesses, and it receives the
+   * IOMMU's messages for the function's requester ID. After enumeration (RIDs are bus numbers).
+   */
+  attach(fn: PciFunction, model: PciDeviceModel): void {
+    if (fn.host !== this.host)
+      throw new SimError(`${fn.name} is not a function of ${this.host.name}`);
+    if (!this.host.enumerated) {
+      throw new SimError(
+        `${model.name}: attach device models after ${this.host.name} is enumerated`,
+      );
+    }
+    if (fn.isBridge) throw new SimError(`${fn.name} is a bridge: device models sit on endpoints`);
+    const other = this.#models.get(fn);
+    if (other) throw new SimError(`${fn.name} already has the device model ${other.name}`);
+    this.#syncPorts();
+    this.#models.set(fn, model);
+    this.#connect(fn, model);
+  }
+
+  /** Removes the model behind `fn` (hot-remove, driver-less tests); false if there was none. */
+  detach(fn: PciFunction): boolean {
+    const had = this.#models.delete(fn);
+    const id = this.#ports.get(fn);
+    if (id !== undefined) {
+      this.#portsAgent?.disconnectPort(id);
+      this.#ports.delete(fn);
+    }
+    return had;
+  }
+
+  model(fn: PciFunction): PciDeviceModel | undefined {
+    return this.#models.get(fn);
+  }
+
+  /** The device_id the IOMMU sees for `fn`'s own requests: segment in 23:16, then the RID. */
+  requesterId(fn: PciFunction, sourceDevfn = -1): number {
+    return (this.host.segment << 16) | this.host.upstreamRequesterId(fn, sourceDevfn);
+  }
+
+  #syncPorts(): void {
+    const agent = this.host.translationAgent;
+    if (agent === this.#portsAgent) return;
+    const old = this.#portsAgent;
+    if (old) for (const id of this.#ports.values()) old.disconnectPort(id);
+    this.#ports.clear();
+    this.#portsAgent = agent;
+    if (agent) for (const [fn, model] of this.#models) this.#connect(fn, model);
+  }
+
+  #connect(fn: PciFunction, model: PciDeviceModel): void {
+    const agent = this.#portsAgent;
+    if (!agent) return;
+    // Behind a bridge that takes ownership the IOMMU cannot address the function's messages.
+    const rid = this.host.upstreamRequesterId(fn);
+    if (rid !== fn.rid) return;
+    const id = (this.host.segment << 16) | rid;
+    agent.connectPort(id, model);
+    this.#ports.set(fn, id);
+  }
+
+  // ---------------------------------------------------------------- DMA (hot path)
+
+  /** `fn` reads `length` bytes at device address `page`:`offset` into `buf` at `bufOffset`. */
+  readPages(
+    fn: PciFunction,
+    attrs: DmaAttrs,
+    page: number,
+    offset: number,
+    buf: Uint8Array,
+    bufOffset: number,
+    length: number,
+    out: DmaStatus,
+  ): DmaStatus {
+    return this.#transfer(fn, attrs, page, offset, buf, bufOffset, length, false, out);
+  }
+
+  /** `fn` writes `length` bytes of `buf` from `bufOffset` at device address `page`:`offset`. */
+  writePages(
+    fn: PciFunction,
+    attrs: DmaAttrs,
+    page: number,
+    offset: number,
+    buf: Uint8Array,
+    bufOffset: number,
+    length: number,
+    out: DmaStatus,
+  ): DmaStatus {
+    return this.#transfer(fn, attrs, page, offset, buf, bufOffset, length, true, out);
+  }
+
+  // ---------------------------------------------------------------- DMA (convenience)
+
+  /** A DMA read at a 64-bit device address; the data holds zeros past an abort. */
+  read(
+    fn: PciFunction,
+    opts: DmaOptions,
+    address: bigint,
+    length: number,
+  ): { data: Uint8Array; status: DmaStatus } {
+    const data = new Uint8Array(length);
+    const status = new DmaStatus();
+    this.readPages(
+      fn,
+      DmaAttrs.of(opts),
+      pageOf(address),
+      offsetOf(address),
+      data,
+      0,
+      length,
+      status,
+    );
+    return { data, status };
+  }
+
+  /** A DMA write at a 64-bit device address. */
+  write(fn: PciFunction, opts: DmaOptions, address: bigint, data: Uint8Array): DmaStatus {
+    const status = new DmaStatus();
+    return this.writePages(
+      fn,
+      DmaAttrs.of(opts),
+      pageOf(address),
+      offsetOf(address),
+      data,
+      0,
+      data.length,
+      status,
+    );
+  }
+
+  #transfer(
+    fn: PciFunction,
+    attrs: DmaAttrs,
+    page: number,
+    offset: number,
+    buf: Uint8Array,
+    bufOffset: number,
+    length: number,
+    write: boolean,
+    out: DmaStatus,
+  ): DmaStatus {
+    if (!(offset >= 0 && offset < PAGE_SIZE && (offset | 0) === offset)) {
+      throw new SimError(`DMA offset ${offset} is not within a page`);
+    }
+    if (!(length >= 0 && bufOffset >= 0 && bufOffset + length <= buf.length)) {
+      throw new SimError(`DMA of ${length} bytes at ${bufOffset} does not fit its buffer`);
+    }
+    if (!(page >= 0 && page < 2 ** 52 && Math.floor(page) === page)) {
+      throw new SimError(`DMA page ${page} is not a page number of a 64-bit address`);
+    }
+    out.ok = true;
+    out.done = 0;
+    out.completion = "SC";
+    out.reason = null;
+    out.fault = null;
+    out.deviceId = -1;
+    out.peer = null;
+    this.#syncPorts();
+    const agent = this.#portsAgent;
+    const host = this.host;
+    const mem = this.memory;
+    const flags =
+      (attrs.translated ? PCI_REQ_TRANSLATED : 0) | (attrs.pasidValid ? PCI_REQ_PASID : 0);
+    const route = this.#route;
+    let p = page;
+    let o = offset;
+    let done = 0;
+    while (done < length) {
+      const n = Math.min(PAGE_SIZE - o, length - done);
+      host.routeUpstream(fn, p, route, flags, attrs.sourceDevfn);
+      if (route.kind === "blocked") {
+        abort(out, "UR", route.reason!, p, o);
+        break;
+      }
+      if (route.kind === "peer") {
+        const target = route.target!;
+        if (!this.#bar(target, route.bar, p, o, buf, bufOffset + done, n, write)) {
+          abort(out, "UR", "no-device-model", p, o);
+          break;
+        }
+        out.peer = target;
+        out.pages?.push(-1);
+      } else {
+        const id = (host.segment << 16) | route.rid;
+        out.deviceId = id;
+        let ppn = p;
+        if (agent !== null) {
+          const req = this.#req;
+          req.deviceId = id;
+          req.pasidValid = attrs.pasidValid;
+          req.pasid = attrs.pasidValid ? attrs.pasid : 0;
+          req.privileged = attrs.pasidValid && attrs.privileged;
+          req.translated = attrs.translated;
+          req.access = write ? "write" : "read";
+          req.iovaPage = p;
+          req.iovaOffset = o;
+          const resp = this.#resp;
+          agent.translate(req, resp);
+          if (resp.fault !== null) {
+            abort(out, "CA", "translation-fault", p, o);
+            out.fault = resp.fault;
+            break;
+          }
+          ppn = resp.ppn;
+        }
+        const bytes = write ? mem.writablePageU8(ppn) : mem.pageU8(ppn);
+        if (bytes !== null) {
+          if (write) copyInto(bytes, o, buf, bufOffset + done, n);
+          else copyInto(buf, bufOffset + done, bytes, o, n);
+          out.peer = null;
+          out.pages?.push(ppn);
+        } else {
+          const claim = host.peerToPeer ? this.#claim(ppn) : null;
+          if (
+            claim === null ||
+            !this.#bar(claim.fn, claim.bar, ppn, o, buf, bufOffset + done, n, write)
+          ) {
+            abort(out, "UR", "not-memory", p, o);
+            break;
+          }
+          out.peer = claim.fn;
+          out.pages?.push(-1);
+        }
+      }
+      done += n;
+      p++;
+      o = 0;
+    }
+    out.done = done;
+    if (host.ctx.trace.enabled) this.#traceDma(fn, attrs, page, offset, length, write, out);
+    return out;
+  }
+
+  /** An access of `n` bytes at `page`:`offset` in BAR `bar` of `target`; false without a model. */
+  #bar(
+    target: PciFunction,
+    bar: number,
+    page: number,
+    offset: number,
+    buf: Uint8Array,
+    at: number,
+    n: number,
+    write: boolean,
+  ): boolean {
+    const model = this.#models.get(target);
+    if (!model) return false;
+    const off = (page - target.barPages(bar).first) * PAGE_SIZE + offset;
+    const view = buf.subarray(at, at + n);
+    if (write) model.barWrite(bar, off, view);
+    else model.barRead(bar, off, view);
+    return true;
+  }
+
+  /** The endpoint BAR that decodes `page`, found the way the root complex routes downstream. */
+  #claim(page: number): { fn: PciFunction; bar: number } | null {
+    let bus = this.host.rootBus;
+    for (;;) {
+      let next: PciBridge | null = null;
+      for (const f of bus.functions()) {
+        if (f instanceof PciBridge) {
+          if (f.windowDecodes(page)) {
+            next = f;
+            break;
+          }
+        } else {
+          const bar = f.barForPage(page);
+          if (bar >= 0) return { fn: f, bar };
+        }
+      }
+      if (next === null) return null;
+      bus = next.secondary;
+    }
+  }
+
+  #traceDma(
+    fn: PciFunction,
+    attrs: DmaAttrs,
+    page: number,
+    offset: number,
+    length: number,
+    write: boolean,
+    out: DmaStatus,
+  ): void {
+    this.host.ctx.trace.emit("device:dma", fn.name, {
+      rid: out.deviceId >= 0 ? out.deviceId : fn.rid,
+      pasid: attrs.pasidValid ? attrs.pasid : null,
+      iova: (BigInt(page) << BigInt(PAGE_SHIFT)) | BigInt(offset),
+      size: length,
+      dir: `${attrs.translated ? "translated-" : ""}${write ? "write" : "read"}`,
+      result: out.ok
+        ? out.peer
+          ? `peer ${out.peer.name}`
+          : "ok"
+        : `${out.completion} ${out.reason}${out.fault ? ` ${out.fault.code}` : ""}`,
+    });
+  }
+
+  // ---------------------------------------------------------------- ATS and PRI messages
+
+  /**
+   * `fn` sends an ATS Translation Request for the untranslated page `page`; the completion lands
+   * in `out`. UR when the function cannot master requests or no translation agent exists.
+   */
+  atsTranslate(
+    fn: PciFunction,
+    attrs: DmaAttrs,
+    page: number,
+    noWrite: boolean,
+    out: AtsCompletion,
+  ): AtsCompletion {
+    this.#syncPorts();
+    const agent = this.#portsAgent;
+    const req = this.#atsReq;
+    req.deviceId = this.requesterId(fn, attrs.sourceDevfn);
+    req.pasidValid = attrs.pasidValid;
+    req.pasid = attrs.pasidValid ? attrs.pasid : 0;
+    req.privileged = attrs.pasidValid && attrs.privileged;
+    req.executeRequested = false;
+    req.noWrite = noWrite;
+    req.iovaPage = page;
+    if (agent === null || !fn.busMasterEnabled) {
+      out.status = "UR";
+      out.fault = null;
+      out.r = out.w = out.x = false;
+    } else {
+      agent.atsTranslate(req, out);
+    }
+    const trace = this.host.ctx.trace;
+    if (trace.enabled) {
+      trace.emit("device:ats_translate", fn.name, {
+        rid: req.deviceId,
+        pasid: attrs.pasidValid ? attrs.pasid : null,
+        iova: BigInt(page) << BigInt(PAGE_SHIFT),
+        result:
+          out.status === "success"
+            ? `success r=${+out.r} w=${+out.w} pa=${jsonAddr(BigInt(out.ppn) << BigInt(PAGE_SHIFT))} size=${2 ** out.sizeShift}`
+            : out.status,
+      });
+    }
+    return out;
+  }
+
+  /** `fn` sends a Page Request (or Stop Marker) message; false when no agent can receive it. */
+  pageRequest(fn: PciFunction, msg: Omit<PageRequestMessage, "deviceId">): boolean {
+    this.#syncPorts();
+    const agent = this.#portsAgent;
+    if (agent === null) return false;
+    agent.pageRequest({ ...msg, deviceId: this.requesterId(fn) });
+    return true;
+  }
+
+  /** `fn` sends an Invalidation Completion message for the ITags set in `itagVector`. */
+  invalidationCompletion(fn: PciFunction, itagVector: number): void {
+    this.#syncPorts();
+    this.#portsAgent?.invalidationCompletion(this.requesterId(fn), itagVector);
+  }
+
+  // ---------------------------------------------------------------- CPU MMIO (downstream)
+
+  /** A CPU load of `size` bytes at physical address `pa`; all ones when nothing claims it. */
+  mmioRead(pa: bigint, size: 1 | 2 | 4 | 8): bigint {
+    const t = this.#mmioTarget(pa, size);
+    if (t === null) return (1n << BigInt(8 * size)) - 1n;
+    const b = this.#scratch.subarray(0, size);
+    t.model.barRead(t.bar, t.offset, b);
+    let v = 0n;
+    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+    return v;
+  }
+
+  /** A CPU store of `size` bytes at `pa` (dropped when nothing claims it). */
+  mmioWrite(pa: bigint, size: 1 | 2 | 4 | 8, value: bigint): void {
+    const t = this.#mmioTarget(pa, size);
+    if (t === null) return;
+    const b = this.#scratch.subarray(0, size);
+    for (let i = 0; i < size; i++) b[i] = Number((value >> BigInt(8 * i)) & 0xffn);
+    t.model.barWrite(t.bar, t.offset, b);
+  }
+
+  /** A CPU block store (e.g. MOVDIR64B's 64-byte posted write) at `pa`. */
+  mmioWriteBlock(pa: bigint, data: Uint8Array): void {
+    const t = this.#mmioTarget(pa, data.length);
+    if (t !== null) t.model.barWrite(t.bar, t.offset, data);
+  }
+
+  /**
+   * ENQCMD/ENQCMDS: a 64-byte Deferrable Memory Write with the submitter's PASID. True when the
+   * target accepted it; false for Retry (also what the CPU reports when the target cannot).
+   */
+  mmioEnqueue(pa: bigint, data: Uint8Array, pasid: number, privileged = false): boolean {
+    if (data.length !== 64) throw new SimError(`ENQCMD writes 64 bytes, not ${data.length}`);
+    if (!(Number.isInteger(pasid) && pasid >= 0 && pasid < 1 << 20)) {
+      throw new SimError(`ENQCMD PASID ${pasid} is not a 20-bit value`);
+    }
+    if ((pa & 63n) !== 0n)
+      throw new SimError(`ENQCMD destination ${jsonAddr(pa)} is not 64-byte aligned`);
+    const t = this.#mmioTarget(pa, 64);
+    if (t === null || !t.model.barDeferrableWrite) return false;
+    return t.model.barDeferrableWrite(t.bar, t.offset, data, pasid, privileged);
+  }
+
+  #mmioTarget(
+    pa: bigint,
+    size: number,
+  ): { model: PciDeviceModel; bar: number; offset: number } | null {
+    if (pa < 0n || pa >= 1n << 32n) return null; // BARs are 32-bit here
+    const page = Number(pa >> BigInt(PAGE_SHIFT));
+    const claim = this.#claim(page);
+    if (claim === null) return null;
+    const model = this.#models.get(claim.fn);
+    if (!model) return null;
+    const base = claim.fn.barAddress(claim.bar);
+    const offset = Number(pa - base);
+    if (offset + size > claim.fn.barSize(claim.bar)) {
+      throw new SimError(
+        `MMIO access of ${size} bytes at ${jsonAddr(pa)} crosses the end of a BAR`,
+      );
+    }
+    return { model, bar: claim.bar, offset };
+  }
+
+  // ---------------------------------------------------------------- views
+
+  toJSON(): Json {
+    const models: Json[] = [];
+    for (const [fn, m] of this.#models) {
+      const id = this.#ports.get(fn);
+      models.push({
+        function: fn.name,
+        model: m.name,
+        port:
+          id === undefined
+            ? null
+            : `${(id >>> 16).toString(16).padStart(4, "0")}:${formatRid(id & 0xffff)}`,
+      });
+    }
+    return {
+      host: this.host.name,
+      translationAgent: this.host.translationAgent !== null,
+      models,
+    };
+  }
+}
+
+function abort(
+  out: DmaStatus,
+  completion: DmaCompletionStatus,
+  reason: DmaAbortReason,
+  page: number,
+  offset: number,
+): void {
+  out.ok = false;
+  out.completion = completion;
+  out.reason = reason;
+  out.page = page;
+  out.offset = offset;
+}
+
+function copyInto(dst: Uint8Array, dstAt: number, src: Uint8Array, srcAt: number, n: number): void {
+  if (n <= LOOP_COPY_MAX) {
+    for (let i = 0; i < n; i++) dst[dstAt + i] = src[srcAt + i]!;
+  } else {
+    dst.set(src.subarray(srcAt, srcAt + n), dstAt);
+  }
+}
+
+function pageOf(address: bigint): number {
+  if (address < 0n || address >= 1n << 64n) {
+    throw new SimError(`device address ${address} is not a 64-bit value`);
+  }
+  return Number(address >> BigInt(PAGE_SHIFT));
+}
+
+function offsetOf(address: bigint): number {
+  return Number(address & BigInt(PAGE_SIZE - 1));
+}
