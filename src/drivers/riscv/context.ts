@@ -18,6 +18,9 @@
 // as the kernel does); a domain is bonded before it becomes reachable and unbonded (which
 // invalidates its PSCID when it was the last user) only after it is no longer reachable; a
 // process directory is freed only after the device contexts pointing at it were invalidated.
+// The IOTINVAL.VMA that "Changing device directory table entry" also lists is sent per domain
+// instead, as the kernel does: a PSCID names one domain for its whole life, so its IOTLB entries
+// stay right for the domain's other users, and its last user leaving invalidates them.
 
 import { hex } from "../../base/bits.js";
 import type { Json } from "../../base/json.js";

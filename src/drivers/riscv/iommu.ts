@@ -316,6 +316,8 @@ export class RiscvIommuDevice extends IommuDevice {
   shutdown(): void {
     this.iodirSetMode(DDTP_MODE.OFF);
     this.#teardown();
+    // free_irq: no thread of this instance runs any more.
+    this.ctx.scheduler.destroyQueue(this.#irqWork);
   }
 
   /** The interrupt half of riscv_iommu_platform_probe: MSIs when IGS and the platform allow. */
