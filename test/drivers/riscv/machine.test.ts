@@ -77,6 +77,7 @@ describe("a machine with PCI devices behind a RISC-V IOMMU", () => {
 
   it("removing the IOMMU turns translation off and gives its memory back", () => {
     const b = bed();
+    expect(b.ctx.scheduler.queues().map((q) => q.name)).toContain("riscv-iommu iommu0");
     const before = b.frames.framesInUse;
     const d = b.dev("dev0", 3);
     expect(b.frames.framesInUse).toBeGreaterThan(before);
@@ -87,5 +88,6 @@ describe("a machine with PCI devices behind a RISC-V IOMMU", () => {
     expect((b.io.hardware.queuesJson() as { cq: { cqcsr: { cqon: boolean } } }).cq.cqcsr.cqon).toBe(
       false,
     );
+    expect(b.ctx.scheduler.queues().map((q) => q.name)).not.toContain("riscv-iommu iommu0");
   });
 });
