@@ -1,3 +1,4 @@
+import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
 import { err, OK, unwrap } from "../../../src/base/result.js";
 import type { RiscvPagingDomain } from "../../../src/drivers/riscv/domain.js";
@@ -320,5 +321,47 @@ describe("release", () => {
     expect(cmds).toContain("IODIR.INVAL_DDT DV=1 DID=5");
     expect(dma(b.hw, 5, 0x1000n).ok).toBe(false);
     expect(b.iommu.deviceOf(5)).toBeNull();
+  });
+});
+
+describe("coherence", () => {
+  test.prop(
+    [
+      fc.array(
+        fc.record({
+          map: fc.boolean(),
+          page: fc.integer({ min: 0, max: 15 }),
+          pages: fc.integer({ min: 1, max: 4 }),
+          frame: fc.integer({ min: 0, max: 63 }),
+          write: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 30 },
+      ),
+    ],
+    { numRuns: 50 },
+  )("with strict invalidation the device only ever sees what the page table maps now", (ops) => {
+    const b = attached();
+    const IOVA = 0x100000n;
+    for (const o of ops) {
+      const iova = IOVA + (BigInt(o.page) << 12n);
+      const size = BigInt(o.pages) << 12n;
+      if (o.map) {
+        // Only into a free range (iommu_map never replaces).
+        let free = true;
+        for (let i = 0n; i < size; i += 0x1000n) free &&= b.core.iovaToPhys(b.dom, iova + i) === 0n;
+        if (free) {
+          const prot = o.write ? RW : IOMMU_READ;
+          expect(b.core.map(b.dom, iova, PA + (BigInt(o.frame) << 12n), size, prot)).toEqual(OK);
+        }
+      } else {
+        b.core.unmap(b.dom, iova, size);
+      }
+      for (let p = 0; p < 20; p++) {
+        const at = IOVA + (BigInt(p) << 12n);
+        const want = b.core.iovaToPhys(b.dom, at);
+        const r = dma(b.hw, 5, at);
+        expect(r.ok ? r.pa : 0n).toBe(want);
+      }
+    }
   });
 });
