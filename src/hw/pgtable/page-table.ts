@@ -17,11 +17,22 @@
 // leaves empty tables in place until `destroy()`. Empty tables in place are reused, and a map of
 // a superpage over an empty table reclaims that table.
 //
-// This object must be the only writer of its tables' PTEs (hardware A/D updates aside): it keeps
-// a count of valid entries per table.
+// Software PTEs: a 4 KiB entry may also hold a PTE with V=0 that is not all zero — a page the OS
+// keeps out of the hardware's reach with its PPN and bits preserved (Linux's PROT_NONE pages:
+// V=0 with G reused as _PAGE_PROT_NONE). The walker sees V=0 and faults, as for an empty entry;
+// this table counts the entry as occupied: map refuses it ("exists"), unmap removes it, and
+// protect, lookup, lookupPpn, iovaToPhys and mappings — the hardware's view — pass over it.
+// Only an all-zero entry is empty.
 //
-// Hot path: `map4k` / `unmap4k` / `lookupPpn` on page numbers return small integers (PT_*) and
-// allocate nothing but table frames.
+// This object must be the only writer of its tables' PTEs (hardware A/D updates aside): it keeps
+// a count of non-empty entries per table.
+//
+// Hot path, on page numbers, returning small integers (PT_*), allocating nothing but table
+// frames: `map4k` / `unmap4k` / `lookupPpn`; for one 4 KiB entry with any bits 9:0 (RSW and
+// V=0 software PTEs included) `set4k` (a new entry), `replace4k` (rewrite in place, never
+// touching table pages), `update4k` (set/clear bits); and with a caller-owned PteCursor,
+// `seek4k` (read one entry), `leafRange` + `nextLeaf` (every non-empty entry of a range, in
+// order, skipping empty tables) and `replaceAt` / `updateAt` / `clearAt` on the entry found.
 
 import { hex } from "../../base/bits.js";
 import { SimError } from "../../base/errors.js";
@@ -37,6 +48,7 @@ import {
 } from "./modes.js";
 import {
   NAPOT_64K_PPN_BITS,
+  PTE_FLAGS_MASK,
   PTE_HI_N,
   PTE_PERM_MASK,
   PTE_R,
@@ -49,6 +61,7 @@ import {
   ptePbmt,
   ptePpn,
 } from "./pte.js";
+import { PteCursor } from "./pte-cursor.js";
 
 /**
  * Outcome of a page-table operation:
@@ -128,7 +141,7 @@ export class PageTable {
   readonly reclaim: TableReclaim;
   readonly #frames: FrameAllocator;
   #root: number;
-  /** Valid entries of each non-root table page. */
+  /** Non-empty entries of each non-root table page. */
   readonly #counts = new Map<number, number>();
   readonly #deferred: number[] = [];
   /** Table page and entry index visited at each depth (0 = root) by the last descent. */
@@ -141,6 +154,10 @@ export class PageTable {
   #scanPages = 0;
   #scanPerm = 0;
   #scanMask = 0;
+  /** Bumped whenever a table page is detached, so cursors holding its words know to re-descend. */
+  #gen = 0;
+  /** Cursor of the by-page-number entry operations. */
+  readonly #cur = new PteCursor();
 
   /**
    * A new empty table (root allocated: one page, or 16 KiB aligned 4 pages for x4 modes), or
@@ -204,13 +221,14 @@ export class PageTable {
       return "out-of-range";
     const napot = size === 0x1_0000n;
     return PT_STATUS_NAMES[
-      this.#install(Number(va >> 12n), Number(pa >> 12n), level, perm, pbmt, napot)
+      this.#install(Number(va >> 12n), Number(pa >> 12n), level, PTE_V | perm, pbmt, napot)
     ]!;
   }
 
   /**
-   * Removes every mapping inside [va, va+size). Refuses ("would-split", nothing changed) when a
-   * superpage or NAPOT range is only partly inside. "not-mapped" when the range held nothing.
+   * Removes every mapping (and software PTE) inside [va, va+size). Refuses ("would-split",
+   * nothing changed) when a superpage or NAPOT range is only partly inside. "not-mapped" when
+   * the range held nothing.
    */
   unmap(va: bigint, size: bigint): UnmapResult {
     this.#alive();
@@ -226,9 +244,10 @@ export class PageTable {
   }
 
   /**
-   * Sets the bits of `mask` (default R W X U) in every leaf inside [va, va+size) to those of
-   * `perm`; other bits (A, D, G unless masked, PPN, PBMT, N) are kept. Same refusals as unmap.
-   * The result must stay a legal leaf (R or X set, W only with R).
+   * Sets the bits of `mask` (default R W X U) in every valid leaf inside [va, va+size) to those
+   * of `perm`; other bits (A, D, G unless masked, RSW, PPN, PBMT, N) are kept, software PTEs
+   * left alone. Same refusals as unmap. The result must stay a legal leaf (R or X set, W only
+   * with R).
    */
   protect(va: bigint, size: bigint, perm: number, mask = PTE_R | PTE_W | PTE_X | PTE_U): PtStatus {
     this.#alive();
@@ -286,6 +305,7 @@ export class PageTable {
   /** Frees every table frame, the root included. The table is unusable afterwards. */
   destroy(): void {
     this.#alive();
+    this.#gen++;
     for (const page of [...this.#counts.keys()]) this.#frames.free(page);
     this.#counts.clear();
     this.releaseDeferred();
@@ -323,12 +343,12 @@ export class PageTable {
     if (!(ppn >= 0 && ppn < PPN_LIMIT))
       throw new SimError(`ppn ${ppn} is not a 44-bit page number`);
     if (!isCanonicalVpn(this.mode, vpn)) return PT_OUT_OF_RANGE;
-    return this.#install(vpn, ppn, 0, perm, pbmt, false);
+    return this.#install(vpn, ppn, 0, PTE_V | perm, pbmt, false);
   }
 
   /**
-   * Unmaps the 4 KiB page `vpn`. Returns PT_OK, PT_NOT_MAPPED, PT_WOULD_SPLIT (the page lies in
-   * a superpage or NAPOT range) or PT_OUT_OF_RANGE.
+   * Unmaps the 4 KiB page `vpn` (a leaf or a software PTE). Returns PT_OK, PT_NOT_MAPPED,
+   * PT_WOULD_SPLIT (the page lies in a superpage or NAPOT range) or PT_OUT_OF_RANGE.
    */
   unmap4k(vpn: number): number {
     this.#alive();
@@ -347,16 +367,19 @@ export class PageTable {
       const words = mem.writablePageU32(page)!;
       const lo = words[idx << 1]!;
       const hi = words[(idx << 1) + 1]!;
-      if ((lo & PTE_V) === 0) return PT_NOT_MAPPED;
-      if ((lo & RWX) === 0) {
+      if ((lo & PTE_V) === 0) {
+        // A software PTE (level 0, not all zero) goes like a mapping.
+        if (level > 0 || (lo | hi) === 0) return PT_NOT_MAPPED;
+      } else if ((lo & RWX) === 0) {
         table = ptePpn(lo, hi);
         continue;
+      } else if (level > 0 || (hi & PTE_HI_N) !== 0) {
+        return PT_WOULD_SPLIT;
       }
-      if (level > 0 || (hi & PTE_HI_N) !== 0) return PT_WOULD_SPLIT;
       words[idx << 1] = 0;
       words[(idx << 1) + 1] = 0;
       this.#countAdd(page, -1);
-      this.#reclaimUp(depth);
+      this.#reclaimUp(this.#pathPage, this.#pathIdx, depth);
       return PT_OK;
     }
   }
@@ -371,6 +394,230 @@ export class PageTable {
     if (level === 0)
       return (this.#leafHi & PTE_HI_N) !== 0 ? ppn - NAPOT_64K_PPN_BITS + (vpn % 16) : ppn;
     return ppn + (vpn % POW2[9 * level]!);
+  }
+
+  // ---------------------------------------------------------------- 4 KiB entries, any bits
+
+  /**
+   * Writes a new 4 KiB entry for page `vpn` (tables allocated on demand). Like map4k, but
+   * `flags` gives all of PTE bits 9:0: with V, a legal leaf (R or X, W only with R) carrying the
+   * caller's RSW bits; without V, a software PTE that the walker treats as invalid and this
+   * table keeps (not all zero). Returns PT_OK, PT_EXISTS (the entry, or a larger leaf over it,
+   * is taken), PT_NO_MEMORY or PT_OUT_OF_RANGE.
+   */
+  set4k(vpn: number, ppn: number, flags: number, pbmt = 0): number {
+    this.#alive();
+    checkEntry(ppn, flags, pbmt);
+    if (!isCanonicalVpn(this.mode, vpn)) return PT_OUT_OF_RANGE;
+    return this.#install(vpn, ppn, 0, flags, pbmt, false);
+  }
+
+  /**
+   * Rewrites the existing 4 KiB entry of page `vpn` (a leaf or a software PTE) in place with
+   * `ppn`, `flags` and `pbmt` as for set4k. Never allocates or frees a table page, so the entry
+   * changes in one write, as a kernel's set_pte does. Returns PT_OK, PT_NOT_MAPPED (empty),
+   * PT_WOULD_SPLIT (the page lies in a superpage or NAPOT range) or PT_OUT_OF_RANGE.
+   */
+  replace4k(vpn: number, ppn: number, flags: number, pbmt = 0): number {
+    checkEntry(ppn, flags, pbmt);
+    const rc = this.seek4k(this.#cur, vpn);
+    if (rc !== PT_OK) return rc;
+    this.replaceAt(this.#cur, ppn, flags, pbmt);
+    return PT_OK;
+  }
+
+  /**
+   * Sets the bits of `set` and then clears those of `clear` (both within bits 9:0) in the
+   * existing 4 KiB entry of page `vpn`, PPN and PBMT kept; the result must be legal as for
+   * set4k. Same returns as replace4k.
+   */
+  update4k(vpn: number, set: number, clear: number): number {
+    checkMasks(set, clear);
+    const rc = this.seek4k(this.#cur, vpn);
+    if (rc !== PT_OK) return rc;
+    this.updateAt(this.#cur, set, clear);
+    return PT_OK;
+  }
+
+  // ---------------------------------------------------------------- cursor
+
+  /**
+   * Reads the entry of page `vpn` into `cur`, which then stands on it. PT_OK: a non-empty 4 KiB
+   * entry, a leaf or a software PTE (`cur.valid` tells which); PT_NOT_MAPPED: nothing there
+   * (`cur.empty`); PT_WOULD_SPLIT: the page lies in a superpage or NAPOT leaf, which `cur`
+   * describes; PT_OUT_OF_RANGE.
+   */
+  seek4k(cur: PteCursor, vpn: number): number {
+    this.#alive();
+    cur.owner = this;
+    cur.words = null;
+    cur.index = -1;
+    cur.vpn = vpn;
+    cur.level = 0;
+    cur.pages = 1;
+    cur.lo = 0;
+    cur.hi = 0;
+    cur.next = 0;
+    cur.end = 0;
+    if (!isCanonicalVpn(this.mode, vpn)) return PT_OUT_OF_RANGE;
+    const tvpn = treeVpn(this.mode, vpn);
+    const vlo = vpn >>> 0;
+    const vhi = (vpn - vlo) / TWO32;
+    let table = this.#root;
+    for (let level = this.mode.levels - 1, depth = 0; ; level--, depth++) {
+      this.#locate(table, level, vlo, vhi);
+      const page = this.#page;
+      const idx = this.#idx;
+      cur.pathPage[depth] = page;
+      cur.pathIdx[depth] = idx;
+      if (level === 0) {
+        const words = this.memory.writablePageU32(page)!;
+        const lo = words[idx << 1]!;
+        const hi = words[(idx << 1) + 1]!;
+        cur.words = words;
+        cur.gen = this.#gen;
+        cur.tableBase = tvpn - idx;
+        cur.depth = depth;
+        if ((lo & PTE_V) !== 0 && (hi & PTE_HI_N) !== 0) {
+          cur.index = idx & ~15;
+          this.#fill(cur, cur.tableBase + cur.index, 0, 16, lo, hi);
+          return PT_WOULD_SPLIT;
+        }
+        cur.index = idx;
+        cur.lo = lo;
+        cur.hi = hi;
+        return (lo | hi) === 0 ? PT_NOT_MAPPED : PT_OK;
+      }
+      const words = this.memory.pageU32(page)!;
+      const lo = words[idx << 1]!;
+      const hi = words[(idx << 1) + 1]!;
+      if ((lo & PTE_V) === 0) return PT_NOT_MAPPED;
+      if ((lo & RWX) !== 0) {
+        const span = POW2[9 * level]!;
+        this.#fill(cur, tvpn - (tvpn % span), level, span, lo, hi);
+        return PT_WOULD_SPLIT;
+      }
+      table = ptePpn(lo, hi);
+    }
+  }
+
+  /**
+   * Starts an iteration of `cur` over the pages [startVpn, endVpn) (input page numbers, end
+   * exclusive, both in the same half of a first-stage space); `nextLeaf` then moves it. Returns
+   * PT_OK, or PT_OUT_OF_RANGE for a non-canonical range or one across the hole.
+   */
+  leafRange(cur: PteCursor, startVpn: number, endVpn: number): number {
+    this.#alive();
+    if (!Number.isSafeInteger(startVpn) || !Number.isSafeInteger(endVpn) || endVpn < startVpn) {
+      throw new SimError(`[${startVpn}, ${endVpn}) is not a range of page numbers`);
+    }
+    cur.owner = this;
+    cur.words = null;
+    cur.index = -1;
+    cur.lo = 0;
+    cur.hi = 0;
+    cur.next = 0;
+    cur.end = 0;
+    if (startVpn === endVpn) return PT_OK;
+    if (!isCanonicalVpn(this.mode, startVpn) || !isCanonicalVpn(this.mode, endVpn - 1)) {
+      return PT_OUT_OF_RANGE;
+    }
+    const start = treeVpn(this.mode, startVpn);
+    const end = treeVpn(this.mode, endVpn - 1) + 1;
+    if (end - start !== endVpn - startVpn) return PT_OUT_OF_RANGE;
+    cur.next = start;
+    cur.end = end;
+    return PT_OK;
+  }
+
+  /**
+   * Moves `cur` to the next non-empty entry of its range in address order — each leaf once (a
+   * superpage or NAPOT range too, also one that begins before the range) and each software
+   * PTE — and returns true; false at the end. Empty tables are skipped without visiting their
+   * entries. The table may change between calls, through the cursor (replaceAt, updateAt,
+   * clearAt) or otherwise: the cursor goes on from the page after the entry it stood on.
+   */
+  nextLeaf(cur: PteCursor): boolean {
+    this.#alive();
+    if (cur.owner !== this)
+      throw new SimError("nextLeaf: the cursor was not started on this table");
+    const end = cur.end;
+    let pos = cur.next;
+    while (pos < end) {
+      const words = cur.words;
+      const base = cur.tableBase;
+      if (words !== null && cur.gen === this.#gen && pos >= base && pos - base < 512) {
+        // Inside the level-0 table found last time: a plain scan of its entries.
+        const stop = end - base < 512 ? end - base : 512;
+        for (let e = pos - base; e < stop; e++) {
+          const lo = words[e << 1]!;
+          const hi = words[(e << 1) + 1]!;
+          if ((lo | hi) === 0) continue;
+          const napot = (lo & PTE_V) !== 0 && (hi & PTE_HI_N) !== 0;
+          const first = napot ? e & ~15 : e;
+          const pages = napot ? 16 : 1;
+          this.#fill(cur, base + first, 0, pages, lo, hi);
+          cur.index = first;
+          cur.next = base + first + pages;
+          return true;
+        }
+        pos = base + 512;
+        continue;
+      }
+      pos = this.#descend(cur, pos, end);
+      if (pos < 0) return true;
+    }
+    cur.next = end;
+    return false;
+  }
+
+  /**
+   * Rewrites the 4 KiB entry `cur` stands on (non-empty) with `ppn`, `flags` and `pbmt`, as
+   * replace4k does. Misuse throws: a cursor of another table, on no 4 KiB entry, on an entry
+   * emptied since, or stale (table pages were reclaimed since it moved — seek again).
+   */
+  replaceAt(cur: PteCursor, ppn: number, flags: number, pbmt = 0): void {
+    checkEntry(ppn, flags, pbmt);
+    const words = this.#slot(cur, "replaceAt");
+    const lo = pteLo(ppn, flags);
+    const hi = pteHi(ppn, pbmt, false);
+    words[cur.index << 1] = lo;
+    words[(cur.index << 1) + 1] = hi;
+    cur.lo = lo;
+    cur.hi = hi;
+  }
+
+  /**
+   * Sets `set` and then clears `clear` (bits 9:0) in the 4 KiB entry `cur` stands on, as
+   * update4k does, reading the entry from memory (hardware A/D updates included). Misuse
+   * throws as for replaceAt.
+   */
+  updateAt(cur: PteCursor, set: number, clear: number): void {
+    checkMasks(set, clear);
+    const words = this.#slot(cur, "updateAt");
+    const w = cur.index << 1;
+    const hi = words[w + 1]!;
+    const lo = ((words[w]! | set) & ~clear) >>> 0;
+    if ((lo & PTE_V) !== 0) checkLeaf(lo & 0xff, 0);
+    else if ((lo | hi) === 0)
+      throw new SimError("updateAt would leave an all-zero entry; use clearAt");
+    words[w] = lo;
+    cur.lo = lo;
+    cur.hi = hi;
+  }
+
+  /**
+   * Empties the 4 KiB entry `cur` stands on; a table left empty is reclaimed per `reclaim`.
+   * Misuse throws as for replaceAt.
+   */
+  clearAt(cur: PteCursor): void {
+    const words = this.#slot(cur, "clearAt");
+    words[cur.index << 1] = 0;
+    words[(cur.index << 1) + 1] = 0;
+    cur.lo = 0;
+    cur.hi = 0;
+    this.#countAdd(cur.pathPage[cur.depth]!, -1);
+    this.#reclaimUp(cur.pathPage, cur.pathIdx, cur.depth);
   }
 
   // ---------------------------------------------------------------- internals
@@ -424,12 +671,15 @@ export class PageTable {
     return -1;
   }
 
-  /** Installs a leaf at `level` (NAPOT: 16 level-0 entries); returns a PT_* code. */
+  /**
+   * Installs a leaf with bits 9:0 `flags` at `level` (NAPOT: 16 level-0 entries); returns a PT_*
+   * code.
+   */
   #install(
     vpn: number,
     ppn: number,
     level: number,
-    perm: number,
+    flags: number,
     pbmt: number,
     napot: boolean,
   ): number {
@@ -454,7 +704,7 @@ export class PageTable {
       const t = this.#frames.alloc();
       if (t < 0) {
         // Undo the tables this call created (each holds only the pointer to the next).
-        this.#reclaimUp(depth, true);
+        this.#reclaimUp(this.#pathPage, this.#pathIdx, depth, true);
         return PT_NO_MEMORY;
       }
       words[w] = pteLo(t, PTE_V);
@@ -471,7 +721,10 @@ export class PageTable {
     for (let k = 0; k < count; k++) {
       const w = (first + k) << 1;
       const lo = words[w]!;
-      if ((lo & PTE_V) === 0) continue;
+      if ((lo & PTE_V) === 0) {
+        if (level > 0 || (lo | words[w + 1]!) === 0) continue;
+        return PT_EXISTS; // a software PTE
+      }
       if ((lo & RWX) !== 0) return PT_EXISTS;
       const child = ptePpn(lo, words[w + 1]!);
       if (this.#counts.get(child) !== 0) return PT_EXISTS;
@@ -483,7 +736,7 @@ export class PageTable {
       this.#release(child);
     }
     const leafPpn = napot ? ppn + NAPOT_64K_PPN_BITS : ppn;
-    const lo = pteLo(leafPpn, PTE_V | perm);
+    const lo = pteLo(leafPpn, flags);
     const hi = pteHi(leafPpn, pbmt, napot);
     for (let k = 0; k < count; k++) {
       const w = (first + k) << 1;
@@ -494,6 +747,83 @@ export class PageTable {
     return PT_OK;
   }
 
+  /** Sets the leaf fields of `cur`: tree page `tbase` (sign-extended), level, pages, PTE. */
+  #fill(cur: PteCursor, tbase: number, level: number, pages: number, lo: number, hi: number): void {
+    cur.vpn = signExtendVpn(this.mode, tbase);
+    cur.level = level;
+    cur.pages = pages;
+    cur.lo = lo;
+    cur.hi = hi;
+  }
+
+  /**
+   * From the root towards tree page `pos` (< `end`) for nextLeaf: skips empty entries at every
+   * level. Returns `pos` with `cur.words` set to the level-0 table to scan from there; or the
+   * tree page after a table with nothing left at or after `pos` (the caller descends again from
+   * there); or -1 with `cur` on a superpage leaf.
+   */
+  #descend(cur: PteCursor, pos: number, end: number): number {
+    const mem = this.memory;
+    cur.words = null;
+    let table = this.#root;
+    let level = this.mode.levels - 1;
+    let base = 0;
+    let entries = 512 * this.mode.rootPages;
+    for (let depth = 0; ; depth++) {
+      if (level === 0) {
+        cur.words = mem.writablePageU32(table)!;
+        cur.gen = this.#gen;
+        cur.tableBase = base;
+        cur.depth = depth;
+        cur.pathPage[depth] = table;
+        return pos;
+      }
+      const span = POW2[9 * level]!;
+      let child = -1;
+      for (let e = Math.floor((pos - base) / span); e < entries; e++) {
+        const eBase = base + e * span;
+        if (eBase >= end) return end;
+        const page = table + (e >>> 9);
+        const w = (e & 511) << 1;
+        const words = mem.pageU32(page)!;
+        const lo = words[w]!;
+        if ((lo & PTE_V) === 0) continue;
+        const hi = words[w + 1]!;
+        if ((lo & RWX) !== 0) {
+          this.#fill(cur, eBase, level, span, lo, hi);
+          cur.next = eBase + span;
+          return -1;
+        }
+        cur.pathPage[depth] = page;
+        cur.pathIdx[depth] = e & 511;
+        child = ptePpn(lo, hi);
+        if (eBase > pos) pos = eBase;
+        base = eBase;
+        break;
+      }
+      if (child < 0) return base + entries * span;
+      table = child;
+      level--;
+      entries = 512;
+    }
+  }
+
+  /** The words of the 4 KiB entry `cur` stands on, after the checks of replaceAt & co. */
+  #slot(cur: PteCursor, what: string): Uint32Array {
+    this.#alive();
+    const words = cur.words;
+    if (cur.owner !== this || words === null || cur.pages !== 1 || cur.index < 0) {
+      throw new SimError(`${what}: the cursor does not stand on a 4 KiB entry of this table`);
+    }
+    if (cur.gen !== this.#gen) {
+      throw new SimError(`${what}: the cursor is stale (table pages were reclaimed); seek again`);
+    }
+    if ((words[cur.index << 1]! | words[(cur.index << 1) + 1]!) === 0) {
+      throw new SimError(`${what}: the cursor's entry is empty`);
+    }
+    return words;
+  }
+
   #countAdd(page: number, delta: number): void {
     if (page - this.#root < this.mode.rootPages && page >= this.#root) return;
     this.#counts.set(page, this.#counts.get(page)! + delta);
@@ -501,15 +831,16 @@ export class PageTable {
 
   /**
    * After an entry of the table at path depth `depth` went away: reclaims that table and its
-   * ancestors while they are empty (never the root).
+   * ancestors while they are empty (never the root). `pathPage`/`pathIdx`: the table page and
+   * entry index visited at each depth on the way down.
    */
-  #reclaimUp(depth: number, always = false): void {
+  #reclaimUp(pathPage: Float64Array, pathIdx: Int32Array, depth: number, always = false): void {
     if (this.reclaim === "keep" && !always) return;
     for (let d = depth; d > 0; d--) {
-      const page = this.#pathPage[d]!;
+      const page = pathPage[d]!;
       if (this.#counts.get(page) !== 0) return;
-      const parent = this.#pathPage[d - 1]!;
-      const w = this.#pathIdx[d - 1]! << 1;
+      const parent = pathPage[d - 1]!;
+      const w = pathIdx[d - 1]! << 1;
       const words = this.memory.writablePageU32(parent)!;
       words[w] = 0;
       words[w + 1] = 0;
@@ -520,6 +851,7 @@ export class PageTable {
   }
 
   #release(page: number): void {
+    this.#gen++;
     if (this.reclaim === "defer") this.#deferred.push(page);
     else this.#frames.free(page);
   }
@@ -574,7 +906,16 @@ export class PageTable {
       const words = this.memory.writablePageU32(page)!;
       const lo = words[w]!;
       const hi = words[w + 1]!;
-      if ((lo & PTE_V) === 0) continue;
+      if ((lo & PTE_V) === 0) {
+        // A software PTE is removed by unmap (and counted as unmapped); protect leaves it.
+        if (level === 0 && op === SCAN_REMOVE && (lo | hi) !== 0) {
+          words[w] = 0;
+          words[w + 1] = 0;
+          this.#countAdd(page, -1);
+          this.#scanPages++;
+        }
+        continue;
+      }
       const eBase = base + e * span;
       if ((lo & RWX) === 0) {
         const child = ptePpn(lo, hi);
@@ -636,6 +977,38 @@ export class PageTable {
         pbmt: ptePbmt(hi),
       });
     }
+  }
+}
+
+/**
+ * Throws unless `ppn`, bits 9:0 `flags` and `pbmt` make a 4 KiB entry for set4k & co: a legal
+ * leaf when V is set, else any software PTE that is not all zero.
+ */
+function checkEntry(ppn: number, flags: number, pbmt: number): void {
+  if (!(Number.isInteger(ppn) && ppn >= 0 && ppn < PPN_LIMIT)) {
+    throw new SimError(`ppn ${ppn} is not a 44-bit page number`);
+  }
+  if (!Number.isInteger(flags) || (flags & ~PTE_FLAGS_MASK) !== 0) {
+    throw new SimError(`PTE flags 0x${flags.toString(16)} have bits beyond PTE bits 9:0`);
+  }
+  if ((flags & PTE_V) !== 0) checkLeaf(flags & 0xff, pbmt);
+  else if (pbmt !== 0 && pbmt !== 1 && pbmt !== 2)
+    throw new SimError(`PBMT ${pbmt} is not PMA/NC/IO`);
+  else if (ppn === 0 && flags === 0 && pbmt === 0) {
+    throw new SimError("an all-zero PTE is an empty entry, not a software PTE (unmap it instead)");
+  }
+}
+
+/** Throws unless `set` and `clear` are bit masks within PTE bits 9:0. */
+function checkMasks(set: number, clear: number): void {
+  if (
+    !Number.isInteger(set) ||
+    !Number.isInteger(clear) ||
+    ((set | clear) & ~PTE_FLAGS_MASK) !== 0
+  ) {
+    throw new SimError(
+      `PTE bit masks 0x${set.toString(16)}/0x${clear.toString(16)} go beyond bits 9:0`,
+    );
   }
 }
 

@@ -20,6 +20,10 @@ export const PTE_G = 0x20;
 export const PTE_A = 0x40;
 export const PTE_D = 0x80;
 export const PTE_RSW_SHIFT = 8;
+/** Bits 9:8, RSW: "reserved for use by supervisor software", ignored by the hardware. */
+export const PTE_RSW_MASK = 0x300;
+/** Bits 9:0 (V, R W X U G A D, RSW): the `flags` of the PageTable's 4 KiB entry API. */
+export const PTE_FLAGS_MASK = 0x3ff;
 export const PTE_PPN_SHIFT = 10;
 /** The permission bits a leaf carries (R W X U G A D), i.e. bits 7:1. */
 export const PTE_PERM_MASK = 0xfe;
