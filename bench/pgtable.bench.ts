@@ -1,10 +1,12 @@
-// Page-table hot paths: a full Sv48 4 KiB walk, a two-stage Sv48 over Sv48x4 walk, and a
-// 4 KiB map + unmap pair through the allocation-free API. Setup happens outside the timed code.
+// Page-table hot paths: a full Sv48 4 KiB walk, a two-stage Sv48 over Sv48x4 walk, a 4 KiB
+// map + unmap pair, the bigint lookup + protect pair, and the allocation-free 4 KiB entry and
+// cursor operations. Setup happens outside the timed code.
 
 import { FrameAllocator, PhysicalMemory } from "../src/hw/memory.js";
 import { SV48, SV48X4 } from "../src/hw/pgtable/modes.js";
 import { PageTable, PT_OK } from "../src/hw/pgtable/page-table.js";
-import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_W } from "../src/hw/pgtable/pte.js";
+import { PTE_A, PTE_D, PTE_G, PTE_R, PTE_U, PTE_V, PTE_W } from "../src/hw/pgtable/pte.js";
+import { PteCursor } from "../src/hw/pgtable/pte-cursor.js";
 import { walk } from "../src/hw/pgtable/walk.js";
 import { ACCESS_WRITE, WalkConfig, WalkResult } from "../src/hw/pgtable/walk-result.js";
 import type { BenchSuite } from "./harness.js";
@@ -63,6 +65,8 @@ export const suite: BenchSuite = {
 
     const big = PageTable.create(mem, frames, SV48)!;
     for (let i = 0; i < 64; i++) big.map4k(vpn + i, 0x90100 + i, RW_AD | PTE_U);
+    const pt4 = PageTable.create(mem, frames, SV48)!;
+    for (let i = 0; i < 64; i++) pt4.map4k(vpn + i, 0x90100 + i, RW_AD | PTE_U);
     bench.add("lookup + protect of one 4 KiB page (bigint API)", () => {
       const m = big.lookup(va + 0x5000n);
       if (m !== null) sink ^= m.perm;
@@ -72,6 +76,23 @@ export const suite: BenchSuite = {
         m !== null && m.perm & PTE_W ? PTE_R : RW_AD,
         PTE_R | PTE_W,
       );
+    });
+
+    const cur = new PteCursor();
+    bench.add("seek4k + updateAt (set A, clear W) of one 4 KiB page", () => {
+      pt4.seek4k(cur, vpn + 5);
+      pt4.updateAt(cur, PTE_A, cur.flags & PTE_W);
+      sink ^= cur.lo;
+      pt4.updateAt(cur, PTE_W, 0);
+    });
+    bench.add("replace4k of one 4 KiB page: leaf -> software PTE -> leaf", () => {
+      sink ^= pt4.replace4k(vpn + 6, 0x90106, PTE_G | PTE_R | PTE_A | PTE_D);
+      sink ^= pt4.replace4k(vpn + 6, 0x90106, PTE_V | RW_AD | PTE_U);
+    });
+    bench.add("leafRange + nextLeaf + updateAt over 64 pages (one call per page)", () => {
+      pt4.leafRange(cur, vpn, vpn + 64);
+      while (pt4.nextLeaf(cur)) pt4.updateAt(cur, 0, PTE_D);
+      sink ^= cur.lo;
     });
 
     // Sanity: the timed paths really succeed.
