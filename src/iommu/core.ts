@@ -8,7 +8,7 @@
 import type { SimContext } from "../base/context.js";
 import { SimError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
-import { err, ok, type Result } from "../base/result.js";
+import { err, OK, ok, type Result } from "../base/result.js";
 import type { BusType, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import type { IommuResvRegion } from "../bus/firmware.js";
@@ -276,6 +276,11 @@ export class IommuCore {
     return busIommuProbe(this.s, bus);
   }
 
+  /** `dev_iommu_ops(dev)`: the ops of the instance that probed `dev`, or null if none did. */
+  devIommuOps(dev: Device): IommuOps | null {
+    return this.s.devHasIommu(dev) ? this.s.devIommuOps(dev) : null;
+  }
+
   /** `device_iommu_capable(dev, cap)`. */
   deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
     if (!this.s.devHasIommu(dev)) return false;
@@ -344,7 +349,7 @@ export class IommuCore {
   /** `iommu_group_set_name(group, name)`. */
   groupSetName(group: IommuGroup, name: string | null): Result {
     group.name = name;
-    return ok(undefined);
+    return OK;
   }
 
   /** `iommu_group_for_each_dev(group, data, fn)`: stops at the first non-zero return. */

@@ -60,7 +60,7 @@ export function runCoreConformance(driverName: string, factory: ConformanceFacto
       const d = m.newDevice({ pasid: false });
       const dom = unwrap(m.core.pagingDomainAlloc(d));
       expect(dom.type).toBe(IOMMU_DOMAIN_UNMANAGED);
-      expect(dom.owner).toBe(m.core.s.devIommuOps(d));
+      expect(dom.owner).toBe(m.core.devIommuOps(d)!);
       expect(dom.pgShifts.length).toBeGreaterThan(0);
       expect(m.core.domains()).toContain(dom);
       m.core.domainFree(dom);
@@ -131,7 +131,7 @@ export function runCoreConformance(driverName: string, factory: ConformanceFacto
       const m = factory();
       const d = m.newDevice({ pasid: true });
       const g = m.core.groupOf(d)!;
-      if (!m.core.s.devIommuOps(d).blockedDomain) {
+      if (!m.core.devIommuOps(d)!.blockedDomain) {
         // Removing a PASID needs the driver's blocked domain: without one PASIDs are unsupported.
         const dom = unwrap(m.core.pagingDomainAlloc(d));
         expect(m.core.attachDevicePasid(dom, d, 1, null)).toEqual(err("EOPNOTSUPP"));
@@ -164,7 +164,7 @@ export function runCoreConformance(driverName: string, factory: ConformanceFacto
       const m = factory();
       const d = m.newDevice({ pasid: true });
       const dom = unwrap(m.core.pagingDomainAlloc(d));
-      const expected = m.core.s.devIommuOps(d).blockedDomain ? "EINVAL" : "EOPNOTSUPP";
+      const expected = m.core.devIommuOps(d)!.blockedDomain ? "EINVAL" : "EOPNOTSUPP";
       expect(m.core.attachDevicePasid(dom, d, d.iommu!.maxPasids, null)).toEqual(err(expected));
     });
 
