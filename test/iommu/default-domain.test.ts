@@ -3,6 +3,7 @@ import { err, OK, unwrap } from "../../src/base/result.js";
 import { IOMMU_RESV } from "../../src/bus/firmware.js";
 import { checkCore } from "../../src/check/invariants.js";
 import type { MockPagingDomain } from "../../src/drivers/mock/mock-domain.js";
+import type { PciHost } from "../../src/hw/pci/host.js";
 import {
   IOMMU_CAP,
   IOMMU_DOMAIN_BLOCKED,
@@ -124,7 +125,7 @@ describe("choosing and allocating the default domain", () => {
   });
 
   it("untrusted devices force DMA, and refuse a driver that insists on IDENTITY", () => {
-    const build = (h: import("../../src/hw/pci/host.js").PciHost) => {
+    const build = (h: PciHost) => {
       h.addRootPort({ name: "tb", externalFacing: true, acs: true }).addEndpoint({ name: "ext" });
     };
     const b = pciBed(build, {

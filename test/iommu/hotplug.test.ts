@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { OK, unwrap } from "../../src/base/result.js";
 import type { DeviceDriver } from "../../src/bus/device.js";
+import type { PciDev } from "../../src/bus/pci-dev.js";
 import { checkCore } from "../../src/check/invariants.js";
+import type { PciBridge } from "../../src/hw/pci/topology.js";
 import { IOMMU_DOMAIN_DMA } from "../../src/iommu/constants.js";
 import { pciBed, traceFields } from "./setup.js";
 
@@ -16,11 +18,11 @@ describe("PCI hot plug through the whole stack", () => {
     const nic: DeviceDriver = {
       name: "nic",
       bus: b.pci,
-      match: (d) => (d as import("../../src/bus/pci-dev.js").PciDev).fn.name === "card",
+      match: (d) => (d as PciDev).fn.name === "card",
     };
     b.model.driverRegister(nic);
     const rec = b.ctx.trace.record();
-    const port = b.host.function("slot") as import("../../src/hw/pci/topology.js").PciBridge;
+    const port = b.host.function("slot") as PciBridge;
     port.addEndpoint({ name: "card", pasid: 8 });
     const card = b.pdev("card");
     const g = b.core.groupOf(card)!;
@@ -57,7 +59,7 @@ describe("PCI hot plug through the whole stack", () => {
     const b = pciBed((h) => {
       h.addRootPort({ name: "slot", acs: true, hotplug: true });
     });
-    const port = b.host.function("slot") as import("../../src/hw/pci/topology.js").PciBridge;
+    const port = b.host.function("slot") as PciBridge;
     port.addEndpoint({ name: "card" });
     const first = b.pdev("card");
     const g1 = b.core.groupOf(first)!.id;

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Device } from "../../src/bus/device.js";
+import type { PciDev } from "../../src/bus/pci-dev.js";
 import { checkCore } from "../../src/check/invariants.js";
+import type { PciHost } from "../../src/hw/pci/host.js";
 import { pciBed } from "./setup.js";
 
 /** Group id of each named function. */
@@ -107,7 +109,7 @@ describe("pci_device_group", () => {
   });
 
   it("gives the same groups whether devices are hot-probed or found by bus_iommu_probe", () => {
-    const build = (h: import("../../src/hw/pci/host.js").PciHost) => {
+    const build = (h: PciHost) => {
       const sw = h
         .addRootPort({ name: "rp", acs: true })
         .addSwitch({ name: "sw", downstream: [{}, { acs: true }] });
@@ -117,11 +119,7 @@ describe("pci_device_group", () => {
     const hot = pciBed(build);
     const scan = pciBed(build, { scanFirst: true });
     const shape = (b: ReturnType<typeof pciBed>) =>
-      b.core
-        .groups()
-        .map((g) =>
-          g.devices.map((d) => (d.dev as import("../../src/bus/pci-dev.js").PciDev).fn.name),
-        );
+      b.core.groups().map((g) => g.devices.map((d) => (d.dev as PciDev).fn.name));
     expect(shape(scan)).toEqual(shape(hot));
     expect(checkCore(scan.core, { drivers: [scan.mock] })).toEqual([]);
   });
