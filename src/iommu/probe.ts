@@ -147,14 +147,20 @@ export function iommuMockDeviceAdd(s: CoreState, dev: Device, iommu: IommuDevice
 }
 
 /** `iommu_fwspec_init`: link `dev` to `iommu`'s fwnode (EPROBE_DEFER before it is ready). */
-function iommuFwspecInit(s: CoreState, dev: Device, iommu: IommuDevice): Result {
+function iommuFwspecInit(
+  s: CoreState,
+  dev: Device,
+  iommu: IommuDevice,
+  ids: readonly number[] = [],
+): Result {
   if (!s.iommus.includes(iommu)) return err("EPROBE_DEFER");
   if (dev.iommu === null && !iommu.ready) return err("EPROBE_DEFER");
   if (dev.iommu?.fwspec) {
     return dev.iommu.fwspec.iommuFwnode === iommu.fwnode ? OK : err("EINVAL");
   }
   dev.iommu ??= new DevIommu();
-  dev.iommu.fwspec = { iommuFwnode: iommu.fwnode, ids: [] };
+  // iommu_fwspec_init, then iommu_fwspec_add_ids (of_iommu_xlate).
+  dev.iommu.fwspec = { iommuFwnode: iommu.fwnode, ids: [...ids] };
   return OK;
 }
 
@@ -170,7 +176,7 @@ export function iommuConfigure(s: CoreState, dev: Device): Result {
   const iommu = iommuFromFwnode(s, link.fwnode);
   if (iommu === null) return err("EPROBE_DEFER");
   const hadIommu = dev.iommu !== null;
-  const r = iommuFwspecInit(s, dev, iommu);
+  const r = iommuFwspecInit(s, dev, iommu, link.ids);
   if (!r.ok) return r.errno === "EPROBE_DEFER" ? r : OK;
   // Not on the iommu_probe_device() path: simulate it (errors other than defer are only logged).
   if (!hadIommu) {

@@ -285,6 +285,8 @@ describe("device probe and release", () => {
     b.ctx.scheduler.settle();
     expect(dev.driver).toBe(drv);
     expect(b.core.groupOf(dev)!.ownerCnt).toBe(1);
+    // The fwspec carries the firmware IDs (of_iommu_xlate).
+    expect(dev.iommu!.fwspec).toEqual({ iommuFwnode: iommuDev.fw.node, ids: [0] });
     b.model.deviceReleaseDriver(dev);
     expect(b.core.groupOf(dev)!.ownerCnt).toBe(0);
   });
