@@ -213,6 +213,7 @@ export class MockIommuDriver {
       deviceGroup: (dev) => this.#deviceGroup(dev),
       capable: (dev, cap) => this.#capable(dev, cap),
       getResvRegions: (dev) => [...dev.fw.resvRegions(), ...(c.extraResvRegions ?? [])],
+      // The selftest mock answers page requests with a no-op.
       pageResponse: () => {},
       userPasidTable: true,
     };
