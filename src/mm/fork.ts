@@ -10,10 +10,10 @@
 // notifiers and iommuMm = null (mm_pasid_init). Pages:
 // - shared VMAs copy no PTEs: the child faults the shared object's pages in on use;
 // - private VMAs that have pages are copied eagerly, with no copy-on-write: every private
-//   page gets a new frame with the same contents, mapped as copy_present_page maps the copy of
-//   a page that must not be shared (vm_page_prot, dirty, writable if the VMA is). Zero-page and
-//   PROT_NONE entries are copied as they are, zero-page PTEs made old (A=0) like
-//   copy_present_pte does, so the child's first access sets A through a fault.
+//   page (PROT_NONE ones too) gets a new frame with the same contents, mapped as
+//   copy_present_page maps the copy of a page that must not be shared (vm_page_prot, dirty,
+//   writable if the VMA is). Zero-page PTEs (special, no page to copy) are copied as they are,
+//   made old (A=0) like copy_present_pte does, so the child's first access sets A by a fault.
 // dup_mmap ends with flush_tlb_mm of the parent: a secondary MMU bound to the parent sees a
 // whole-mm invalidation at every fork.
 
@@ -23,13 +23,14 @@ import { err, ok, type Result } from "../base/result.js";
 import { type PagingMode, SV48 } from "../hw/pgtable/modes.js";
 import { PageTable } from "../hw/pgtable/page-table.js";
 import { PTE_A, PTE_D } from "../hw/pgtable/pte.js";
+import { PteCursor } from "../hw/pgtable/pte-cursor.js";
 import { VM_DONTCOPY } from "./flags.js";
 import { mmLayout } from "./layout.js";
 import { mmdrop } from "./mm-refs.js";
 import { MmStruct, type MmSubsystem, type VmArea } from "./mm-types.js";
 import { exitMmap } from "./mmap.js";
-import { maybeMkwrite } from "./pgprot.js";
-import { pteBits, setPte } from "./pte-ops.js";
+import { maybeMkwrite, pteSpecial } from "./pgprot.js";
+import { nextPte, ptesInRange, setPteAt } from "./pte-ops.js";
 import { flushTlbMm } from "./tlb.js";
 import { vmaDup } from "./vma.js";
 
@@ -91,36 +92,28 @@ export function dupMm(oldMm: MmStruct): Result<MmStruct> {
   return made;
 }
 
+/** The cursor copy_page_range walks the parent's PTEs with (allocated once). */
+const copyPte = new PteCursor();
+
 /** copy_page_range for one private VMA; false when a frame or table page ran out. */
 function copyPageRange(dst: VmArea, src: VmArea): boolean {
-  const oldMm = src.mm;
   const mm = dst.mm;
   const sys = mm.sys;
-  for (const vpn of oldMm.pages.range(src.startPage, src.endPage)) {
-    const ppn = oldMm.pages.get(vpn);
-    const protNone = oldMm.pages.isProtNone(vpn);
-    if (ppn === sys.zeroPfn) {
-      if (protNone) {
-        mm.pages.set(vpn, ppn);
-        mm.pages.setProtNone(vpn, oldMm.pages.protNoneBits(vpn) & ~PTE_A);
-        continue;
-      }
-      if (!setPte(mm, vpn, ppn, pteBits(oldMm, vpn) & ~PTE_A)) return false;
-      mm.pages.set(vpn, ppn);
+  const cur = copyPte;
+  ptesInRange(src.mm, cur, src.startPage, src.endPage);
+  while (nextPte(src.mm, cur)) {
+    const pte = cur.flags;
+    const ppn = cur.ppn;
+    if (pteSpecial(pte)) {
+      if (!setPteAt(mm, cur.vpn, ppn, pte & ~PTE_A)) return false;
       continue;
     }
     const copy = sys.frames.alloc();
     if (copy < 0) return false;
     sys.memory.writablePageU8(copy)!.set(sys.memory.pageU8(ppn)!.subarray(0, PAGE_SIZE));
-    if (protNone) {
-      mm.pages.set(vpn, copy);
-      mm.pages.setProtNone(vpn, oldMm.pages.protNoneBits(vpn) | PTE_D);
-    } else {
-      if (!setPte(mm, vpn, copy, maybeMkwrite(dst.pageProt | PTE_D, dst.flags))) {
-        sys.frames.free(copy);
-        return false;
-      }
-      mm.pages.set(vpn, copy);
+    if (!setPteAt(mm, cur.vpn, copy, maybeMkwrite(dst.pageProt | PTE_D, dst.flags))) {
+      sys.frames.free(copy);
+      return false;
     }
     mm.rssAnon++;
   }

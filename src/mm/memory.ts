@@ -4,22 +4,21 @@
 // (the access can be retried), else VM_FAULT_* bits (VM_FAULT_SIGSEGV, VM_FAULT_OOM, …) as values.
 //
 // - Not-present page, private VMA (do_anonymous_page): a read or exec fault maps the shared zero
-//   page read-only; a write fault allocates a zeroed frame and maps it with vm_page_prot plus W
-//   and D (pte_mkwrite(pte_mkdirty())). A=1 comes from vm_page_prot (_PAGE_BASE).
+//   page read-only and special (pte_mkspecial: RSW=1); a write fault allocates a zeroed frame
+//   and maps it with vm_page_prot plus W and D (pte_mkwrite(pte_mkdirty())). V=1 and A=1 come
+//   from vm_page_prot (_PAGE_BASE).
 // - Not-present page, shared VMA (shmem_fault + finish_fault): the shmem object's page at the
 //   VMA's offset (allocated and zeroed on first use) mapped with vm_page_prot, D on a write.
-// - Present page, write without W (do_wp_page): the zero page is copied (wp_page_copy: a new
-//   zeroed frame replaces it, with an MMU_NOTIFY_CLEAR range and a flush of that page, so a
-//   secondary MMU drops the zero page); any other page is reused in place (wp_page_reuse).
+// - Present page, write without W (do_wp_page): the zero page — the special PTE, which
+//   vm_normal_page has no page for — is copied (wp_page_copy: a new zeroed frame replaces it in
+//   the same PTE, with an MMU_NOTIFY_CLEAR range and a flush of that page alone, so a secondary
+//   MMU drops the zero page; no table page is freed); any other page is reused in place
+//   (wp_page_reuse).
 // - Present page otherwise (the Svade path of handle_pte_fault): A, and D for a write, are set
 //   in the PTE (ptep_set_access_flags). This is how a store to a clean writable page marks it
 //   dirty, and how a CPU or IOMMU walking with A/D faults (Svade / SADE=0) makes progress.
-// - A PROT_NONE page in a VMA that allows access again (do_numa_page's case, reached only when
-//   mprotect found no table page to re-validate it): mapped again with the VMA's protection.
-//
-// The zero-page copy clears the old PTE and sets the new one through the PageTable, which
-// reclaims a table page left empty in between; the flush then covers the whole mm before that
-// table page is freed (the kernel rewrites the PTE in place and frees nothing).
+// - A PROT_NONE PTE in a VMA that allows access (do_numa_page's case) never occurs: mprotect
+//   rewrites every PTE of its range in place, so it is a simulator bug here.
 //
 // Access checks: the architecture's fault handler (access_error) and the IOPF handler check the
 // VMA's permissions before calling handle_mm_fault; here the same check is part of the call, so
@@ -35,6 +34,7 @@ import { PAGE_SHIFT } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
 import { err, OK, type Result } from "../base/result.js";
 import { PTE_A, PTE_D, PTE_W } from "../hw/pgtable/pte.js";
+import { PteCursor } from "../hw/pgtable/pte-cursor.js";
 import {
   FAULT_FLAG_INSTRUCTION,
   FAULT_FLAG_WRITE,
@@ -50,11 +50,15 @@ import {
 } from "./flags.js";
 import type { FaultCounters, MmStruct, VmArea } from "./mm-types.js";
 import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from "./mmu-notifier.js";
-import { maybeMkwrite, PAGE_NONE, pteModify } from "./pgprot.js";
-import { clearPte, pteBits, setPte, updatePte } from "./pte-ops.js";
-import { flushTlbMm, flushTlbPage, type MmuGather } from "./tlb.js";
+import { maybeMkwrite, PAGE_NONE, PAGE_SPECIAL, pteProtnone, pteSpecial } from "./pgprot.js";
+import { nextPte, ptepGet, ptesInRange, replacePte, setPteAt } from "./pte-ops.js";
+import { flushTlbPage, type MmuGather } from "./tlb.js";
 
 const SHIFT = BigInt(PAGE_SHIFT);
+/** Cursors of the fault path, of MAP_POPULATE and of zap: allocated once, one per use. */
+const faultPte = new PteCursor();
+const populatePte = new PteCursor();
+const zapPte = new PteCursor();
 
 /** handle_mm_fault. `regs`: the faulting task's counters, or null for a remote fault. */
 export function handleMmFault(
@@ -128,7 +132,7 @@ export function populateVmaPageRange(vma: VmArea, startPage: number, endPage: nu
   const write = (vma.flags & VM_WRITE) !== 0 && !vma.isShared;
   const flags = write ? FAULT_FLAG_WRITE : 0;
   for (let vpn = startPage; vpn < endPage; vpn++) {
-    if (vma.mm.pages.get(vpn) >= 0 && (!write || pteBits(vma.mm, vpn) & PTE_W)) continue;
+    if (ptepGet(vma.mm, populatePte, vpn) && (!write || populatePte.lo & PTE_W)) continue;
     if (handlePteFault(vma, vpn, flags) !== 0) return;
   }
 }
@@ -136,32 +140,22 @@ export function populateVmaPageRange(vma: VmArea, startPage: number, endPage: nu
 /** __handle_mm_fault / handle_pte_fault for a permitted access. */
 function handlePteFault(vma: VmArea, vpn: number, flags: number): number {
   const mm = vma.mm;
-  const ppn = mm.pages.get(vpn);
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
-  if (ppn < 0) return vma.isShared ? shmemFault(vma, vpn, write) : doAnonymousPage(vma, vpn, write);
-  if (mm.pages.isProtNone(vpn) && !restoreProtNone(vma, vpn, ppn)) return VM_FAULT_OOM;
-  const bits = pteBits(mm, vpn);
-  let next = bits | PTE_A;
+  if (!ptepGet(mm, faultPte, vpn)) {
+    return vma.isShared ? shmemFault(vma, vpn, write) : doAnonymousPage(vma, vpn, write);
+  }
+  const pte = faultPte.flags;
+  if (pteProtnone(pte)) {
+    throw new SimError(`PROT_NONE PTE at page 0x${vpn.toString(16)} of a VMA that allows access`);
+  }
+  let next = pte | PTE_A;
   if (write) {
-    if ((bits & PTE_W) === 0) return doWpPage(vma, vpn, ppn, bits);
+    if ((pte & PTE_W) === 0) return doWpPage(vma, vpn, pte);
     next |= PTE_D;
   }
   // ptep_set_access_flags: only A/D can change here; no flush is needed for an upgrade.
-  if (next !== bits) updatePte(mm, vpn, next, PTE_A | PTE_D);
+  if (next !== pte) mm.pgtable.updateAt(faultPte, next, 0);
   return 0;
-}
-
-/**
- * A PROT_NONE page in a VMA that allows access again (do_numa_page's case): mprotect could not
- * get a table page to re-validate it, so the fault does, with the VMA's protection and A/D kept.
- */
-function restoreProtNone(vma: VmArea, vpn: number, ppn: number): boolean {
-  const mm = vma.mm;
-  let bits = pteModify(mm.pages.protNoneBits(vpn), vma.pageProt);
-  if (!vma.isShared && ppn !== mm.sys.zeroPfn) bits = maybeMkwrite(bits, vma.flags);
-  if (!setPte(mm, vpn, ppn, bits)) return false;
-  mm.pages.clearProtNone(vpn);
-  return true;
 }
 
 /** do_anonymous_page. */
@@ -170,18 +164,15 @@ function doAnonymousPage(vma: VmArea, vpn: number, write: boolean): number {
   const prot = vma.pageProt;
   if (!write) {
     // The zero page, read-only whatever the VMA allows (vm_page_prot has no W for private).
-    if (!setPte(mm, vpn, mm.sys.zeroPfn, prot)) return VM_FAULT_OOM;
-    mm.pages.set(vpn, mm.sys.zeroPfn);
-    return 0;
+    return setPteAt(mm, vpn, mm.sys.zeroPfn, prot | PAGE_SPECIAL) ? 0 : VM_FAULT_OOM;
   }
   anonVmaPrepare(vma);
   const ppn = mm.sys.frames.alloc();
   if (ppn < 0) return VM_FAULT_OOM;
-  if (!setPte(mm, vpn, ppn, maybeMkwrite(prot | PTE_D, vma.flags))) {
+  if (!setPteAt(mm, vpn, ppn, maybeMkwrite(prot | PTE_D, vma.flags))) {
     mm.sys.frames.free(ppn);
     return VM_FAULT_OOM;
   }
-  mm.pages.set(vpn, ppn);
   mm.rssAnon++;
   return 0;
 }
@@ -193,19 +184,18 @@ function shmemFault(vma: VmArea, vpn: number, write: boolean): number {
   if (shmem === null) throw new SimError("shared VMA without a backing object");
   const ppn = shmem.getOrAlloc(vma.pgoff + (vpn - vma.startPage));
   if (ppn < 0) return VM_FAULT_OOM;
-  const bits = write ? maybeMkwrite(vma.pageProt | PTE_D, vma.flags) : vma.pageProt;
-  if (!setPte(mm, vpn, ppn, bits)) return VM_FAULT_OOM;
-  mm.pages.set(vpn, ppn);
+  const pte = write ? maybeMkwrite(vma.pageProt | PTE_D, vma.flags) : vma.pageProt;
+  if (!setPteAt(mm, vpn, ppn, pte)) return VM_FAULT_OOM;
   mm.rssShmem++;
   return 0;
 }
 
-/** do_wp_page: a write to a present page whose PTE has no W, in a writable VMA. */
-function doWpPage(vma: VmArea, vpn: number, ppn: number, bits: number): number {
+/** do_wp_page: a write to a present PTE `pte` (at faultPte) without W, in a writable VMA. */
+function doWpPage(vma: VmArea, vpn: number, pte: number): number {
   const mm = vma.mm;
-  if (ppn !== mm.sys.zeroPfn) {
+  if (!pteSpecial(pte)) {
     // wp_page_reuse: the page is this mm's own (anonymous and exclusive, or shared).
-    updatePte(mm, vpn, maybeMkwrite(bits | PTE_A | PTE_D, vma.flags), PTE_A | PTE_D | PTE_W);
+    mm.pgtable.updateAt(faultPte, maybeMkwrite(PTE_A | PTE_D, vma.flags), 0);
     return 0;
   }
   // wp_page_copy of the zero page: a fresh zeroed page (no copy needed) replaces it.
@@ -214,25 +204,13 @@ function doWpPage(vma: VmArea, vpn: number, ppn: number, bits: number): number {
   if (fresh < 0) return VM_FAULT_OOM;
   const start = BigInt(vpn) << SHIFT;
   const range = mmuNotifierInvalidateRangeStart(mm, "MMU_NOTIFY_CLEAR", start, start + 4096n);
-  // ptep_clear_flush, then set_pte_at of the new page.
-  clearPte(mm, vpn);
-  mm.pages.delete(vpn);
+  // ptep_clear_flush then set_pte_at_notify: one PTE rewritten in place (looked up again, as
+  // the notifiers ran in between), then that page flushed.
+  replacePte(mm, vpn, fresh, maybeMkwrite(vma.pageProt | PTE_D, vma.flags));
   flushTlbPage(mm, start);
-  if (mm.pgtable.deferredPages > 0) {
-    // Clearing the last PTE of a table detached it: flush walk caches before freeing it.
-    flushTlbMm(mm);
-    mm.pgtable.releaseDeferred();
-  }
-  let ret = 0;
-  if (setPte(mm, vpn, fresh, maybeMkwrite(vma.pageProt | PTE_D, vma.flags))) {
-    mm.pages.set(vpn, fresh);
-    mm.rssAnon++;
-  } else {
-    mm.sys.frames.free(fresh);
-    ret = VM_FAULT_OOM;
-  }
+  mm.rssAnon++;
   mmuNotifierInvalidateRangeEnd(range);
-  return ret;
+  return 0;
 }
 
 /** anon_vma_prepare: the VMA's first allocated page gives it an anon_vma. */
@@ -241,19 +219,21 @@ function anonVmaPrepare(vma: VmArea): void {
 }
 
 /**
- * zap_pte_range over [startPage, endPage) of one VMA: clears every populated page's PTE, widens
- * the gather's flush range, and hands anonymous frames to the gather to free after the flush.
- * Shared pages stay in their object; the zero page is never freed.
+ * zap_pte_range over [startPage, endPage) of one VMA: clears every PTE (PROT_NONE ones too),
+ * widens the gather's flush range, and hands anonymous frames to the gather to free after the
+ * flush. Shared pages stay in their object; the zero page (special) is never freed. Page tables
+ * left empty are detached (reclaim "defer") for the gather to free after a whole-mm flush.
  */
 export function zapVmaRange(tlb: MmuGather, vma: VmArea, startPage: number, endPage: number): void {
   const mm = vma.mm;
-  const zero = mm.sys.zeroPfn;
-  for (const vpn of mm.pages.range(startPage, endPage)) {
-    const ppn = mm.pages.get(vpn);
-    if (!mm.pages.isProtNone(vpn)) clearPte(mm, vpn);
-    mm.pages.delete(vpn);
-    tlb.addPage(vpn);
-    if (ppn === zero) continue;
+  const pt = mm.pgtable;
+  ptesInRange(mm, zapPte, startPage, endPage);
+  while (nextPte(mm, zapPte)) {
+    const special = pteSpecial(zapPte.lo);
+    const ppn = zapPte.ppn;
+    tlb.addPage(zapPte.vpn);
+    pt.clearAt(zapPte);
+    if (special) continue;
     if (vma.shmem !== null) {
       mm.rssShmem--;
     } else {

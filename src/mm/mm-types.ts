@@ -15,7 +15,6 @@ import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { PageTable } from "../hw/pgtable/page-table.js";
 import { type MmuNotifierEvent, VM_SHARED, vmFlagsString } from "./flags.js";
 import type { MmLayout } from "./layout.js";
-import { PageIndex } from "./page-index.js";
 import { vmGetPageProt } from "./pgprot.js";
 import type { ShmemObject } from "./shmem.js";
 import { VmaList } from "./vma-list.js";
@@ -149,8 +148,6 @@ export class MmStruct {
   readonly pgtable: PageTable;
   readonly layout: MmLayout;
   readonly vmas = new VmaList<VmArea>();
-  /** Populated pages (see PageIndex). */
-  readonly pages = new PageIndex();
   /** mm_users: users of the address space. Change only with mmget / mmput. */
   users = 1;
   /** mm_count: references to the structure. Change only with mmgrab / mmdrop. */
@@ -287,7 +284,7 @@ export class VmArea {
     return BigInt(this.endPage) << SHIFT;
   }
 
-  /** vm_page_prot: PTE bits for this VMA's pages (0 = PAGE_NONE). */
+  /** vm_page_prot: PTE bits 9:0 for this VMA's pages (PAGE_NONE: V=0). */
   get pageProt(): number {
     return vmGetPageProt(this.flags);
   }

@@ -8,15 +8,18 @@
 // ENOMEM. Like the kernel, VMAs before the failing one keep their new protection.
 //
 // Each VMA changed is merged with its neighbours when the rules allow, else split; then every
-// populated page of the range gets pte_modify(old, new vm_page_prot) — A and D kept — and for
-// private writable VMAs W directly when the page is the process's own (not the zero page),
-// as MM_CP_TRY_CHANGE_WRITABLE does. To PROT_NONE, pages leave the hardware's view (see
-// page-index.ts). One TLB flush (and secondary-TLB invalidation) covers every changed PTE.
+// PTE of the range (present or PROT_NONE) is rewritten in place with pte_modify(old, new
+// vm_page_prot) — PFN, A, D and the software bits kept — and for private writable VMAs W
+// directly when the page is the process's own (not the special zero page), as
+// MM_CP_TRY_CHANGE_WRITABLE does. To PROT_NONE, a PTE keeps its frame with V=0 (PAGE_NONE), so
+// the hardware sees it invalid; back to an accessible protection it needs no memory. One TLB
+// flush (and secondary-TLB invalidation) covers every changed PTE.
 
 import { PAGE_SHIFT } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
 import { err, OK, type Result } from "../base/result.js";
-import { PTE_PERM_MASK, PTE_W } from "../hw/pgtable/pte.js";
+import { PTE_FLAGS_MASK, PTE_V, PTE_W } from "../hw/pgtable/pte.js";
+import { PteCursor } from "../hw/pgtable/pte-cursor.js";
 import {
   calcVmProtBits,
   PROT_EXEC,
@@ -30,14 +33,16 @@ import {
 } from "./flags.js";
 import type { MmStruct, VmArea } from "./mm-types.js";
 import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from "./mmu-notifier.js";
-import { PAGE_NONE, pteModify, vmGetPageProt } from "./pgprot.js";
-import { clearPte, pteBits, setPte, updatePte } from "./pte-ops.js";
+import { pteModify, pteSpecial, vmGetPageProt } from "./pgprot.js";
+import { nextPte, ptesInRange } from "./pte-ops.js";
 import { MmuGather } from "./tlb.js";
 import { anonVmaCompatible, canMerge, mergeInto, splitVma } from "./vma.js";
 
 const SHIFT = BigInt(PAGE_SHIFT);
 const PAGE = 4096n;
 const U64_LIMIT = 1n << 64n;
+/** The cursor change_protection walks the PTEs with (allocated once). */
+const protPte = new PteCursor();
 
 /** mprotect(start, len, prot) on `mm`. */
 export function doMprotect(mm: MmStruct, start: bigint, len: bigint, prot: number): Result {
@@ -210,40 +215,27 @@ function inheritAnonVma(dst: VmArea, src: VmArea): void {
 /** change_protection over [start, end) of `vma` (whose flags are already the new ones). */
 function changeProtection(tlb: MmuGather, vma: VmArea, start: number, end: number): void {
   const mm = vma.mm;
-  const pages = mm.pages.range(start, end);
-  if (pages.length === 0) return;
+  const pt = mm.pgtable;
+  const cur = protPte;
+  ptesInRange(mm, cur, start, end);
+  if (!nextPte(mm, cur)) return;
   const newProt = vmGetPageProt(vma.flags);
   const tryWritable = !vma.isShared && (vma.flags & VM_WRITE) !== 0;
-  const zero = mm.sys.zeroPfn;
   const range = mmuNotifierInvalidateRangeStart(
     mm,
     "MMU_NOTIFY_PROTECTION_VMA",
     BigInt(start) << SHIFT,
     BigInt(end) << SHIFT,
   );
-  for (const vpn of pages) {
-    const ppn = mm.pages.get(vpn);
-    const protNone = mm.pages.isProtNone(vpn);
-    const old = protNone ? mm.pages.protNoneBits(vpn) : pteBits(mm, vpn);
-    tlb.addPage(vpn);
-    if (newProt === PAGE_NONE) {
-      if (!protNone) {
-        clearPte(mm, vpn);
-        mm.pages.setProtNone(vpn, old);
-      }
-      continue;
-    }
-    let next = pteModify(old, newProt);
-    // can_change_pte_writable: the process's own anonymous page (never the zero page).
-    if (tryWritable && (next & PTE_W) === 0 && ppn !== zero) next |= PTE_W;
-    if (protNone) {
-      mm.pages.clearProtNone(vpn);
-      // Re-validating may need a table page; without one the page stays PROT_NONE and the
-      // next fault restores it (handlePteFault in memory.ts).
-      if (!setPte(mm, vpn, ppn, next)) mm.pages.setProtNone(vpn, old);
-    } else if (next !== (old & PTE_PERM_MASK)) {
-      updatePte(mm, vpn, next, PTE_PERM_MASK);
-    }
+  // From the first PTE again: the notifiers may have done anything meanwhile.
+  ptesInRange(mm, cur, cur.vpn, end);
+  while (nextPte(mm, cur)) {
+    const old = cur.flags;
+    let pte = pteModify(old, newProt);
+    // can_change_pte_writable: the process's own anonymous page (never the special zero page).
+    if (tryWritable && (pte & (PTE_V | PTE_W)) === PTE_V && !pteSpecial(old)) pte |= PTE_W;
+    tlb.addPage(cur.vpn);
+    if (pte !== old) pt.updateAt(cur, pte, PTE_FLAGS_MASK);
   }
   mmuNotifierInvalidateRangeEnd(range);
 }

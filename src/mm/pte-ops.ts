@@ -1,37 +1,59 @@
-// Reading and writing one user PTE through the address space's PageTable (the only writer of
-// those tables): set_pte_at, pte_clear, ptep_set_access_flags / pte_modify, ptep_get.
-// A page table write that fails in a way the mm's own bookkeeping rules out is a simulator bug.
+// The user PTEs of one address space, through its PageTable (the only writer of those tables):
+// set_pte_at, ptep_get, and the loops over the PTEs of a range that zap_pte_range,
+// change_pte_range and copy_pte_range run. User PTEs are 4 KiB, valid or PROT_NONE (V=0, kept
+// in the table); any other answer from the page table is a simulator bug.
+//
+// Hot paths: page numbers as numbers, a caller-owned PteCursor, nothing allocated.
 
-import { PAGE_SHIFT } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
-import { PT_NO_MEMORY, PT_OK, PT_STATUS_NAMES } from "../hw/pgtable/page-table.js";
-import { PTE_PERM_MASK } from "../hw/pgtable/pte.js";
+import { PT_NO_MEMORY, PT_NOT_MAPPED, PT_OK, PT_STATUS_NAMES } from "../hw/pgtable/page-table.js";
+import type { PteCursor } from "../hw/pgtable/pte-cursor.js";
 import type { MmStruct } from "./mm-types.js";
 
-const SHIFT = BigInt(PAGE_SHIFT);
-
-/** ptep_get: PTE bits 7:0 of page `vpn` (V R W X U G A D), or 0 when nothing is mapped. */
-export function pteBits(mm: MmStruct, vpn: number): number {
-  const m = mm.pgtable.lookup(BigInt(vpn) << SHIFT);
-  return m === null ? 0 : m.perm;
-}
-
-/** set_pte_at on an empty slot: false when no frame was left for a page table. */
-export function setPte(mm: MmStruct, vpn: number, ppn: number, bits: number): boolean {
-  const rc = mm.pgtable.map4k(vpn, ppn, bits & PTE_PERM_MASK);
+/** set_pte_at on an empty entry (`pte`: bits 9:0): false when no frame was left for a table. */
+export function setPteAt(mm: MmStruct, vpn: number, ppn: number, pte: number): boolean {
+  const rc = mm.pgtable.set4k(vpn, ppn, pte);
   if (rc === PT_OK) return true;
   if (rc === PT_NO_MEMORY) return false;
   throw new SimError(`set_pte_at 0x${vpn.toString(16)}: ${PT_STATUS_NAMES[rc]}`);
 }
 
-/** pte_clear / ptep_get_and_clear of a mapped page. */
-export function clearPte(mm: MmStruct, vpn: number): void {
-  const rc = mm.pgtable.unmap4k(vpn);
-  if (rc !== PT_OK) throw new SimError(`pte_clear 0x${vpn.toString(16)}: ${PT_STATUS_NAMES[rc]}`);
+/** set_pte_at over a present PTE: rewritten in place, no table page touched. */
+export function replacePte(mm: MmStruct, vpn: number, ppn: number, pte: number): void {
+  const rc = mm.pgtable.replace4k(vpn, ppn, pte);
+  if (rc !== PT_OK) throw new SimError(`set_pte_at 0x${vpn.toString(16)}: ${PT_STATUS_NAMES[rc]}`);
 }
 
-/** Rewrites the bits of `mask` of a mapped page's PTE (PFN kept). */
-export function updatePte(mm: MmStruct, vpn: number, bits: number, mask: number): void {
-  const status = mm.pgtable.protect(BigInt(vpn) << SHIFT, 4096n, bits & mask, mask);
-  if (status !== "ok") throw new SimError(`pte update 0x${vpn.toString(16)}: ${status}`);
+/** ptep_get: puts `cur` on page `vpn`'s PTE; false when the page has none (pte_none). */
+export function ptepGet(mm: MmStruct, cur: PteCursor, vpn: number): boolean {
+  const rc = mm.pgtable.seek4k(cur, vpn);
+  if (rc === PT_OK) return true;
+  if (rc === PT_NOT_MAPPED) return false;
+  throw new SimError(`ptep_get 0x${vpn.toString(16)}: ${PT_STATUS_NAMES[rc]}`);
+}
+
+/** Starts `cur` on the PTEs of pages [startPage, endPage); `nextPte` moves it. */
+export function ptesInRange(
+  mm: MmStruct,
+  cur: PteCursor,
+  startPage: number,
+  endPage: number,
+): void {
+  const rc = mm.pgtable.leafRange(cur, startPage, endPage);
+  if (rc !== PT_OK) {
+    throw new SimError(
+      `PTE range [0x${startPage.toString(16)}, 0x${endPage.toString(16)}): ${PT_STATUS_NAMES[rc]}`,
+    );
+  }
+}
+
+/** Moves `cur` to the next PTE (present or PROT_NONE) of its range; false at the end. */
+export function nextPte(mm: MmStruct, cur: PteCursor): boolean {
+  if (!mm.pgtable.nextLeaf(cur)) return false;
+  if (cur.pages !== 1) {
+    throw new SimError(
+      `a ${cur.pages * 4}-KiB leaf at page 0x${cur.vpn.toString(16)} of a user page table`,
+    );
+  }
+  return true;
 }

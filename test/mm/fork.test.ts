@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SV39 } from "../../src/hw/pgtable/modes.js";
-import { PTE_A, PTE_D, PTE_W } from "../../src/hw/pgtable/pte.js";
+import { PTE_A, PTE_D, PTE_G, PTE_R, PTE_W } from "../../src/hw/pgtable/pte.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import {
   MAP_ANONYMOUS,
@@ -17,7 +17,8 @@ import { MmuNotifier } from "../../src/mm/mm-types.js";
 import { vmMmap } from "../../src/mm/mmap.js";
 import { FLUSH_ALL_END, mmuNotifierRegister } from "../../src/mm/mmu-notifier.js";
 import { doMprotect } from "../../src/mm/mprotect.js";
-import { machine, must, newMm, ptePerm } from "./helpers.js";
+import { PAGE_SPECIAL } from "../../src/mm/pgprot.js";
+import { machine, must, newMm, pteEntry, ptePerm } from "./helpers.js";
 
 const A = 0x40_0000n;
 const S = 0x80_0000n;
@@ -87,12 +88,23 @@ describe("fork (dup_mm)", () => {
     expect(ptePerm(child, A + 0x2000n)!.perm & PTE_A).toBe(PTE_A);
   });
 
-  it("maps copied pages dirty and writable, and copies PROT_NONE pages as they are", () => {
-    const { mm, cpu } = parent();
-    doMprotect(mm, A + 0x1000n, 0x1000n, PROT_NONE);
+  it("maps copied pages dirty and writable, PROT_NONE ones (new frames) still PROT_NONE", () => {
+    const { mm, cpu, sys } = parent();
+    doMprotect(mm, A + 0x1000n, 0x2000n, PROT_NONE);
     const child = must(dupMm(mm));
     expect(ptePerm(child, A)!.perm & (PTE_W | PTE_D)).toBe(PTE_W | PTE_D);
     expect(ptePerm(child, A + 0x1000n)).toBeNull();
+    // copy_present_page: vm_page_prot (PAGE_NONE) made dirty, on a frame of the child's own.
+    const copy = pteEntry(child, A + 0x1000n)!;
+    expect([copy.valid, copy.flags]).toEqual([false, PTE_G | PTE_R | PTE_D]);
+    expect(copy.ppn).not.toBe(pteEntry(mm, A + 0x1000n)!.ppn);
+    // The zero page, PROT_NONE too, is shared: its PTE copied as it is, made old.
+    expect(pteEntry(child, A + 0x2000n)).toEqual({
+      valid: false,
+      flags: PTE_G | PTE_R | PAGE_SPECIAL,
+      ppn: sys.zeroPfn,
+    });
+    expect(child.rssAnon).toBe(2);
     doMprotect(child, A + 0x1000n, 0x1000n, PROT_READ);
     expect(cpu.load64(child, A + 0x1000n)).toEqual({ ok: true, value: 0x2222n });
   });

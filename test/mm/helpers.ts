@@ -4,7 +4,9 @@
 import { createContext, type SimContext } from "../../src/base/context.js";
 import { FrameAllocator, PhysicalMemory } from "../../src/hw/memory.js";
 import type { PagingMode } from "../../src/hw/pgtable/modes.js";
+import { PT_NOT_MAPPED, PT_OK } from "../../src/hw/pgtable/page-table.js";
 import { PTE_V, ptePpn } from "../../src/hw/pgtable/pte.js";
+import { PteCursor } from "../../src/hw/pgtable/pte-cursor.js";
 import { walk } from "../../src/hw/pgtable/walk.js";
 import { ACCESS_READ, WalkConfig, WalkResult } from "../../src/hw/pgtable/walk-result.js";
 import { mmAlloc } from "../../src/mm/fork.js";
@@ -56,4 +58,19 @@ export function ptePerm(mm: MmStruct, va: bigint): { perm: number; ppn: number }
   const lo = out.stepPteLo[last]!;
   if ((lo & PTE_V) === 0 || out.stepLevel[last] !== 0) return null;
   return { perm: lo & 0xff, ppn: ptePpn(lo, out.stepPteHi[last]!) };
+}
+
+/**
+ * The 4 KiB PTE of `va` as the page table holds it — valid or not (PROT_NONE) — with bits 9:0
+ * (RSW included) and the frame; null when the entry is empty.
+ */
+export function pteEntry(
+  mm: MmStruct,
+  va: bigint,
+): { valid: boolean; flags: number; ppn: number } | null {
+  const cur = new PteCursor();
+  const rc = mm.pgtable.seek4k(cur, Number(va >> 12n));
+  if (rc === PT_NOT_MAPPED) return null;
+  if (rc !== PT_OK) throw new Error(`not a 4 KiB entry: ${rc}`);
+  return { valid: cur.valid, flags: cur.flags, ppn: cur.ppn };
 }

@@ -20,7 +20,8 @@ import { fixupUserFault, handleMmFault } from "../../src/mm/memory.js";
 import { MmuNotifier } from "../../src/mm/mm-types.js";
 import { vmMmap } from "../../src/mm/mmap.js";
 import { mmuNotifierRegister } from "../../src/mm/mmu-notifier.js";
-import { machine, must, newMm, ptePerm } from "./helpers.js";
+import { PAGE_SPECIAL } from "../../src/mm/pgprot.js";
+import { machine, must, newMm, pteEntry, ptePerm } from "./helpers.js";
 
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
 const SHARED = MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED;
@@ -87,6 +88,39 @@ describe("handle_mm_fault on a private mapping", () => {
       "end MMU_NOTIFY_CLEAR",
     ]);
     expect(mm.rssAnon).toBe(2);
+  });
+
+  it("marks the zero page's PTE special (RSW=1), the process's own pages not", () => {
+    const { mm, vma, sys } = setup();
+    handleMmFault(vma, A, 0);
+    handleMmFault(vma, A + 0x1000n, FAULT_FLAG_WRITE);
+    expect(pteEntry(mm, A)).toEqual({
+      valid: true,
+      flags: USER | PTE_R | PAGE_SPECIAL,
+      ppn: sys.zeroPfn,
+    });
+    expect(pteEntry(mm, A + 0x1000n)!.flags & PAGE_SPECIAL).toBe(0);
+  });
+
+  it("copies the zero page in place when it is its table's only PTE: no table freed or flushed", () => {
+    const { mm, vma, sys } = setup();
+    handleMmFault(vma, A, 0);
+    const tables = mm.pgtable.tablePages;
+    const used = sys.frames.framesInUse;
+    const log: string[] = [];
+    must(
+      mmuNotifierRegister(
+        new MmuNotifier({
+          archInvalidateSecondaryTlbs: (_s, _m, s, e) => log.push(`tlb ${s}-${e}`),
+        }),
+        mm,
+      ),
+    );
+    expect(handleMmFault(vma, A, FAULT_FLAG_WRITE)).toBe(0);
+    expect(log).toEqual([`tlb ${A}-${A + 0x1000n}`]);
+    expect([mm.pgtable.tablePages, mm.pgtable.deferredPages]).toEqual([tables, 0]);
+    expect(sys.frames.framesInUse).toBe(used + 1);
+    expect(pteEntry(mm, A)!.flags).toBe(USER | PTE_R | PTE_W | PTE_D);
   });
 
   it("reuses the process's own page on a write to a write-protected PTE (wp_page_reuse)", () => {

@@ -1,5 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from "../../src/hw/pgtable/pte.js";
+import { PT_OK } from "../../src/hw/pgtable/page-table.js";
+import {
+  PTE_A,
+  PTE_D,
+  PTE_G,
+  PTE_R,
+  PTE_U,
+  PTE_V,
+  PTE_W,
+  PTE_X,
+} from "../../src/hw/pgtable/pte.js";
+import { PteCursor } from "../../src/hw/pgtable/pte-cursor.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import {
   MAP_ANONYMOUS,
@@ -20,7 +31,8 @@ import { MmuNotifier } from "../../src/mm/mm-types.js";
 import { vmMmap } from "../../src/mm/mmap.js";
 import { FLUSH_ALL_END, mmuNotifierRegister } from "../../src/mm/mmu-notifier.js";
 import { doMprotect } from "../../src/mm/mprotect.js";
-import { machine, must, newMm, ptePerm } from "./helpers.js";
+import { PAGE_SPECIAL } from "../../src/mm/pgprot.js";
+import { machine, must, newMm, pteEntry, ptePerm } from "./helpers.js";
 
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
 const RW = PROT_READ | PROT_WRITE;
@@ -188,27 +200,46 @@ describe("mprotect", () => {
     expect(doMprotect(mm, A, 0x3000n, PROT_READ).ok).toBe(true);
     expect(cpu.load64(mm, A + 0x2000n)).toEqual({ ok: true, value: 0xa2n });
     expect(ptePerm(mm, A + 0x2000n)!.perm & (PTE_W | PTE_D)).toBe(PTE_D);
-    // The page-table pages may have been reclaimed and rebuilt, the data frames are the same.
+    // Neither data frames nor page-table pages came or went.
     expect(sys.frames.framesInUse).toBe(used);
   });
 
-  it("leaves pages PROT_NONE when re-validating finds no table page; the next fault restores them", () => {
+  it("keeps PROT_NONE PTEs in place (V=0, G, frame and A/D kept); going back needs no memory", () => {
     const { mm, cpu, sys } = setup(2n);
-    doMprotect(mm, A, 0x2000n, PROT_NONE);
-    // Every PTE left the table, so the tables went too; now no frame is left for them.
+    const ppn = ptePerm(mm, A)!.ppn;
+    const tables = mm.pgtable.tablePages;
+    expect(doMprotect(mm, A, 0x2000n, PROT_NONE).ok).toBe(true);
+    // Linux's encoding: _PAGE_PROT_NONE (G) | _PAGE_READ, V=0, with the PFN, A and D kept.
+    const cur = new PteCursor();
+    expect(mm.pgtable.seek4k(cur, Number(A >> 12n))).toBe(PT_OK);
+    expect([cur.valid, cur.ppn, cur.flags]).toEqual([false, ppn, PTE_G | PTE_R | PTE_A | PTE_D]);
+    expect(mm.pgtable.tablePages).toBe(tables);
+    // Not a frame left, not even for a page table: mprotect back still succeeds at once.
     const hog: number[] = [];
     for (let p = sys.frames.alloc(); p >= 0; p = sys.frames.alloc()) hog.push(p);
     expect(doMprotect(mm, A, 0x2000n, RW).ok).toBe(true);
-    expect(ptePerm(mm, A)).toBeNull();
-    expect(mm.pages.isProtNone(Number(A >> 12n))).toBe(true);
-    expect(cpu.load64(mm, A)).toEqual({
-      ok: false,
-      fault: { signal: "OOM", code: "VM_FAULT_OOM", addr: A },
-    });
-    for (const p of hog) sys.frames.free(p);
-    expect(cpu.load64(mm, A + 0x1000n)).toEqual({ ok: true, value: 0xa1n });
-    expect(ptePerm(mm, A + 0x1000n)!.perm & (PTE_W | PTE_D)).toBe(PTE_W | PTE_D);
+    expect(ptePerm(mm, A)).toEqual({ perm: PTE_V | PTE_U | PTE_R | PTE_W | PTE_A | PTE_D, ppn });
     expect(cpu.store64(mm, A, 3n).ok).toBe(true);
+    expect(cpu.load64(mm, A + 0x1000n)).toEqual({ ok: true, value: 0xa1n });
+    for (const p of hog) sys.frames.free(p);
+  });
+
+  it("keeps the zero page special and read-only through PROT_NONE and back", () => {
+    const { mm, cpu, sys } = setup(1n);
+    must(vmMmap(mm, A + 0x1000n, 0x1000n, RW, ANON));
+    expect(cpu.load64(mm, A + 0x1000n).ok).toBe(true);
+    expect(doMprotect(mm, A, 0x2000n, PROT_NONE).ok).toBe(true);
+    expect(pteEntry(mm, A + 0x1000n)).toEqual({
+      valid: false,
+      flags: PTE_G | PTE_R | PTE_A | PAGE_SPECIAL,
+      ppn: sys.zeroPfn,
+    });
+    expect(doMprotect(mm, A, 0x2000n, RW).ok).toBe(true);
+    expect(pteEntry(mm, A + 0x1000n)!.flags).toBe(PTE_V | PTE_U | PTE_R | PTE_A | PAGE_SPECIAL);
+    expect(pteEntry(mm, A)!.flags & PTE_W).toBe(PTE_W); // the process's own page
+    expect(cpu.store64(mm, A + 0x1000n, 9n).ok).toBe(true);
+    expect(pteEntry(mm, A + 0x1000n)!.ppn).not.toBe(sys.zeroPfn);
+    expect(sys.memory.pageU8(sys.zeroPfn)!.every((b) => b === 0)).toBe(true);
   });
 
   it("invalidates secondary TLBs over the changed pages once, inside a PROTECTION_VMA range", () => {

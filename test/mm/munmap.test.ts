@@ -6,13 +6,15 @@ import {
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
+  PROT_NONE,
   PROT_READ,
   PROT_WRITE,
 } from "../../src/mm/flags.js";
 import { type MmStruct, MmuNotifier, type MmuNotifierRange } from "../../src/mm/mm-types.js";
 import { vmMmap, vmMunmap } from "../../src/mm/mmap.js";
 import { FLUSH_ALL_END, mmuNotifierRegister } from "../../src/mm/mmu-notifier.js";
-import { machine, must, newMm, ptePerm } from "./helpers.js";
+import { doMprotect } from "../../src/mm/mprotect.js";
+import { machine, must, newMm, pteEntry, ptePerm } from "./helpers.js";
 
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const RW = PROT_READ | PROT_WRITE;
@@ -135,6 +137,19 @@ describe("munmap", () => {
       "start MMU_NOTIFY_UNMAP 0x400000-0x403000",
       "end MMU_NOTIFY_UNMAP 0x400000-0x403000",
     ]);
+  });
+
+  it("clears PROT_NONE PTEs too: their frames and emptied tables go", () => {
+    const { mm, sys } = threePages();
+    const before = sys.frames.framesInUse;
+    const tables = mm.pgtable.tablePages;
+    expect(doMprotect(mm, A, 0x2000n, PROT_NONE).ok).toBe(true);
+    expect(pteEntry(mm, A)!.valid).toBe(false);
+    vmMunmap(mm, A, 0x3000n);
+    expect(pteEntry(mm, A)).toBeNull();
+    expect(mm.rssAnon).toBe(0);
+    expect(sys.frames.framesInUse).toBe(before - 3 - (tables - mm.pgtable.tablePages));
+    expect(mm.pgtable.tablePages).toBe(1);
   });
 
   it("frees a frame only after the secondary TLBs were invalidated", () => {

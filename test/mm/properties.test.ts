@@ -2,8 +2,9 @@
 // against an independent page-level model and the mm's invariants:
 // - VMAs sorted, non-empty, non-overlapping, covering exactly the model's pages with its
 //   permissions;
-// - every valid PTE (read from memory) is a 4 KiB user leaf inside a VMA, with permissions
-//   within the VMA's (W ⇒ VM_WRITE, X ⇒ VM_EXEC, R ⇒ VM_READ or VM_WRITE);
+// - every PTE (read from memory) is a 4 KiB user entry inside a VMA: valid with permissions
+//   within the VMA's (W ⇒ VM_WRITE, X ⇒ VM_EXEC, R ⇒ VM_READ or VM_WRITE), or PROT_NONE (V=0)
+//   in a VMA without access; the special bit marks exactly the zero page; RSS matches;
 // - every PTE that a munmap/mprotect removed, moved or downgraded was covered by a secondary
 //   TLB invalidation during that call;
 // - loads return what the model says was stored (private pages per mm, shared per object,
@@ -14,7 +15,9 @@
 
 import { fc, test } from "@fast-check/vitest";
 import { expect } from "vitest";
-import { PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from "../../src/hw/pgtable/pte.js";
+import { PT_OK } from "../../src/hw/pgtable/page-table.js";
+import { PTE_G, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from "../../src/hw/pgtable/pte.js";
+import { PteCursor } from "../../src/hw/pgtable/pte-cursor.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import {
   MAP_ANONYMOUS,
@@ -33,6 +36,7 @@ import { type MmStruct, MmuNotifier } from "../../src/mm/mm-types.js";
 import { vmMmap, vmMunmap } from "../../src/mm/mmap.js";
 import { mmuNotifierRegister, mmuNotifierUnregister } from "../../src/mm/mmu-notifier.js";
 import { doMprotect } from "../../src/mm/mprotect.js";
+import { PAGE_SPECIAL } from "../../src/mm/pgprot.js";
 import type { ShmemObject } from "../../src/mm/shmem.js";
 import { machine, must, newMm } from "./helpers.js";
 
@@ -268,35 +272,42 @@ function checkMm(m: ModelMm): void {
     }
   }
   expect(covered).toBe(m.pages.size);
-  // PTEs: user 4 KiB leaves inside VMAs, permissions within the VMA's, and the page index agrees.
+  // PTEs, read from the table: 4 KiB user entries inside VMAs. Valid ones have permissions
+  // within the VMA's; PROT_NONE ones (V=0, G and R, frame kept) sit only in VMAs that allow no
+  // access; the special bit marks exactly the zero page, which is never writable; RSS counts
+  // every other PTE.
   let anon = 0;
   let shmem = 0;
-  for (const x of mm.pgtable.mappings()) {
-    expect(x.size).toBe(4096n);
-    const vma = mm.vmaLookup(x.va);
+  const cur = new PteCursor();
+  expect(mm.pgtable.leafRange(cur, 0, mm.layout.taskSizePages)).toBe(PT_OK);
+  while (mm.pgtable.nextLeaf(cur)) {
+    expect(cur.pages).toBe(1);
+    const vma = mm.vmas.lookup(cur.vpn);
     expect(vma).not.toBeNull();
     const f = vma!.flags;
-    expect(x.perm & (PTE_V | PTE_U)).toBe(PTE_V | PTE_U);
-    if (x.perm & PTE_W) expect(f & VM_WRITE).toBe(VM_WRITE);
-    if (x.perm & PTE_X) expect(f & VM_EXEC).toBe(VM_EXEC);
-    if (x.perm & PTE_R) expect(f & (VM_READ | VM_WRITE)).not.toBe(0);
-    const vpn = Number(x.va >> 12n);
-    expect(mm.pages.get(vpn)).toBe(Number(x.pa >> 12n));
-    // The shared zero page is never writable through any PTE, and stays zero.
-    if (x.pa >> 12n === BigInt(mm.sys.zeroPfn)) expect(x.perm & PTE_W).toBe(0);
-    expect(mm.pages.isProtNone(vpn)).toBe(false);
-  }
-  for (const v of vmas) {
-    for (const vpn of mm.pages.range(v.startPage, v.endPage)) {
-      if (mm.pages.get(vpn) === mm.sys.zeroPfn) continue;
-      if (v.isShared) shmem++;
-      else anon++;
+    const pte = cur.flags;
+    const special = (pte & PAGE_SPECIAL) !== 0;
+    expect(special).toBe(cur.ppn === mm.sys.zeroPfn);
+    if (cur.valid) {
+      expect(pte & PTE_U).toBe(PTE_U);
+      if (pte & PTE_W) expect(f & VM_WRITE).toBe(VM_WRITE);
+      if (pte & PTE_X) expect(f & VM_EXEC).toBe(VM_EXEC);
+      if (pte & PTE_R) expect(f & (VM_READ | VM_WRITE)).not.toBe(0);
+      if (special) expect(pte & PTE_W).toBe(0);
+    } else {
+      expect(f & (VM_READ | VM_WRITE | VM_EXEC)).toBe(0);
+      expect(pte & (PTE_G | PTE_R | PTE_W | PTE_X | PTE_U)).toBe(PTE_G | PTE_R);
     }
+    if (special) continue;
+    if (vma!.isShared) shmem++;
+    else anon++;
   }
-  expect(mm.pages.size).toBe(
-    vmas.reduce((s, v) => s + mm.pages.range(v.startPage, v.endPage).length, 0),
-  );
   expect([mm.rssAnon, mm.rssShmem]).toEqual([anon, shmem]);
+  // The hardware's view is the valid PTEs alone.
+  for (const x of mm.pgtable.mappings()) {
+    expect(x.size).toBe(4096n);
+    expect(x.perm & (PTE_V | PTE_U)).toBe(PTE_V | PTE_U);
+  }
 }
 
 function checkFrames(
