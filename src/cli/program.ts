@@ -18,6 +18,8 @@ import type { CliIo } from "./io.js";
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_INPUT = 2;
+/** A bug in the simulator itself (EX_SOFTWARE): the only case that prints a stack trace. */
+export const EXIT_INTERNAL = 70;
 
 // biome-ignore lint/suspicious/noExplicitAny: the CLI drives any host (the real one or a test fake)
 type AnyHost = ScenarioHost<any, any>;
@@ -103,7 +105,9 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
       io.stderr(`${e.format()}\n`);
       return EXIT_INPUT;
     }
-    throw e;
+    const detail = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    io.stderr(`iommu-sim: internal error (a bug in the simulator, please report it):\n${detail}\n`);
+    return EXIT_INTERNAL;
   }
   return code;
 }

@@ -5,7 +5,7 @@
 // driver probes run.
 
 import { createContext, type SimContext } from "../base/context.js";
-import { InputError } from "../base/errors.js";
+import { InputError, SimError } from "../base/errors.js";
 import { ok, type Result } from "../base/result.js";
 import { Device } from "../bus/device.js";
 import { DeviceModel } from "../bus/driver-core.js";
@@ -105,7 +105,14 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     }
   }
   const machinePci = new MachinePci(pci, desc);
-  machinePci.build(ctx, desc);
+  try {
+    machinePci.build(ctx, desc);
+  } catch (e) {
+    // What the PCI hardware refuses (bus numbers or apertures exhausted, …) is the description's.
+    if (e instanceof SimError)
+      throw new InputError(`pci: the hierarchy cannot be built: ${e.message}`);
+    throw e;
+  }
   const machine = new Machine({
     description: desc,
     ctx,

@@ -813,6 +813,22 @@ function crossCheck(
     }
     placeable.push(b);
   }
+  // A device always has a function 0: root ports sharing a slot are functions of one device.
+  const bridgeSlots = new Map<string, PciBridgeDescription[]>();
+  for (const b of placeable) {
+    const key = `${b.parent ?? ""}/${b.slot}`;
+    bridgeSlots.set(key, [...(bridgeSlots.get(key) ?? []), b]);
+  }
+  for (const fns of bridgeSlots.values()) {
+    if (!fns.some((b) => b.function === 0)) {
+      const b = fns[0]!;
+      d.error(
+        at(b, "function"),
+        childPath(childPath(childPath(path, "pci"), b.name), "function"),
+        `slot ${b.slot} below ${b.parent ?? "the host bridge"} has no function 0 (a PCI device always has one)`,
+      );
+    }
+  }
   for (const b of placeable) {
     place(
       b.parent ?? "",

@@ -208,3 +208,32 @@ describe("the iommu-sim command line", () => {
     ]);
   });
 });
+
+describe("internal errors", () => {
+  it("a bug (not an input error) exits 70 with the stack on stderr", async () => {
+    const io = { out: "", err: "" };
+    const code = await runCli(
+      ["demo"],
+      {
+        stdout: (t) => {
+          io.out += t;
+        },
+        stderr: (t) => {
+          io.err += t;
+        },
+        readFile: () => "",
+        writeFile: () => {},
+      },
+      {
+        host: fakeHost,
+        demo: () => {
+          throw new TypeError("boom");
+        },
+      },
+    );
+    expect(code).toBe(70);
+    expect(io.err).toMatch(
+      /^iommu-sim: internal error \(a bug in the simulator, please report it\):\nTypeError: boom\n\s+at /,
+    );
+  });
+});

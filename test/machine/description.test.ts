@@ -144,6 +144,16 @@ describe("machine descriptions", () => {
     ]);
   });
 
+  it("a PCI device always has function 0", () => {
+    expect(
+      yamlErrors(
+        "iommus: {io: {driver: mock}}\npci: {rp: {type: root_port, slot: 2, function: 1}}\n",
+      ),
+    ).toEqual([
+      "m.yaml:2:48: pci.rp.function: slot 2 below the host bridge has no function 0 (a PCI device always has one)",
+    ]);
+  });
+
   it("two functions in one slot of a bus collide", () => {
     expect(
       yamlErrors(
