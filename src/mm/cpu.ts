@@ -15,6 +15,11 @@
 // SEGV_MAPERR — no VMA — or SEGV_ACCERR — the VMA forbids it or handle_mm_fault said
 // VM_FAULT_SIGSEGV; SIGBUS; or "OOM" for VM_FAULT_OOM, where the OOM killer steps in).
 // There is no CPU TLB: every access walks the page table, so nothing is ever stale.
+//
+// Hot path: an access to present pages allocates nothing with `loadInto` / `storeFrom` (the
+// caller's buffer, a null result); `load64` / `store64` allocate only their result (and the
+// bigint); `load` / `fetch` / `store` the result object and, for loads, the bytes returned.
+// A Cpu is not reentrant: a fault handler must not run accesses on the same Cpu.
 
 import { PAGE_SHIFT, PAGE_SIZE } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
@@ -66,19 +71,54 @@ export interface CpuOptions {
 const MAX_RETRIES = 4;
 const SHIFT = BigInt(PAGE_SHIFT);
 const U64_LIMIT = 1n << 64n;
+const TWO52 = 2 ** 52;
+const TWO53 = 2 ** 53;
+/** Copies up to this many bytes byte by byte (no subarray view allocated). */
+const SMALL_COPY = 64;
+const STORED: CpuResult<undefined> = Object.freeze({ ok: true, value: undefined });
 
 export class Cpu {
   readonly sys: MmSubsystem;
   readonly ad: AdPolicy;
   readonly #cfg = new WalkConfig();
   readonly #out = new WalkResult();
-  /** Frames of the pages of the current access. */
+  /** Frames of the pages of the current access: the first #pages entries. */
   readonly #ppns: number[] = [];
+  #pages = 0;
+  /** Offset of the current access's first byte in its first page. */
+  #offset = 0;
   #fault: CpuFault | null = null;
+  /** The bytes of load64 / store64. */
+  readonly #word = new Uint8Array(8);
+  readonly #wordView = new DataView(this.#word.buffer);
 
   constructor(sys: MmSubsystem, options: CpuOptions = {}) {
     this.sys = sys;
     this.ad = options.ad ?? "fault";
+  }
+
+  /** Loads `dst.length` bytes at `va` into `dst`: null, or the fault (then `dst` is untouched). */
+  loadInto(
+    mm: MmStruct,
+    va: bigint,
+    dst: Uint8Array,
+    task: FaultCounters | null = null,
+  ): CpuFault | null {
+    if (!this.#translateRange(mm, va, dst.length, ACCESS_READ, task)) return this.#takeFault();
+    this.#copyOut(dst);
+    return null;
+  }
+
+  /** Stores `src` at `va`: null, or the fault (nothing is written unless every page can be). */
+  storeFrom(
+    mm: MmStruct,
+    va: bigint,
+    src: Uint8Array,
+    task: FaultCounters | null = null,
+  ): CpuFault | null {
+    if (!this.#translateRange(mm, va, src.length, ACCESS_WRITE, task)) return this.#takeFault();
+    this.#copyIn(src);
+    return null;
   }
 
   /** Loads `length` bytes at `va`. `task`: whose fault counters the faults count in. */
@@ -108,36 +148,30 @@ export class Cpu {
     data: Uint8Array,
     task: FaultCounters | null = null,
   ): CpuResult<undefined> {
-    if (!this.#translateRange(mm, va, data.length, ACCESS_WRITE, task)) return this.#failure();
-    const memory = this.sys.memory;
-    let done = 0;
-    for (let i = 0; done < data.length; i++) {
-      const off = i === 0 ? Number(va & 0xfffn) : 0;
-      const n = Math.min(PAGE_SIZE - off, data.length - done);
-      memory.writablePageU8(this.#ppns[i]!)!.set(data.subarray(done, done + n), off);
-      done += n;
-    }
-    return { ok: true, value: undefined };
+    const fault = this.storeFrom(mm, va, data, task);
+    return fault === null ? STORED : { ok: false, fault };
   }
 
   /** A little-endian 64-bit load. */
   load64(mm: MmStruct, va: bigint, task: FaultCounters | null = null): CpuResult<bigint> {
-    const r = this.load(mm, va, 8, task);
-    if (!r.ok) return r;
-    const v = new DataView(r.value.buffer, r.value.byteOffset, 8);
-    return { ok: true, value: v.getBigUint64(0, true) };
+    if (!this.#translateRange(mm, va, 8, ACCESS_READ, task)) return this.#failure();
+    this.#copyOut(this.#word);
+    return { ok: true, value: this.#wordView.getBigUint64(0, true) };
   }
 
-  /** A little-endian 64-bit store. */
+  /** A little-endian 64-bit store (of `value` modulo 2^64). */
   store64(
     mm: MmStruct,
     va: bigint,
     value: bigint,
     task: FaultCounters | null = null,
   ): CpuResult<undefined> {
-    const bytes = new Uint8Array(8);
-    new DataView(bytes.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
-    return this.store(mm, va, bytes, task);
+    this.#wordView.setBigUint64(
+      0,
+      value >= 0n && value < U64_LIMIT ? value : BigInt.asUintN(64, value),
+      true,
+    );
+    return this.store(mm, va, this.#word, task);
   }
 
   #read(
@@ -149,21 +183,50 @@ export class Cpu {
   ): CpuResult<Uint8Array> {
     if (!this.#translateRange(mm, va, length, access, task)) return this.#failure();
     const out = new Uint8Array(length);
-    const memory = this.sys.memory;
-    let done = 0;
-    for (let i = 0; done < length; i++) {
-      const off = i === 0 ? Number(va & 0xfffn) : 0;
-      const n = Math.min(PAGE_SIZE - off, length - done);
-      out.set(memory.pageU8(this.#ppns[i]!)!.subarray(off, off + n), done);
-      done += n;
-    }
+    this.#copyOut(out);
     return { ok: true, value: out };
   }
 
-  #failure(): { ok: false; fault: CpuFault } {
+  /** Copies the bytes of the translated access into `dst`. */
+  #copyOut(dst: Uint8Array): void {
+    const memory = this.sys.memory;
+    const length = dst.length;
+    let off = this.#offset;
+    let done = 0;
+    for (let i = 0; done < length; i++) {
+      const n = Math.min(PAGE_SIZE - off, length - done);
+      const page = memory.pageU8(this.#ppns[i]!)!;
+      if (n <= SMALL_COPY) for (let k = 0; k < n; k++) dst[done + k] = page[off + k]!;
+      else dst.set(page.subarray(off, off + n), done);
+      done += n;
+      off = 0;
+    }
+  }
+
+  /** Copies `src` into the pages of the translated access. */
+  #copyIn(src: Uint8Array): void {
+    const memory = this.sys.memory;
+    const length = src.length;
+    let off = this.#offset;
+    let done = 0;
+    for (let i = 0; done < length; i++) {
+      const n = Math.min(PAGE_SIZE - off, length - done);
+      const page = memory.writablePageU8(this.#ppns[i]!)!;
+      if (n <= SMALL_COPY) for (let k = 0; k < n; k++) page[off + k] = src[done + k]!;
+      else page.set(src.subarray(done, done + n), off);
+      done += n;
+      off = 0;
+    }
+  }
+
+  #takeFault(): CpuFault {
     const fault = this.#fault!;
     this.#fault = null;
-    return { ok: false, fault };
+    return fault;
+  }
+
+  #failure(): { ok: false; fault: CpuFault } {
+    return { ok: false, fault: this.#takeFault() };
   }
 
   /** Translates every page of [va, va + length) into #ppns; false with #fault set on failure. */
@@ -178,25 +241,34 @@ export class Cpu {
       throw new SimError(`virtual address must be an unsigned 64-bit bigint, got ${String(va)}`);
     }
     if (!Number.isInteger(length) || length <= 0) throw new SimError(`bad access length ${length}`);
-    if (va + BigInt(length) > U64_LIMIT) throw new SimError("access wraps past 2^64");
     if (mm.state !== "live") throw new SimError(`access to mm ${mm.id}, which has exited`);
-    this.#ppns.length = 0;
-    const first = Number(va >> SHIFT);
-    const last = Number((va + BigInt(length) - 1n) >> SHIFT);
+    // Below 2^53 the address is exact as a number: no bigint arithmetic on the way.
+    const n = Number(va);
+    const first = n < TWO53 ? Math.floor(n / PAGE_SIZE) : Number(va >> SHIFT);
+    const off = n < TWO53 ? n - first * PAGE_SIZE : Number(va & 0xfffn);
+    const last = first + Math.floor((off + length - 1) / PAGE_SIZE);
+    if (last >= TWO52) throw new SimError("access wraps past 2^64");
+    this.#offset = off;
+    this.#pages = 0;
+    const ppns = this.#ppns;
     for (let vpn = first; vpn <= last; vpn++) {
-      const addr = vpn === first ? va : BigInt(vpn) << SHIFT;
-      const ppn = this.#translate(mm, vpn, addr, access, task);
+      const ppn = this.#translate(mm, vpn, vpn === first ? va : null, access, task);
       if (ppn < 0) return false;
-      this.#ppns.push(ppn);
+      if (this.#pages < ppns.length) ppns[this.#pages] = ppn;
+      else ppns.push(ppn);
+      this.#pages++;
     }
     return true;
   }
 
-  /** One page: walk, and on a page fault do_page_fault and retry. */
+  /**
+   * One page: walk, and on a page fault do_page_fault and retry. `va`: the access's address
+   * when `vpn` is its first page (the fault address), else null (the page's start).
+   */
   #translate(
     mm: MmStruct,
     vpn: number,
-    addr: bigint,
+    va: bigint | null,
     access: Access,
     task: FaultCounters | null,
   ): number {
@@ -204,8 +276,10 @@ export class Cpu {
     cfg.first.set(mm.pgtable.mode, mm.pgdPpn);
     cfg.first.ad = this.ad;
     const out = this.#out;
+    let addr: bigint | null = null;
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
       if (walk(this.sys.memory, cfg, vpn, access, true, out)) return out.ppn;
+      addr ??= va ?? BigInt(vpn) << SHIFT;
       if (out.fault === "access-fault") return this.#signal("SIGBUS", "BUS_ADRERR", addr);
       // do_page_fault
       const vma = mm.findVma(addr);
@@ -219,7 +293,7 @@ export class Cpu {
       if (ret & VM_FAULT_SIGBUS) return this.#signal("SIGBUS", "BUS_ADRERR", addr);
       if (ret & VM_FAULT_SIGSEGV) return this.#signal("SIGSEGV", "SEGV_ACCERR", addr);
     }
-    throw new SimError(`page fault at 0x${addr.toString(16)} of mm ${mm.id} keeps recurring`);
+    throw new SimError(`page fault at 0x${addr!.toString(16)} of mm ${mm.id} keeps recurring`);
   }
 
   #signal(signal: CpuSignal, code: CpuFaultCode, addr: bigint): number {

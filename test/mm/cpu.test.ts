@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { SV57 } from "../../src/hw/pgtable/modes.js";
+import { PTE_D } from "../../src/hw/pgtable/pte.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import {
   MAP_ANONYMOUS,
@@ -93,10 +95,41 @@ describe("CPU loads and stores through the MMU", () => {
     expect(task.minFlt).toBe(3);
   });
 
+  it("loadInto / storeFrom use the caller's buffer and return null or the fault", () => {
+    const { mm, cpu } = setup();
+    const data = bytes(100, 9);
+    expect(cpu.storeFrom(mm, A + 0xfd0n, data)).toBeNull();
+    const dst = new Uint8Array(100);
+    expect(cpu.loadInto(mm, A + 0xfd0n, dst)).toBeNull();
+    expect(dst).toEqual(data);
+    const keep = bytes(16, 1);
+    const fault = { signal: "SIGSEGV", code: "SEGV_MAPERR", addr: A + 0x3000n };
+    expect(cpu.loadInto(mm, A + 0x2ff8n, keep)).toEqual(fault);
+    expect(keep).toEqual(bytes(16, 1));
+    expect(cpu.storeFrom(mm, A + 0x2ff8n, keep)).toEqual(fault);
+    expect(cpu.load(mm, A + 0x2ff8n, 8)).toEqual({ ok: true, value: new Uint8Array(8) });
+  });
+
+  it("handles addresses above 2^53 (Sv57) and stores 64-bit values modulo 2^64", () => {
+    const { sys } = machine();
+    const mm = newMm(sys, SV57);
+    const cpu = new Cpu(sys);
+    const high = 1n << 54n;
+    must(vmMmap(mm, high, 0x1000n, RW, ANON));
+    expect(cpu.store64(mm, high + 0xff8n, -2n)).toEqual({ ok: true, value: undefined });
+    expect(cpu.load64(mm, high + 0xff8n)).toEqual({ ok: true, value: (1n << 64n) - 2n });
+    expect(cpu.load(mm, high + 0xffcn, 8)).toEqual({
+      ok: false,
+      fault: { signal: "SIGSEGV", code: "SEGV_MAPERR", addr: high + 0x1000n },
+    });
+    expect(ptePerm(mm, high)!.perm & PTE_D).toBe(PTE_D);
+  });
+
   it("refuses an exited address space and malformed accesses (misuse)", () => {
     const { mm, cpu } = setup();
     expect(() => cpu.load(mm, A, 0)).toThrow(/length/);
     expect(() => cpu.load(mm, 1n << 64n, 1)).toThrow(/64-bit/);
+    expect(() => cpu.load(mm, (1n << 64n) - 4n, 8)).toThrow(/wraps/);
     mmput(mm);
     expect(() => cpu.load(mm, A, 1)).toThrow(/exited/);
   });
