@@ -41,6 +41,8 @@ export class DeviceDma {
   faultWrite = false;
   /** Why, for logs and views: e.g. "CA translation-fault write_page_fault", "ats UR". */
   faultDetail = "";
+  /** The IOMMU refused the access (a translation fault, or UR/CA to a Translation Request). */
+  faultByIommu = false;
   readonly #bridge: IoBridge;
   readonly #attrs = new DmaAttrs();
   readonly #translated = new DmaAttrs();
@@ -53,9 +55,12 @@ export class DeviceDma {
     this.#translated.translated = true;
   }
 
-  /** ATS in use: the device has an ATC and software enabled ATS. */
+  /** The device's own switch for ATS (e.g. a work queue configured not to use it). */
+  allowAts = true;
+
+  /** ATS in use: the device has an ATC, software enabled ATS and the device allows it. */
   get usesAts(): boolean {
-    return this.atc !== null && this.fn.atsEnabled;
+    return this.allowAts && this.atc !== null && this.fn.atsEnabled;
   }
 
   /** Reads `len` bytes at `page`:`offset` into `buf`; false on failure (see fault*). */
@@ -121,11 +126,11 @@ export class DeviceDma {
       if (e === null) {
         const c = this.#bridge.atsTranslate(this.fn, attrs, p, !write, this.#completion);
         if (c.status !== "success") {
-          this.#fail("abort", p, o, write, `ats ${c.status}`);
+          this.#fail("abort", p, o, write, `ats ${c.status}`, c.fault !== null);
           break;
         }
         if (!(write ? c.w : c.r)) {
-          this.#fail("page-fault", p, o, write, `ats success r=${+c.r} w=${+c.w}`);
+          this.#fail("page-fault", p, o, write, `ats success r=${+c.r} w=${+c.w}`, true);
           break;
         }
         e = atc.fill(pasidValid, pasid, attrs.privileged, p, c)!;
@@ -147,7 +152,7 @@ export class DeviceDma {
       if (!st.ok) {
         // A Translated request that fails is not a page fault: the translation was granted.
         if (e.u) this.#failed(st, write);
-        else this.#fail("abort", p, o, write, detail(st));
+        else this.#fail("abort", p, o, write, detail(st), st.reason === "translation-fault");
         break;
       }
       done += n;
@@ -176,12 +181,20 @@ export class DeviceDma {
   #failed(st: DmaStatus, write: boolean): false {
     const kind =
       st.reason === "translation-fault" && isPageFault(st.fault) ? "page-fault" : "abort";
-    this.#fail(kind, st.page, st.offset, write, detail(st));
+    this.#fail(kind, st.page, st.offset, write, detail(st), st.reason === "translation-fault");
     return false;
   }
 
-  #fail(kind: AccessFaultKind, page: number, offset: number, write: boolean, why: string): void {
+  #fail(
+    kind: AccessFaultKind,
+    page: number,
+    offset: number,
+    write: boolean,
+    why: string,
+    byIommu: boolean,
+  ): void {
     this.faultKind = kind;
+    this.faultByIommu = byIommu;
     this.faultPage = page;
     this.faultOffset = offset;
     this.faultWrite = write;
