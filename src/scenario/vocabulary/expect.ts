@@ -103,6 +103,11 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         doc: "firmware asked for a 1:1 mapping (blocking domains are refused)",
         get: (_m, s) => (s as Device).iommu?.requireDirect ?? false,
       },
+      attach_deferred: {
+        type: BOOL,
+        doc: "dev->iommu->attach_deferred: the default-domain attach waits for iommu_deferred_attach",
+        get: (_m, s) => (s as Device).iommu?.attachDeferred ?? false,
+      },
       iommu: {
         type: TEXT,
         doc: "the IOMMU instance that claimed it, or null",
