@@ -88,12 +88,14 @@ export function handleMmFault(
     if (ret & VM_FAULT_MAJOR) regs.majFlt++;
     else regs.minFlt++;
   }
-  mm.sys.ctx.trace.emit("mm:fault", mm.track, {
-    mm: mm.id,
-    addr: address,
-    flags: faultFlagsString(flags),
-    result: vmFaultString(ret),
-  });
+  if (mm.sys.ctx.trace.enabled) {
+    mm.sys.ctx.trace.emit("mm:fault", mm.track, {
+      mm: mm.id,
+      addr: address,
+      flags: faultFlagsString(flags),
+      result: vmFaultString(ret),
+    });
+  }
   return ret;
 }
 

@@ -64,14 +64,16 @@ export function vmMmap(
     throw new SimError(`mmap flags 0x${(flags & ~KNOWN_FLAGS).toString(16)} are not modelled`);
   }
   const res = doMmap(mm, addr, len, prot, flags);
-  mm.sys.ctx.trace.emit("mm:mmap", mm.track, {
-    mm: mm.id,
-    addr: res.ok ? res.value : addr,
-    len,
-    prot,
-    flags,
-    result: res.ok ? "ok" : res.errno,
-  });
+  if (mm.sys.ctx.trace.enabled) {
+    mm.sys.ctx.trace.emit("mm:mmap", mm.track, {
+      mm: mm.id,
+      addr: res.ok ? res.value : addr,
+      len,
+      prot,
+      flags,
+      result: res.ok ? "ok" : res.errno,
+    });
+  }
   return res;
 }
 
@@ -223,12 +225,14 @@ export function vmMunmap(mm: MmStruct, start: bigint, len: bigint): Result {
   checkU64(len, "len");
   if (mm.state !== "live") throw new SimError(`munmap on mm ${mm.id}, which has exited`);
   const res = doMunmap(mm, start, len);
-  mm.sys.ctx.trace.emit("mm:munmap", mm.track, {
-    mm: mm.id,
-    start,
-    len,
-    result: res.ok ? "ok" : res.errno,
-  });
+  if (mm.sys.ctx.trace.enabled) {
+    mm.sys.ctx.trace.emit("mm:munmap", mm.track, {
+      mm: mm.id,
+      start,
+      len,
+      result: res.ok ? "ok" : res.errno,
+    });
+  }
   return res;
 }
 

@@ -122,12 +122,14 @@ export function mmuNotifierInvalidateRangeStart(
   end: bigint,
 ): MmuNotifierRange {
   const range: MmuNotifierRange = { event, mm, start, end };
+  if (mm.notifiers.length === 0) return range;
   for (const sub of [...mm.notifiers]) sub.ops.invalidateRangeStart?.(sub, range);
   return range;
 }
 
 /** mmu_notifier_invalidate_range_end: after the PTEs of the range changed. */
 export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
+  if (range.mm.notifiers.length === 0) return;
   for (const sub of [...range.mm.notifiers]) sub.ops.invalidateRangeEnd?.(sub, range);
 }
 
@@ -140,7 +142,10 @@ export function mmuNotifierArchInvalidateSecondaryTlbs(
   start: bigint,
   end: bigint,
 ): void {
-  mm.sys.ctx.trace.emit("mm:invalidate_range", mm.track, { mm: mm.id, start, end });
+  if (mm.sys.ctx.trace.enabled) {
+    mm.sys.ctx.trace.emit("mm:invalidate_range", mm.track, { mm: mm.id, start, end });
+  }
+  if (mm.notifiers.length === 0) return;
   for (const sub of [...mm.notifiers]) sub.ops.archInvalidateSecondaryTlbs?.(sub, mm, start, end);
 }
 

@@ -54,13 +54,15 @@ export function doMprotect(mm: MmStruct, start: bigint, len: bigint, prot: numbe
   }
   if (mm.state !== "live") throw new SimError(`mprotect on mm ${mm.id}, which has exited`);
   const res = mprotect(mm, start, len, prot);
-  mm.sys.ctx.trace.emit("mm:mprotect", mm.track, {
-    mm: mm.id,
-    start,
-    len,
-    prot,
-    result: res.ok ? "ok" : res.errno,
-  });
+  if (mm.sys.ctx.trace.enabled) {
+    mm.sys.ctx.trace.emit("mm:mprotect", mm.track, {
+      mm: mm.id,
+      start,
+      len,
+      prot,
+      result: res.ok ? "ok" : res.errno,
+    });
+  }
   return res;
 }
 
