@@ -5,6 +5,7 @@
 import { formatSize, hex } from "../base/bits.js";
 import type { Device } from "../bus/device.js";
 import { pciName } from "../bus/pci.js";
+import { DDTP_MODE_NAMES } from "../drivers/riscv/iommu-bits.js";
 import { PciBridge, type PciBus, type PciFunction } from "../hw/pci/topology.js";
 import { domainTypeName } from "../iommu/constants.js";
 import type { IommuDomain } from "../iommu/domain.js";
@@ -14,7 +15,8 @@ import { describedName, type Machine } from "./machine.js";
 export function machineReport(m: Machine): string {
   const out: string[] = [];
   const desc = m.description;
-  out.push(`Machine "${desc.name}"`);
+  const drivers = [...new Set(desc.iommus.map((i) => i.driver))].join(", ");
+  out.push(`Machine "${desc.name}" (IOMMU driver: ${drivers || "none"})`);
   out.push(`  RAM: ${desc.ram.map((r) => `${formatSize(r.size)} at ${hex(r.base)}`).join(", ")}`);
   const policy = m.core.defDomainType;
   out.push(
@@ -25,10 +27,16 @@ export function machineReport(m: Machine): string {
   for (const i of desc.iommus) {
     const live = m.iommu(i.name);
     const pasids = i.pasidBits === 0 ? "no PASIDs" : `${i.pasidBits}-bit PASIDs`;
-    const sizes = i.pageSizes.map((s) => formatSize(s).replace(" ", "")).join("/");
-    out.push(
-      `  ${i.name.padEnd(10)} ${i.driver} driver, ${pasids}, pages ${sizes}${live ? "" : "  (failed to register)"}`,
-    );
+    const hw = live?.riscv?.iommu;
+    const rv = hw
+      ? `; DDT ${DDTP_MODE_NAMES[hw.ddtMode]}, ${hw.pagingMode?.name ?? "no"} paging, ${hw.msi ? "MSI" : "wired"} interrupts (${hw.irqsCount} vectors)`
+      : "";
+    const sizes =
+      i.driver === "mock"
+        ? `, pages ${i.pageSizes.map((s) => formatSize(s).replace(" ", "")).join("/")}`
+        : "";
+    const failed = live ? "" : "  (failed to register)";
+    out.push(`  ${i.name.padEnd(10)} ${i.driver} driver, ${pasids}${sizes}${rv}${failed}`);
   }
   for (const { host, iommu } of m.pci.hosts) {
     out.push("");

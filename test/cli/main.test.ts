@@ -38,7 +38,8 @@ describe("iommu-sim (spawned)", () => {
   it("the demo boots the default machine and reports it, exit 0", () => {
     const r = cli();
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('Machine "default"');
+    expect(r.stdout).toContain('Machine "default" (IOMMU driver: riscv)');
+    expect(r.stdout).toMatch(/iommu0 +riscv driver, 20-bit PASIDs; DDT 3LVL, Sv57 paging/);
     expect(r.stdout).toContain("group 8   br0, legacy0, legacy1");
   });
 
