@@ -41,7 +41,7 @@ import {
 } from "./default-domain.js";
 import type { DmaIommuHooks } from "./dma-cookie.js";
 import { DmaOwnerCompat } from "./dma-owner-compat.js";
-import type { IommuAttachHandle, IommuDomain, IommuFaultHandler } from "./domain.js";
+import type { IommuAttachHandle, IommuDomain, IommuFaultHandler, IotlbGather } from "./domain.js";
 import type { DmaOwnerCookie, IommuGroup } from "./group.js";
 import { IoasidAllocator } from "./ioasid.js";
 import {
@@ -50,6 +50,7 @@ import {
   iommuMapPfn,
   iommuSetFaultHandler,
   iommuUnmap,
+  iommuUnmapFastPfn,
   iommuUnmapPfn,
   reportIommuFault,
 } from "./map.js";
@@ -517,6 +518,14 @@ export class IommuCore {
   /** `iommu_unmap` with page numbers → 4 KiB pages unmapped. */
   unmapPfn(domain: IommuDomain, iovaPfn: number, npages: number): number {
     return iommuUnmapPfn(this.s, domain, iovaPfn, npages);
+  }
+
+  /**
+   * `iommu_unmap_fast(domain, iova, size, gather)` with page numbers → 4 KiB pages unmapped. No
+   * `iotlb_sync`: the caller syncs `gather`, or defers the invalidation (a flush queue).
+   */
+  unmapFastPfn(domain: IommuDomain, iovaPfn: number, npages: number, gather: IotlbGather): number {
+    return iommuUnmapFastPfn(this.s, domain, iovaPfn, npages, gather);
   }
 
   /** `iommu_iova_to_phys(domain, iova)` (0 = not mapped). */

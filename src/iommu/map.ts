@@ -8,7 +8,7 @@ import { SimError } from "../base/errors.js";
 import { err, OK, type Result } from "../base/result.js";
 import type { Device } from "../bus/device.js";
 import { IOMMU_DOMAIN_BLOCKED, IOMMU_DOMAIN_IDENTITY } from "./constants.js";
-import type { IommuDomain, IommuFaultHandler } from "./domain.js";
+import type { IommuDomain, IommuFaultHandler, IotlbGather } from "./domain.js";
 import type { CoreState } from "./state.js";
 
 const TWO32 = 0x1_0000_0000;
@@ -211,15 +211,35 @@ export function iommuUnmapPfn(
 ): number {
   const gather = s.gather;
   gather.init();
-  const n = unmapPages(s, domain, iovaPfn, npages);
+  const n = unmapPages(s, domain, iovaPfn, npages, gather);
   // iommu_iotlb_sync
   domain.ops?.iotlbSync?.(domain, gather);
   gather.init();
   return n;
 }
 
+/**
+ * `iommu_unmap_fast` in page numbers: unmaps into the caller's `gather` without `iotlb_sync` (the
+ * caller syncs it, or defers the invalidation to a flush queue); 4 KiB pages unmapped.
+ */
+export function iommuUnmapFastPfn(
+  s: CoreState,
+  domain: IommuDomain,
+  iovaPfn: number,
+  npages: number,
+  gather: IotlbGather,
+): number {
+  return unmapPages(s, domain, iovaPfn, npages, gather);
+}
+
 /** `__iommu_unmap`. */
-function unmapPages(s: CoreState, domain: IommuDomain, iovaPfn: number, npages: number): number {
+function unmapPages(
+  s: CoreState,
+  domain: IommuDomain,
+  iovaPfn: number,
+  npages: number,
+  gather: IotlbGather,
+): number {
   if (!domain.isPaging()) return 0;
   const ops = domain.ops;
   if (
@@ -236,7 +256,6 @@ function unmapPages(s: CoreState, domain: IommuDomain, iovaPfn: number, npages: 
     s.log("err", null, "unaligned iommu_unmap");
     return 0;
   }
-  const gather = s.gather;
   let iova = iovaPfn;
   let unmapped = 0;
   // Until `size` is covered or a hole is hit.
