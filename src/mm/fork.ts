@@ -17,7 +17,6 @@
 // dup_mmap ends with flush_tlb_mm of the parent: a secondary MMU bound to the parent sees a
 // whole-mm invalidation at every fork.
 
-import { PAGE_SIZE } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
 import { err, ok, type Result } from "../base/result.js";
 import { type PagingMode, SV48 } from "../hw/pgtable/modes.js";
@@ -110,7 +109,7 @@ function copyPageRange(dst: VmArea, src: VmArea): boolean {
     }
     const copy = sys.frames.alloc();
     if (copy < 0) return false;
-    sys.memory.writablePageU8(copy)!.set(sys.memory.pageU8(ppn)!.subarray(0, PAGE_SIZE));
+    sys.memory.writablePageU8(copy)!.set(sys.memory.pageU8(ppn)!);
     if (!setPteAt(mm, cur.vpn, copy, maybeMkwrite(dst.pageProt | PTE_D, dst.flags))) {
       sys.frames.free(copy);
       return false;

@@ -215,6 +215,9 @@ describe("PageTable: replace4k and update4k rewrite in place", () => {
       ppn: 0x1234,
       pbmt: 2,
     });
+    // Clear first, then set: a bit in both ends up set.
+    expect(t.pt.update4k(9, PTE_D, PTE_A | PTE_D)).toBe(PT_OK);
+    expect(decodePte(rawPte(t, 9))).toMatchObject({ a: false, d: true });
     expect(() => t.pt.update4k(9, 0, PTE_R)).toThrow(/W without R/);
     expect(decodePte(rawPte(t, 9)).r).toBe(true); // nothing written
     // Clearing V (and W) makes a software PTE; clearing everything would be an empty entry.
@@ -273,8 +276,11 @@ describe("PageTable: replace4k and update4k rewrite in place", () => {
       expect(visit(t.pt, 0, 4096)).toEqual(
         keys.map((k) => [k, 1, model.get(k)!.ppn, model.get(k)!.flags]),
       );
+      const cur = new PteCursor();
       for (let p = 0; p < 3100; p += 7) {
         const e = model.get(p);
+        expect(t.pt.seek4k(cur, p)).toBe(e ? PT_OK : PT_NOT_MAPPED);
+        expect([cur.vpn, cur.ppn, cur.flags]).toEqual(e ? [p, e.ppn, e.flags] : [p, 0, 0]);
         const out = hw(t, p);
         if (e && e.flags & PTE_V) expect([out.ok, out.ppn]).toEqual([true, e.ppn]);
         else expect([out.ok, out.reason]).toEqual([false, "invalid"]);
