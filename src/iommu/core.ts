@@ -12,6 +12,7 @@ import { err, OK, ok, type Result } from "../base/result.js";
 import type { BusType, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import type { IommuResvRegion } from "../bus/firmware.js";
+import type { MmStruct } from "../mm/mm-types.js";
 import {
   iommuAttachDevice,
   iommuAttachGroupHandle,
@@ -28,6 +29,7 @@ import {
   IOMMU_DOMAIN_DMA_FQ,
   IOMMU_DOMAIN_IDENTITY,
   IOMMU_DOMAIN_UNMANAGED,
+  IOMMU_PASID_INVALID,
   type IommuCap,
   type IommuDomainType,
   sysfsTypeName,
@@ -41,9 +43,28 @@ import {
 } from "./default-domain.js";
 import type { DmaIommuHooks } from "./dma-cookie.js";
 import { DmaOwnerCompat } from "./dma-owner-compat.js";
-import type { IommuAttachHandle, IommuDomain, IommuFaultHandler, IotlbGather } from "./domain.js";
+import type {
+  IommuAttachHandle,
+  IommuDomain,
+  IommuFaultHandler,
+  IopfGroup,
+  IotlbGather,
+} from "./domain.js";
+import type { IommuFault, IommuPageResponseCode } from "./fault.js";
 import type { DmaOwnerCookie, IommuGroup } from "./group.js";
+import {
+  iommuReportDeviceFault,
+  iopfFreeGroup,
+  iopfGroupResponse,
+  iopfQueueAddDevice,
+  iopfQueueAlloc,
+  iopfQueueDiscardPartial,
+  iopfQueueFlushDev,
+  iopfQueueFree,
+  iopfQueueRemoveDevice,
+} from "./io-pgfault.js";
 import { IoasidAllocator } from "./ioasid.js";
+import type { IopfQueue } from "./iopf-queue.js";
 import {
   iommuIovaToPhys,
   iommuMap,
@@ -99,6 +120,13 @@ import {
 } from "./probe.js";
 import { iommuGetGroupResvRegions, iommuGroupShowResvRegions } from "./resv.js";
 import { CoreState, type KernelLog } from "./state.js";
+import {
+  type IommuSva,
+  iommuMmOf,
+  iommuSvaBindDevice,
+  iommuSvaGetPasid,
+  iommuSvaUnbindDevice,
+} from "./sva.js";
 
 /** The buses `iommu_subsys_init` puts its notifier on (`iommu_buses[]`), when present. */
 export const IOMMU_BUS_NAMES: readonly string[] = [
@@ -627,6 +655,105 @@ export class IommuCore {
     return iommuAttachHandleGet(group, pasid, type);
   }
 
+  // ---------------------------------------------------------------- SVA (§6)
+
+  /**
+   * `iommu_sva_bind_device(dev, mm)` → the bond (ENODEV, EBUSY, EOVERFLOW, ENOSPC, EOPNOTSUPP,
+   * attach and driver errors). `flags` is the historical argument (seed 003, removed in v6.2):
+   * `IOMMU_SVA_BIND_SUPERVISOR` binds the kernel's `init_mm`, with `mm` null (EINVAL otherwise)
+   * and a driver that can (EOPNOTSUPP).
+   */
+  svaBindDevice(dev: Device, mm: MmStruct | null, flags = 0): Result<IommuSva> {
+    return iommuSvaBindDevice(this.s, dev, mm, flags);
+  }
+
+  /** `iommu_sva_unbind_device(handle)`. */
+  svaUnbindDevice(handle: IommuSva): void {
+    iommuSvaUnbindDevice(this.s, handle);
+  }
+
+  /** `iommu_sva_get_pasid(handle)` → the mm's PASID or IOMMU_PASID_INVALID. */
+  svaGetPasid(handle: IommuSva): number {
+    return iommuSvaGetPasid(handle);
+  }
+
+  /** `mm_get_enqcmd_pasid(mm)`: the mm's SVA PASID, or IOMMU_PASID_INVALID before any bind. */
+  mmGetPasid(mm: MmStruct): number {
+    return iommuMmOf(mm)?.pasid ?? IOMMU_PASID_INVALID;
+  }
+
+  /** Installs `arch_pgtable_dma_compat(mm)` (default: every mm may be walked by devices). */
+  setArchPgtableDmaCompat(fn: (mm: MmStruct) => boolean): void {
+    this.s.sva.archPgtableDmaCompat = fn;
+  }
+
+  /** Installs `init_mm`, the kernel address space of historical supervisor binds. */
+  setInitMm(mm: MmStruct): void {
+    this.s.sva.initMm = mm;
+  }
+
+  /** `init_mm`, once installed. */
+  get initMm(): MmStruct | null {
+    return this.s.sva.initMm;
+  }
+
+  // ---------------------------------------------------------------- I/O page faults (§7)
+
+  /** `iopf_queue_alloc(name)`: a queue whose work queue is `iopf_queue/<name>`. */
+  iopfQueueAlloc(name: string): IopfQueue {
+    return iopfQueueAlloc(this.s, name);
+  }
+
+  /** `iopf_queue_add_device(queue, dev)`: ENODEV (no `page_response`), EBUSY (on a queue). */
+  iopfQueueAddDevice(queue: IopfQueue, dev: Device): Result {
+    return iopfQueueAddDevice(this.s, queue, dev);
+  }
+
+  /** `iopf_queue_remove_device(queue, dev)`: pending groups answered INVALID (WARN if absent). */
+  iopfQueueRemoveDevice(queue: IopfQueue, dev: Device): void {
+    iopfQueueRemoveDevice(this.s, queue, dev);
+  }
+
+  /** `iopf_queue_flush_dev(dev)`: runs the queue's pending work; ENODEV (WARN) off any queue. */
+  iopfQueueFlushDev(dev: Device): Result {
+    return iopfQueueFlushDev(this.s, dev);
+  }
+
+  /** `iopf_queue_discard_partial(queue)`: EINVAL for a null queue. */
+  iopfQueueDiscardPartial(queue: IopfQueue | null): Result {
+    return iopfQueueDiscardPartial(queue);
+  }
+
+  /** `iopf_queue_free(queue)`. */
+  iopfQueueFree(queue: IopfQueue | null): void {
+    iopfQueueFree(this.s, queue);
+  }
+
+  /** `iommu_report_device_fault(dev, evt)`: EINVAL (answered INVALID) when nobody handles it. */
+  reportDeviceFault(dev: Device, evt: IommuFault): Result {
+    return iommuReportDeviceFault(this.s, dev, evt);
+  }
+
+  /** `iopf_group_response(group, status)`: the one response of the group (later ones: no-op). */
+  iopfGroupResponse(group: IopfGroup, status: IommuPageResponseCode): void {
+    iopfGroupResponse(this.s, group, status);
+  }
+
+  /** `iopf_free_group(group)`. */
+  iopfFreeGroup(group: IopfGroup): void {
+    iopfFreeGroup(this.s, group);
+  }
+
+  /** Live IOPF queues in allocation order. */
+  iopfQueues(): readonly IopfQueue[] {
+    return this.s.iopf.queues;
+  }
+
+  /** Groups handed to handlers and not yet freed, in report order. */
+  iopfGroups(): IopfGroup[] {
+    return [...this.s.iopf.groups.values()];
+  }
+
   // ---------------------------------------------------------------- PASID consumers (seed 002)
 
   /** `iommu_pasid_init(dev)`: a PASID consumer within the driver's `pasid_range`. */
@@ -689,8 +816,15 @@ export class IommuCore {
       groups: this.groups().map((g) => g.toJSON()),
       domains: this.domains().map((d) => d.toJSON()),
       global_pasids: [...this.s.globalPasidIda.ids()],
+      sva_mms: [...this.s.sva.mms].map((mm) => ({ mm: mm.id, ...objectJSON(iommuMmOf(mm)) })),
+      iopf: this.s.iopf.toJSON(),
       ioasid: this.ioasid.toJSON(),
       dma_owner_compat: this.dmaOwnerCompat.toJSON(),
     };
   }
+}
+
+function objectJSON(x: { toJSON(): Json } | null): { [key: string]: Json } {
+  const j = x?.toJSON() ?? null;
+  return j !== null && typeof j === "object" && !Array.isArray(j) ? j : {};
 }

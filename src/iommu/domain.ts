@@ -7,6 +7,7 @@ import { SimError } from "../base/errors.js";
 import { type Json, jsonAddr } from "../base/json.js";
 import type { Result } from "../base/result.js";
 import type { Device } from "../bus/device.js";
+import type { MmStruct } from "../mm/mm-types.js";
 import {
   domainTypeIsDma,
   domainTypeIsPaging,
@@ -14,6 +15,7 @@ import {
   type IommuCookieType,
   type IommuDomainType,
 } from "./constants.js";
+import type { IommuFault } from "./fault.js";
 
 /**
  * What a domain knows of the `iommu_ops` that allocated it: its identity (compared with `===`,
@@ -127,10 +129,36 @@ export type IommuFaultHandler = (
 ) => Result;
 
 /**
- * `domain->iopf_handler`: receives a group of I/O page faults (§7); non-null marks the domain as
- * fault-capable. The group type belongs to the IOPF code (§7).
+ * `struct iopf_group` (§1.9) as a domain's `iopf_handler` and the checks see it: the requests of
+ * one page request group, built by `iommu_report_device_fault` (io-pgfault.ts, which owns the
+ * mutable state). The handler answers it once with `iopf_group_response` and releases it with
+ * `iopf_free_group`.
  */
-export type IommuIopfHandler = (group: unknown) => Result;
+export interface IopfGroup {
+  /** Simulator id (views, traces). */
+  readonly id: number;
+  /** The device that reported it (`fault_param->dev`). */
+  readonly dev: Device;
+  /** `last_fault`: the request with LAST_PAGE that completed the group. */
+  readonly lastFault: IommuFault;
+  /** `faults`: the partial requests of the same grpid in arrival order, then the last one. */
+  readonly faults: readonly IommuFault[];
+  readonly faultCount: number;
+  /** `attach_handle`: the handle whose domain's handler received the group. */
+  readonly attachHandle: IommuAttachHandle;
+  /** `pending_node` is linked: a response is still owed to the hardware (§1.10 #8). */
+  readonly pending: boolean;
+  /** Responses sent for the group (simulator bookkeeping: exactly one is the contract). */
+  readonly responses: number;
+  /** `iopf_free_group` ran. */
+  readonly freed: boolean;
+}
+
+/**
+ * `domain->iopf_handler`: receives a group of I/O page faults (§7); non-null marks the domain as
+ * fault-capable. On success the handler owns the group.
+ */
+export type IommuIopfHandler = (group: IopfGroup) => Result;
 
 /** What an SVA domain's cookie points at: the bound address space (`domain->mm`, §6). */
 export interface SvaMmLink {
@@ -173,7 +201,7 @@ export class IommuDomain {
   handler: IommuFaultHandler | null = null;
   handlerToken: unknown = null;
   /** SVA: the bound mm (the domain holds an mmgrab reference). */
-  mm: SvaMmLink | null = null;
+  mm: MmStruct | null = null;
   /** SVA: number of device/PASID attachments using the domain. */
   users = 0;
   /** Set by `iommu_domain_free`; using a freed domain is a simulator misuse. */

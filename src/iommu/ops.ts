@@ -7,8 +7,9 @@ import type { Json } from "../base/json.js";
 import type { Result } from "../base/result.js";
 import type { Device, IommuInstanceLink } from "../bus/device.js";
 import type { FwNode, IommuResvRegion } from "../bus/firmware.js";
+import type { MmStruct } from "../mm/mm-types.js";
 import type { IommuCap, IommuDomainType } from "./constants.js";
-import type { IommuDomain, IommuDomainOps, IommuOpsIdentity, SvaMmLink } from "./domain.js";
+import type { IommuDomain, IommuDomainOps, IommuOpsIdentity } from "./domain.js";
 import type { IommuFault, IommuPageResponse } from "./fault.js";
 import type { IommuGroup } from "./group.js";
 
@@ -23,8 +24,15 @@ export interface IommuOps extends IommuOpsIdentity {
   domainAllocPaging?(dev: Device): Result<IommuDomain> | null;
   /** A paging domain honouring `IOMMU_HWPT_ALLOC_*` flags; must fail with an errno. */
   domainAllocPagingFlags?(dev: Device, flags: number, userData: unknown): Result<IommuDomain>;
-  /** An SVA domain sharing `mm` (§6). */
-  domainAllocSva?(dev: Device, mm: SvaMmLink): Result<IommuDomain>;
+  /** An SVA domain sharing `mm` (§6): a first stage walking the mm's page table. */
+  domainAllocSva?(dev: Device, mm: MmStruct): Result<IommuDomain>;
+  /**
+   * Historical (seed 003, removed in v6.2): an SVA domain for the kernel address space `mm`
+   * that accepts supervisor (privileged) requests, for `IOMMU_SVA_BIND_SUPERVISOR`. Leave it
+   * out (or answer EOPNOTSUPP) when the hardware cannot. Kernel mappings get no automatic
+   * IOTLB flush: nothing notifies the domain when the kernel unmaps.
+   */
+  domainAllocSvaSupervisor?(dev: Device, mm: MmStruct): Result<IommuDomain>;
   /** Claim the device: its instance, or `ENODEV` when it is not this driver's. */
   probeDevice(dev: Device): Result<IommuDevice>;
   /** Stop using any domain on the device. */

@@ -8,10 +8,13 @@ import { SimError } from "../base/errors.js";
 import { Ida } from "../base/ida.js";
 import type { BusNotifier, BusType, DevIommu, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
+import { mmdrop } from "../mm/mm-refs.js";
+import type { MmStruct } from "../mm/mm-types.js";
 import { domainTypeName, type IommuDomainType } from "./constants.js";
 import { type DmaIommuHooks, defaultDmaIommuHooks } from "./dma-cookie.js";
 import { type IommuDomain, IotlbGather, type MapOut } from "./domain.js";
 import { IommuGroup } from "./group.js";
+import { IopfState } from "./iopf-queue.js";
 import type { IommuDevice, IommuOps } from "./ops.js";
 
 /** Boot-time policy (`iommu_subsys_init`, Kconfig and command line). */
@@ -26,6 +29,19 @@ export interface CorePolicy {
   cmdLineStrict: boolean;
   /** `CONFIG_IOMMU_DMA`: the DMA API can use IOMMU domains. */
   iommuDma: boolean;
+}
+
+/** The globals of iommu-sva.c and the architecture hooks SVA consults. */
+export interface SvaGlobals {
+  /**
+   * `arch_pgtable_dma_compat(mm)`: whether a device may walk the mm's page tables (false e.g.
+   * for x86 LAM). Default: always.
+   */
+  archPgtableDmaCompat: (mm: MmStruct) => boolean;
+  /** `init_mm`: the kernel address space supervisor binds use (historical, seed 003). */
+  initMm: MmStruct | null;
+  /** Address spaces whose `iommu_mm` exists, in creation order (until their final mmdrop). */
+  readonly mms: Set<MmStruct>;
 }
 
 /** A kernel log line the core printed (dev_err, pr_warn, …), kept for views and tests. */
@@ -53,6 +69,9 @@ export class CoreState {
   /** Notifiers registered by `iommu_device_register_bus`, per instance. */
   readonly busNotifiers = new Map<IommuDevice, { bus: BusType; nb: BusNotifier }>();
   readonly logs: KernelLog[] = [];
+  /** I/O page fault queues and groups (io-pgfault.c). */
+  readonly iopf = new IopfState();
+  readonly sva: SvaGlobals = { archPgtableDmaCompat: () => true, initMm: null, mms: new Set() };
   dma: DmaIommuHooks = defaultDmaIommuHooks;
   /** Preallocated out-parameters of the map/unmap path. */
   readonly mapOut: MapOut = { mappedPages: 0 };
@@ -154,8 +173,8 @@ export class CoreState {
         this.dma.putDmaCookie(domain);
         break;
       case "SVA":
-        // mmdrop(domain->mm): the SVA code (§6) installs the mm side.
-        domain.mm = null;
+        // The domain's mmgrab (iommu_sva_domain_alloc) goes; this may be the mm's final drop.
+        if (domain.mm !== null) mmdrop(domain.mm);
         domain.cookieType = "NONE";
         break;
       default:
