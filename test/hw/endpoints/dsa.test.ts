@@ -220,7 +220,7 @@ describe("operations through a shared WQ with the submitter's PASID", () => {
         size: 8,
       }),
     ];
-    subs.forEach((d, i) => writeVa(r, frames, BASE, list + BigInt(i) * 64n, d));
+    for (const [i, d] of subs.entries()) writeVa(r, frames, BASE, list + BigInt(i) * 64n, d);
     enqueue(
       r,
       descriptor({ opcode: DSA_OPCODE.BATCH, flags: RECORD, completion: CRA, a1: list, size: 3 }),
