@@ -30,7 +30,7 @@
 // Hot path, on page numbers, returning small integers (PT_*), allocating nothing but table
 // frames: `map4k` / `unmap4k` / `lookupPpn`; for one 4 KiB entry with any bits 9:0 (RSW and
 // V=0 software PTEs included) `set4k` (a new entry), `replace4k` (rewrite in place, never
-// touching table pages), `update4k` (set/clear bits); and with a caller-owned PteCursor,
+// touching table pages), `update4k` (clear/set bits); and with a caller-owned PteCursor,
 // `seek4k` (read one entry), `leafRange` + `nextLeaf` (every non-empty entry of a range, in
 // order, skipping empty tables) and `replaceAt` / `updateAt` / `clearAt` on the entry found.
 
@@ -427,7 +427,7 @@ export class PageTable {
   }
 
   /**
-   * Sets the bits of `set` and then clears those of `clear` (both within bits 9:0) in the
+   * Clears the bits of `clear` and then sets those of `set` (both within bits 9:0) in the
    * existing 4 KiB entry of page `vpn`, PPN and PBMT kept; the result must be legal as for
    * set4k. Same returns as replace4k.
    */
@@ -588,7 +588,7 @@ export class PageTable {
   }
 
   /**
-   * Sets `set` and then clears `clear` (bits 9:0) in the 4 KiB entry `cur` stands on, as
+   * Clears `clear` and then sets `set` (bits 9:0) in the 4 KiB entry `cur` stands on, as
    * update4k does, reading the entry from memory (hardware A/D updates included). Misuse
    * throws as for replaceAt.
    */
@@ -597,7 +597,7 @@ export class PageTable {
     const words = this.#slot(cur, "updateAt");
     const w = cur.index << 1;
     const hi = words[w + 1]!;
-    const lo = ((words[w]! | set) & ~clear) >>> 0;
+    const lo = ((words[w]! & ~clear) | set) >>> 0;
     if ((lo & PTE_V) !== 0) checkLeaf(lo & 0xff, 0);
     else if ((lo | hi) === 0)
       throw new SimError("updateAt would leave an all-zero entry; use clearAt");
