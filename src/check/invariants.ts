@@ -5,11 +5,13 @@
 
 import type { Json } from "../base/json.js";
 import type { Device } from "../bus/device.js";
-import { IOMMU_NO_PASID } from "../iommu/constants.js";
+import { IOMMU_DOMAIN_SVA, IOMMU_NO_PASID } from "../iommu/constants.js";
 import type { IommuCore } from "../iommu/core.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import { type IommuGroup, pasidArrayEntryToDomain } from "../iommu/group.js";
+import { IommuFaultParam } from "../iommu/iopf-queue.js";
 import type { IommuOps } from "../iommu/ops.js";
+import { IommuSva, iommuMmOf } from "../iommu/sva.js";
 
 /** What a driver programmed, as it reports it (the mock driver implements this). */
 export interface IommuProgrammingView {
@@ -154,6 +156,9 @@ export function checkCore(core: IommuCore, opts: CheckOptions = {}): Violation[]
     }
   }
 
+  checkSva(core, add);
+  checkIopf(core, add);
+
   // Instances: devices only reference registered instances.
   for (const bus of s.model.buses()) {
     for (const dev of bus.devices()) {
@@ -236,5 +241,128 @@ function checkDevice(
   for (const p of programmed) {
     if (!keys.has(p))
       add("1.10.5", `${dev.name} PASID ${p} programmed but not in pasid_array`, where);
+  }
+}
+
+type Add = (inv: string, msg: string, where?: { group?: number; device?: string }) => void;
+
+/**
+ * SVA (§1.10 #6, #7): every mm with `iommu_mm` is alive and owns an allocated PASID of its own;
+ * an SVA domain is on its mm's list iff it has users; a bond in a pasid_array sits at its mm's
+ * PASID, in its device's group, with users; a domain's users count the slots that hold it.
+ */
+function checkSva(core: IommuCore, add: Add): void {
+  const s = core.s;
+  const listed = new Set<IommuDomain>();
+  const owners = new Map<number, number>();
+  for (const mm of s.sva.mms) {
+    const data = iommuMmOf(mm);
+    if (data === null) {
+      add("1.10.6", `mm ${mm.id} is listed for SVA without iommu_mm`);
+      continue;
+    }
+    if (mm.state === "freed")
+      add("pasid-lifetime", `mm ${mm.id} was freed but keeps PASID ${data.pasid}`);
+    if (!s.globalPasidIda.has(data.pasid)) {
+      add("pasid-lifetime", `PASID ${data.pasid} of mm ${mm.id} is not allocated`);
+    }
+    const other = owners.get(data.pasid);
+    if (other !== undefined)
+      add("pasid-lifetime", `mms ${other} and ${mm.id} share PASID ${data.pasid}`);
+    owners.set(data.pasid, mm.id);
+    for (const d of data.svaDomains) {
+      listed.add(d);
+      if (d.freed || d.type !== IOMMU_DOMAIN_SVA || d.mm !== mm || d.users <= 0) {
+        add(
+          "1.10.6",
+          `mm ${mm.id} lists domain ${d.id} (freed ${d.freed}, users ${d.users}, mm ${d.mm?.id ?? null})`,
+        );
+      }
+    }
+  }
+  const slots = new Map<IommuDomain, number>();
+  for (const g of core.groups()) {
+    for (const [pasid, e] of g.pasidArray.entries()) {
+      if (e.kind !== "handle" || !(e.handle instanceof IommuSva)) continue;
+      const bond = e.handle;
+      const d = bond.domain;
+      const where = { group: g.id };
+      if (d === null || d.type !== IOMMU_DOMAIN_SVA || d.mm === null) {
+        add("1.10.7", `bond ${bond.label} at PASID ${pasid} has no SVA domain`, where);
+        continue;
+      }
+      slots.set(d, (slots.get(d) ?? 0) + 1);
+      if (bond.users < 1)
+        add("1.10.7", `bond ${bond.label} is attached with ${bond.users} users`, where);
+      if (bond.dev === null || !g.hasDevice(bond.dev)) {
+        add(
+          "1.10.7",
+          `bond ${bond.label} at PASID ${pasid} is not of a device of the group`,
+          where,
+        );
+      }
+      const mmPasid = iommuMmOf(d.mm)?.pasid;
+      if (mmPasid !== pasid) {
+        add("1.10.7", `bond ${bond.label} sits at PASID ${pasid}, its mm has ${mmPasid}`, where);
+      }
+    }
+  }
+  for (const d of core.domains()) {
+    if (d.type !== IOMMU_DOMAIN_SVA || d.cookieType !== "SVA") continue;
+    if (d.users > 0 !== listed.has(d)) {
+      add(
+        "1.10.6",
+        `SVA domain ${d.id} has ${d.users} users and is ${listed.has(d) ? "" : "not "}listed`,
+      );
+    }
+    if ((slots.get(d) ?? 0) !== d.users) {
+      add("1.10.7", `SVA domain ${d.id} has ${d.users} users but ${slots.get(d) ?? 0} attachments`);
+    }
+  }
+}
+
+/**
+ * IOPF (§1.10 #8): a live group is pending iff no response was sent; never more than one; a
+ * pending group is on its device's list; a device's fault param is on its (live) queue.
+ */
+function checkIopf(core: IommuCore, add: Add): void {
+  const s = core.s;
+  for (const g of s.iopf.groups.values()) {
+    const where = { device: g.dev.name };
+    if (g.freed) add("1.10.8", `freed iopf group ${g.id} is still tracked`, where);
+    if (g.responses > 1) add("1.10.8", `iopf group ${g.id} got ${g.responses} responses`, where);
+    if (g.pending !== (g.responses === 0)) {
+      add(
+        "1.10.8",
+        `iopf group ${g.id}: pending ${g.pending} after ${g.responses} responses`,
+        where,
+      );
+    }
+    if (g.pending !== g.faultParam.faults.includes(g)) {
+      add(
+        "1.10.8",
+        `iopf group ${g.id}: pending ${g.pending} disagrees with the pending list`,
+        where,
+      );
+    }
+  }
+  for (const bus of s.model.buses()) {
+    for (const dev of bus.devices()) {
+      const p = dev.iommu?.faultParam ?? null;
+      if (p === null) continue;
+      const where = { device: dev.name };
+      if (!(p instanceof IommuFaultParam) || p.dev !== dev) {
+        add("iopf-param", `${dev.name} has a foreign fault param`, where);
+        continue;
+      }
+      if (p.queue.freed || !p.queue.devices.includes(p)) {
+        add("iopf-param", `${dev.name}'s fault param is not on its queue`, where);
+      }
+      for (const g of p.faults) {
+        if (g.freed || !g.pending || s.iopf.groups.get(g.id) !== g) {
+          add("1.10.8", `${dev.name} lists iopf group ${g.id} as pending wrongly`, where);
+        }
+      }
+    }
   }
 }

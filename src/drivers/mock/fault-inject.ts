@@ -14,6 +14,7 @@ export type MockOp =
   | "device_group"
   | "domain_alloc_paging"
   | "domain_alloc_identity"
+  | "domain_alloc_sva"
   | "alloc"
   | "attach_dev"
   | "set_dev_pasid"
@@ -25,6 +26,7 @@ const OPS: readonly MockOp[] = [
   "device_group",
   "domain_alloc_paging",
   "domain_alloc_identity",
+  "domain_alloc_sva",
   "alloc",
   "attach_dev",
   "set_dev_pasid",

@@ -1,4 +1,4 @@
-// The mock driver's paging domain: no page tables, a map from each mapped 4 KiB IOVA page to
+// The mock driver's domains. Paging: no page tables, a map from each mapped 4 KiB IOVA page to
 // its physical page, with the start/last markers of the `map_pages` call that created it (like
 // the selftest mock's pfn xarray), so unmaps that split a mapping can be noticed.
 
@@ -88,5 +88,25 @@ export class MockPagingDomain extends IommuDomain {
         prot: m.prot,
       })),
     };
+  }
+}
+
+/**
+ * The mock driver's SVA domain: no tables of its own (the mm's are the tables), tied to the
+ * instance it was allocated for, like a real driver's PSCID/ASID; supervisor ones come from the
+ * historical supervisor bind.
+ */
+export class MockSvaDomain extends IommuDomain {
+  constructor(
+    init: IommuDomainInit,
+    /** Name of the instance it belongs to (another instance refuses it with EINVAL). */
+    readonly instance: string,
+    readonly supervisor: boolean,
+  ) {
+    super(init);
+  }
+
+  protected override extraJSON(): { [key: string]: Json } {
+    return { instance: this.instance, supervisor: this.supervisor };
   }
 }

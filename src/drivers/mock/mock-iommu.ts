@@ -3,7 +3,14 @@
 // blocked domain that is also the default domain, PASID-capable mock devices, the PASID-1024
 // replace-failure quirk — and, for the simulator, a configurable shape (page sizes, aperture,
 // PASID width, static/dynamic identity, def_domain_type, group strategy) plus fault injection on
-// every op, so every rollback path of the core can run. It implements the same `IommuOps` a
+// every op, so every rollback path of the core can run.
+//
+// SVA and I/O page faults, like the selftest mock: `domain_alloc_sva` (domains tied to their
+// instance), IOPF enabled on the device (`mock-iopfq`, refcounted) while a fault-capable domain
+// is attached to its RID or one of its PASIDs, `TRIGGER_IOPF`-style fault injection, and every
+// `page_response` recorded. Before a fault-capable PASID is removed the driver flushes the IOPF
+// queue (core §7.5; the selftest mock, whose faults go to user space, has no need to). The
+// historical supervisor SVA op can be configured in. It implements the same `IommuOps` a
 // real driver does and records what it programmed (RID and PASID domains per device) so checks
 // can compare the core's view with the "hardware".
 //
@@ -36,10 +43,21 @@ import {
   type IotlbGather,
   type MapOut,
 } from "../../iommu/domain.js";
+import {
+  IOMMU_FAULT_PAGE_REQ,
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID,
+  type IommuFault,
+  type IommuPageResponse,
+  type IommuPageResponseCode,
+} from "../../iommu/fault.js";
 import type { IommuGroup } from "../../iommu/group.js";
+import type { IopfQueue } from "../../iommu/iopf-queue.js";
 import { IommuDevice, type IommuOps } from "../../iommu/ops.js";
+import type { MmStruct } from "../../mm/mm-types.js";
 import { type MockCallInfo, MockFaultInjector, type MockOp } from "./fault-inject.js";
-import { MockPagingDomain } from "./mock-domain.js";
+import { MockPagingDomain, MockSvaDomain } from "./mock-domain.js";
 
 /** Mock device flags (`MOCK_FLAGS_DEVICE_*`, iommufd_test.h). */
 export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
@@ -113,6 +131,35 @@ export interface MockIommuConfig {
   readonly onProbeFinalize?: (dev: Device) => void;
   /** Seed 002's vendor PASID range callback; absent = no op. */
   readonly pasidRange?: { readonly min: number; readonly max: number };
+  /** Implement `domain_alloc_sva`. Default true. */
+  readonly sva?: boolean;
+  /** Implement the historical supervisor SVA op (seed 003). Default false. */
+  readonly svaSupervisor?: boolean;
+  /** Implement `page_response` (required for IOPF queues). Default true. */
+  readonly pageResponse?: boolean;
+  /** Allocate the `mock-iopfq` IOPF queue at init (without it IOPF enabling fails). Default true. */
+  readonly iopfQueue?: boolean;
+}
+
+/** A page response the driver was asked to send (`page_response`). */
+export interface MockPageResponse {
+  readonly dev: string;
+  readonly pasid: number;
+  readonly grpid: number;
+  readonly code: IommuPageResponseCode;
+  /** The request's flags (whether it wanted the PASID back). */
+  readonly flags: number;
+}
+
+/** `IOMMU_TEST_OP_TRIGGER_IOPF` arguments (plus `last`/`needsPasid` for partial groups). */
+export interface MockTriggerIopf {
+  readonly pasid: number;
+  readonly grpid: number;
+  readonly perm: number;
+  readonly addr: bigint;
+  /** LAST_PAGE (default true: the selftest only sends last requests). */
+  readonly last?: boolean;
+  readonly needsPasid?: boolean;
 }
 
 /** One mock IOMMU hardware instance. */
@@ -146,8 +193,15 @@ export class MockIommuDriver {
   readonly #devIda = new Ida();
   /** Every op call, in order (`op dev [pasid] [domain]`), for tests that check the sequence. */
   readonly log: string[] = [];
+  /** `mock_iommu_iopf_queue` ("mock-iopfq"), null when configured out. */
+  readonly iopfQueue: IopfQueue | null;
+  /** Every page response sent, in order. */
+  readonly pageResponses: MockPageResponse[] = [];
+  /** `mdev->iopf_refcount`: fault-capable domains attached per device (RID and PASIDs). */
+  readonly #iopfRefs = new Map<Device, number>();
   #bus: BusType | null = null;
   readonly #domainOps: IommuDomainOps;
+  readonly #svaOps: IommuDomainOps;
 
   constructor(
     readonly core: IommuCore,
@@ -185,7 +239,12 @@ export class MockIommuDriver {
     this.identityDomain = config.staticIdentity
       ? new IommuDomain({ type: IOMMU_DOMAIN_IDENTITY, ops: staticOps })
       : null;
+    this.#svaOps = {
+      setDevPasid: this.#domainOps.setDevPasid!,
+      free: () => {},
+    };
     this.ops = this.#buildOps();
+    this.iopfQueue = (config.iopfQueue ?? true) ? core.iopfQueueAlloc("mock-iopfq") : null;
   }
 
   #pick(choice: StaticChoice | undefined, dflt: StaticChoice): IommuDomain | undefined {
@@ -213,10 +272,16 @@ export class MockIommuDriver {
       deviceGroup: (dev) => this.#deviceGroup(dev),
       capable: (dev, cap) => this.#capable(dev, cap),
       getResvRegions: (dev) => [...dev.fw.resvRegions(), ...(c.extraResvRegions ?? [])],
-      // The selftest mock answers page requests with a no-op.
-      pageResponse: () => {},
       userPasidTable: true,
     };
+    // The selftest mock's page_response does nothing; this one records what it was asked.
+    if (c.pageResponse ?? true) {
+      ops.pageResponse = (dev, evt, msg) => this.#pageResponse(dev, evt, msg);
+    }
+    if (c.sva ?? true) ops.domainAllocSva = (dev, mm) => this.#allocSva(dev, mm, false);
+    if (c.svaSupervisor) {
+      ops.domainAllocSvaSupervisor = (dev, mm) => this.#allocSva(dev, mm, true);
+    }
     if (this.blockedDomain) ops.blockedDomain = this.blockedDomain;
     if (this.identityDomain) ops.identityDomain = this.identityDomain;
     const def = this.#pick(c.defaultDomain, "blocked");
@@ -316,6 +381,35 @@ export class MockIommuDriver {
     return ok(dev);
   }
 
+  /**
+   * `IOMMU_TEST_OP_TRIGGER_IOPF`: a page request (PASID_VALID iff `pasid` != 0, LAST_PAGE unless
+   * `last` is false) reported with `iommu_report_device_fault`; the core's answer.
+   */
+  triggerIopf(dev: Device, t: MockTriggerIopf): Result {
+    let flags = 0;
+    if (t.pasid !== 0) flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+    if (t.last ?? true) flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+    if (t.needsPasid) flags |= IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
+    const evt: IommuFault = {
+      type: IOMMU_FAULT_PAGE_REQ,
+      prm: {
+        flags,
+        pasid: t.pasid,
+        grpid: t.grpid,
+        perm: t.perm,
+        addr: t.addr,
+        privateData: [0n, 0n],
+      },
+    };
+    this.log.push(`trigger_iopf ${dev.name} ${t.pasid} ${t.grpid}`);
+    return this.core.reportDeviceFault(dev, evt);
+  }
+
+  /** `mdev->iopf_refcount` of `dev`. */
+  iopfRefcount(dev: Device): number {
+    return this.#iopfRefs.get(dev) ?? 0;
+  }
+
   /** `mock_dev_destroy`: `device_unregister`. */
   mockDevDestroy(dev: MockDevice): void {
     this.core.s.model.deviceDel(dev);
@@ -378,6 +472,11 @@ export class MockIommuDriver {
 
   #releaseDevice(dev: Device): void {
     this.log.push(`release_device ${dev.name}`);
+    // PASIDs left attached at release keep no fault path open.
+    if (this.#iopfRefs.has(dev) && this.iopfQueue !== null) {
+      this.#iopfRefs.delete(dev);
+      this.core.iopfQueueRemoveDevice(this.iopfQueue, dev);
+    }
     this.#rid.delete(dev);
     this.#pasids.delete(dev);
     this.#pasid1024.delete(dev);
@@ -442,7 +541,7 @@ export class MockIommuDriver {
     );
   }
 
-  #attachDev(domain: IommuDomain, dev: Device, _old: IommuDomain | null): Result {
+  #attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): Result {
     this.log.push(`attach_dev ${dev.name} ${domain.id}`);
     const e = this.#inject("attach_dev", { dev, domain });
     if (e) return err(e);
@@ -450,8 +549,58 @@ export class MockIommuDriver {
       if (dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0)
         return err("EINVAL");
     }
+    const r = this.#enableIopf(dev, domain);
+    if (!r.ok) return r;
+    this.#disableIopf(dev, old);
     this.#rid.set(dev, domain);
     return OK;
+  }
+
+  /** `mock_dev_enable_iopf`: the first fault-capable domain puts the device on the queue. */
+  #enableIopf(dev: Device, domain: IommuDomain): Result {
+    if (domain.iopfHandler === null) return OK;
+    if (this.iopfQueue === null) return err("EINVAL");
+    const n = this.#iopfRefs.get(dev) ?? 0;
+    if (n === 0) {
+      const r = this.core.iopfQueueAddDevice(this.iopfQueue, dev);
+      if (!r.ok) return r;
+    }
+    this.#iopfRefs.set(dev, n + 1);
+    return OK;
+  }
+
+  /** `mock_dev_disable_iopf`: the last one takes it off. */
+  #disableIopf(dev: Device, domain: IommuDomain | null): void {
+    if (domain === null || domain.iopfHandler === null || this.iopfQueue === null) return;
+    const n = this.#iopfRefs.get(dev) ?? 0;
+    if (n <= 0) return;
+    if (n > 1) {
+      this.#iopfRefs.set(dev, n - 1);
+      return;
+    }
+    this.#iopfRefs.delete(dev);
+    this.core.iopfQueueRemoveDevice(this.iopfQueue, dev);
+  }
+
+  #allocSva(dev: Device, _mm: MmStruct, supervisor: boolean): Result<IommuDomain> {
+    const op = supervisor ? "domain_alloc_sva_supervisor" : "domain_alloc_sva";
+    this.log.push(`${op} ${dev.name}`);
+    const e = this.#inject("domain_alloc_sva", { dev }) ?? this.#inject("alloc", { dev });
+    if (e) return err(e);
+    const inst = dev.iommu?.iommuDev;
+    if (!(inst instanceof MockIommu)) return err("ENODEV");
+    return ok(new MockSvaDomain({ ops: this.#svaOps }, inst.name, supervisor));
+  }
+
+  #pageResponse(dev: Device, evt: IommuFault, msg: IommuPageResponse): void {
+    this.log.push(`page_response ${dev.name} ${msg.pasid} ${msg.grpid} ${msg.code}`);
+    this.pageResponses.push({
+      dev: dev.name,
+      pasid: msg.pasid,
+      grpid: msg.grpid,
+      code: msg.code,
+      flags: evt.prm.flags,
+    });
   }
 
   #setDevPasid(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): Result {
@@ -459,6 +608,10 @@ export class MockIommuDriver {
     const e = this.#inject("set_dev_pasid", { dev, domain, pasid });
     if (e) return err(e);
     const blocked = domain.type === IOMMU_DOMAIN_BLOCKED;
+    // An SVA domain belongs to its instance (its tables and tags are that hardware's).
+    if (domain instanceof MockSvaDomain && domain.instance !== dev.iommu?.iommuDev?.name) {
+      return err("EINVAL");
+    }
     // The first non-blocked set at PASID 1024 arms a fake error for the next one, so the core's
     // replace rollback can be tested; a blocked set disarms it.
     if ((this.config.pasid1024Quirk ?? true) && pasid === 1024) {
@@ -471,6 +624,13 @@ export class MockIommuDriver {
         this.#pasid1024.add(dev);
       }
     }
+    if (blocked && old?.iopfHandler != null && this.#iopfRefs.has(dev)) {
+      // Core §7.5: faults of the PASID already queued are handled before it goes.
+      this.core.iopfQueueFlushDev(dev);
+    }
+    const r = this.#enableIopf(dev, domain);
+    if (!r.ok) return r;
+    this.#disableIopf(dev, old);
     let m = this.#pasids.get(dev);
     if (blocked) {
       m?.delete(pasid);
