@@ -245,8 +245,10 @@ export function setPasid(
   }
   if (target === "blocked" && info.priEnabled) {
     // Core §7.5: the page requests of the PASID already in the PQ reach the IOPF path before
-    // the PASID goes (the device stopped issuing them before the detach).
+    // the PASID goes (the device stopped issuing them before the detach), and the IOPF work
+    // queued for them has run.
     iommu.processPageRequestQueue();
+    if (info.dev.iommu?.faultParam != null) iommu.core.iopfQueueFlushDev(info.dev);
   }
   let created = false;
   if (info.pdt === null) {
@@ -324,9 +326,10 @@ interface PcWords {
 function pcWords(target: RidTarget | PasidTarget): PcWords {
   if (target === "blocked") return { ta: 0, fscLo: 0, fscHi: 0 };
   if (target === "identity") return { ta: PC_TA.V, fscLo: 0, fscHi: 0 };
-  // ENS = 0, SUM = 0: only User requests, which is all the core's domains map (PTE U = 1).
+  // ENS = 0, SUM = 0: only User requests, which is all the core's domains map (PTE U = 1);
+  // a historical supervisor SVA domain sets ENS.
   return {
-    ta: (PC_TA.V | (target.pscid << PSCID_SHIFT)) >>> 0,
+    ta: (PC_TA.V | (target.ens ? PC_TA.ENS : 0) | (target.pscid << PSCID_SHIFT)) >>> 0,
     fscLo: fscLo(target.rootPpn),
     fscHi: fscHi(target.fscMode, target.rootPpn),
   };
@@ -384,6 +387,7 @@ export function syncDeviceContexts(info: RiscvIommuInfo): void {
       iommu.cmdSend(cmd.atsInval(info.requesterId, -1, false, true, ATS_ALL_PAGES));
       iommu.cmdSync();
     }
+    if (info.priEnabled && !wantPri) iopfDisable(info);
     if (info.priEnabled && !wantPri && fn !== null) pciDisablePri(fn);
     if (info.atsEnabled && !wantAts && fn !== null) pciDisableAts(fn);
     info.priEnabled = info.priEnabled && wantPri;
@@ -425,8 +429,25 @@ export function syncDeviceContexts(info: RiscvIommuInfo): void {
       iommu.log("warn", `${info.dev.name}: cannot enable PRI`);
       info.priCapable = false;
       syncDeviceContexts(info);
+    } else {
+      iopfEnable(info);
     }
   }
+}
+
+/** With PRI on, the device's page requests go to the instance's IOPF queue (core §7.1). */
+function iopfEnable(info: RiscvIommuInfo): void {
+  const q = info.iommu.iopfQueue;
+  if (q === null) return;
+  const r = info.iommu.core.iopfQueueAddDevice(q, info.dev);
+  if (!r.ok) info.iommu.log("warn", `${info.dev.name}: cannot enable IOPF (${r.errno})`);
+}
+
+/** Before PRI goes off: pending groups are answered, the device leaves the IOPF queue. */
+function iopfDisable(info: RiscvIommuInfo): void {
+  const q = info.iommu.iopfQueue;
+  const p = info.dev.iommu?.faultParam as { queue?: unknown } | null | undefined;
+  if (q !== null && p?.queue === q) info.iommu.core.iopfQueueRemoveDevice(q, info.dev);
 }
 
 /** riscv_iommu_iodir_update for every device_id of the device. */

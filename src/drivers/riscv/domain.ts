@@ -64,6 +64,8 @@ export abstract class RiscvFirstStageDomain extends IommuDomain {
   readonly bonds: Bond[] = [];
   /** IOTLB invalidation requests (riscv_iommu_iotlb_inval calls that sent commands). */
   invalidations = 0;
+  /** `PC.ta.ENS`: supervisor requests allowed (historical supervisor SVA only). */
+  ens = false;
   readonly #cmd = new RiscvIommuCommand();
 
   constructor(iommu: RiscvIommuDevice, pscid: number, init: IommuDomainInit) {

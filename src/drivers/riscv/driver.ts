@@ -60,10 +60,10 @@ export class RiscvIommuDriver {
   /** Instances probed by this driver, registered or not, in probe order. */
   readonly instances: RiscvIommuDevice[] = [];
   /**
-   * The core's I/O page fault entry point (`iommu_report_device_fault`), once there is one;
-   * while null, page requests wait in `pageRequests`.
+   * Where page requests go: the core's `iommu_report_device_fault` (the default); while null,
+   * they wait in `pageRequests` (driver-level tests).
    */
-  reportDeviceFault: ((dev: Device, evt: IommuFault) => Result) | null = null;
+  reportDeviceFault: ((dev: Device, evt: IommuFault) => Result) | null;
   /** Page requests delivered to no IOPF entry point yet, oldest first. */
   readonly pageRequests: PendingPageRequest[] = [];
   /** Stop Markers seen (discarded). */
@@ -85,6 +85,7 @@ export class RiscvIommuDriver {
 
   private constructor(core: IommuCore) {
     this.core = core;
+    this.reportDeviceFault = (dev, evt) => core.reportDeviceFault(dev, evt);
     this.#pagingOps = {
       attachDev: (d, dev) => this.#attachDomain(d, dev),
       setDevPasid: (d, dev, pasid) => this.#setDevPasid(d, dev, pasid),
@@ -120,7 +121,9 @@ export class RiscvIommuDriver {
       name: "riscv-iommu",
       capable: (_dev, cap) => cap === IOMMU_CAP.CACHE_COHERENCY || cap === IOMMU_CAP.DEFERRED_FLUSH,
       domainAllocPaging: (dev) => this.#allocPaging(dev),
-      domainAllocSva: (dev, mm) => this.#allocSva(dev, mm),
+      domainAllocSva: (dev, mm) => this.#allocSva(dev, mm, false),
+      // Historical supervisor SVA (seed 003): PC.ta.ENS lets privileged requests walk init_mm.
+      domainAllocSvaSupervisor: (dev, mm) => this.#allocSva(dev, mm, true),
       probeDevice: (dev) => this.#probeDevice(dev),
       releaseDevice: (dev) => this.#releaseDevice(dev),
       deviceGroup: (dev) =>
@@ -155,6 +158,10 @@ export class RiscvIommuDriver {
     if (!this.instances.includes(iommu)) this.instances.push(iommu);
     const r = iommu.init();
     if (!r.ok) return r;
+    // iopf_queue_alloc(name) before devices are probed (they may enable PRI at once).
+    if (iommu.priq !== null && iommu.iopfQueue === null) {
+      iommu.iopfQueue = this.core.iopfQueueAlloc(iommu.name);
+    }
     const reg = this.core.deviceRegister(iommu, this.ops, hwdev);
     if (!reg.ok) {
       iommu.log("err", "cannot register iommu interface");
@@ -167,6 +174,8 @@ export class RiscvIommuDriver {
   /** riscv_iommu_remove: unregister, then ddtp Off and the queues off. */
   remove(iommu: RiscvIommuDevice): void {
     if (iommu.registered) this.core.deviceUnregister(iommu);
+    this.core.iopfQueueFree(iommu.iopfQueue);
+    iommu.iopfQueue = null;
     iommu.shutdown();
     const i = this.instances.indexOf(iommu);
     if (i >= 0) this.instances.splice(i, 1);
@@ -286,7 +295,7 @@ export class RiscvIommuDriver {
    * domain_alloc_sva: EOPNOTSUPP unless the IOMMU and the device do PASIDs and the IOMMU walks
    * the mm's page-table format; ENOMEM without a PSCID.
    */
-  #allocSva(dev: Device, mm: SvaMmLink): Result<IommuDomain> {
+  #allocSva(dev: Device, mm: SvaMmLink, supervisor: boolean): Result<IommuDomain> {
     if (!(mm instanceof MmStruct)) {
       throw new SimError(`domain_alloc_sva(${dev.name}): not an mm_struct of this simulator`);
     }
@@ -297,7 +306,7 @@ export class RiscvIommuDriver {
     if (!iommu.supportsFirstStage(mm.pgtable.mode)) return err("EOPNOTSUPP");
     const pscid = iommu.allocPscid();
     if (pscid < 0) return err("ENOMEM");
-    return ok(new RiscvSvaDomain(iommu, pscid, mm, this.#svaOps));
+    return ok(new RiscvSvaDomain(iommu, pscid, mm, this.#svaOps, supervisor));
   }
 
   /** page_response: ATS.PRGR (+ IOFENCE.C) to the device. */
@@ -342,6 +351,7 @@ export class RiscvIommuDriver {
 
   /** After a PQ overflow: requests of unfinished groups are stale (iopf_queue_discard_partial). */
   #discardPartial(iommu: RiscvIommuDevice): void {
+    if (iommu.iopfQueue !== null) this.core.iopfQueueDiscardPartial(iommu.iopfQueue);
     for (let i = this.pageRequests.length - 1; i >= 0; i--) {
       const p = this.pageRequests[i]!;
       if (p.iommu === iommu.name && (p.fault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) === 0)

@@ -23,6 +23,7 @@ import { type PagingMode, SV39, SV48, SV57 } from "../../hw/pgtable/modes.js";
 import type { InterruptSink } from "../../hw/riscv-iommu/interrupts.js";
 import type { RiscvIommu } from "../../hw/riscv-iommu/iommu.js";
 import type { IommuCore } from "../../iommu/core.js";
+import type { IopfQueue } from "../../iommu/iopf-queue.js";
 import { IommuDevice } from "../../iommu/ops.js";
 import { DeviceDirectory } from "./directory.js";
 import {
@@ -131,6 +132,8 @@ export class RiscvIommuDevice extends IommuDevice {
   readonly priq: RiscvIommuQueue | null;
   /** The device directory; null until `init` allocated it. */
   ddt: DeviceDirectory | null = null;
+  /** `iommu->iopf_queue`: page requests of its PRI-enabled devices; set at registration. */
+  iopfQueue: IopfQueue | null = null;
   /** `ddtp.iommu_mode` accepted by the hardware. */
   ddtMode: number = DDTP_MODE.OFF;
   /** The widest first-stage mode (paging domains), null when the IOMMU has none. */

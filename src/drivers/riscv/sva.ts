@@ -45,9 +45,17 @@ export class RiscvSvaDomain extends RiscvFirstStageDomain {
   /**
    * A new SVA domain subscribed to `mm`'s notifier. `ops` are the driver's SVA domain ops.
    */
-  constructor(iommu: RiscvIommuDevice, pscid: number, mm: MmStruct, ops: IommuDomainOps) {
+  constructor(
+    iommu: RiscvIommuDevice,
+    pscid: number,
+    mm: MmStruct,
+    ops: IommuDomainOps,
+    supervisor = false,
+  ) {
     super(iommu, pscid, { type: IOMMU_DOMAIN_SVA, ops });
     this.mmStruct = mm;
+    // Historical supervisor SVA (seed 003): the kernel's table, walked for privileged requests.
+    this.ens = supervisor;
     this.notifier = new SvaNotifier(this);
     mmuNotifierRegister(this.notifier, mm);
   }
@@ -96,6 +104,7 @@ export class RiscvSvaDomain extends RiscvFirstStageDomain {
       mm_id: this.mmStruct.id,
       pgd: jsonAddr(this.mmStruct.pgdPpn * 4096),
       released: this.released,
+      ens: this.ens,
       notifications: this.notifications,
     };
   }
