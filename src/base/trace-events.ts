@@ -141,10 +141,37 @@ export interface TraceEventMap {
   };
   "device:packet": { dir: string; ring_index: number; len: number; result: string };
 
-  // ---- the DMA API (system "dma") ----
-  "dma:map": { device: string; iova: bigint; paddr: bigint; size: bigint; dir: string };
-  "dma:unmap": { device: string; iova: bigint; size: bigint };
-  "dma:flush_queue": { domain: number; entries: number; reason: string };
+  // ---- the DMA API (system "dma"); track = the device (flush_queue: the domain) ----
+  /** A map call (kind page, sg entry, resource, alloc); iova = DMA_MAPPING_ERROR on failure. */
+  "dma:map": {
+    device: string;
+    kind: string;
+    iova: bigint;
+    paddr: bigint;
+    size: bigint;
+    dir: string;
+    attrs: number;
+  };
+  /** An unmap call; mode strict (iotlb_sync), lazy (flush queue) or direct (no IOMMU). */
+  "dma:unmap": {
+    device: string;
+    kind: string;
+    iova: bigint;
+    size: bigint;
+    dir: string;
+    attrs: number;
+    mode: string;
+  };
+  /** A flush-queue flush (reason full or timeout): entries freed, still pending, flushes done. */
+  "dma:flush_queue": {
+    domain: number;
+    reason: string;
+    entries: number;
+    pending: number;
+    flush_cnt: number;
+  };
+  /** A kernel log line of the DMA layer. */
+  "dma:log": { level: string; device: string | null; message: string };
 
   // ---- the CPU side (system "mm") ----
   "mm:fault": { mm: number; addr: bigint; flags: string; result: string };
