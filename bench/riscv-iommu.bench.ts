@@ -1,5 +1,6 @@
 // RISC-V IOMMU translation cost: an IOTLB hit, and a full Sv48 walk with the device context
-// cached (IOTLB miss), plus the two-stage miss and an ATS Translation Request for comparison.
+// cached (IOTLB miss), plus the two-stage miss and an ATS Translation Request for comparison;
+// and the command queue's cost for one strict unmap's invalidation (IOTINVAL.VMA + IOFENCE.C).
 
 import { createContext } from "../src/base/context.js";
 import { FrameAllocator, PhysicalMemory } from "../src/hw/memory.js";
@@ -38,8 +39,14 @@ function machine(iotlbEntries: number) {
   mem.write64(ddt + 64n + 16n, 1n << 12n);
   mem.write64(ddt + 64n + 24n, (9n << 60n) | BigInt(s1.rootPpn));
   iommu.write64(16, ((ddt >> 12n) << 10n) | 2n);
-  return { iommu, pages: pages.map((va) => Number(va >> 12n)) };
+  return { iommu, mem, frames, pages: pages.map((va) => Number(va >> 12n)) };
 }
+
+/** Register offsets of the command queue (RISC-V IOMMU "Register layout"). */
+const CQB = 24;
+const CQH = 32;
+const CQT = 36;
+const CQCSR = 72;
 
 export const suite: BenchSuite = {
   title: "riscv-iommu",
@@ -88,6 +95,48 @@ export const suite: BenchSuite = {
       atsM.iommu.atsTranslate(atsReq, completion);
       sink ^= completion.ppn;
     });
+
+    // A 64-entry command queue pre-filled with IOTINVAL.VMA (AV=1, PSCV=1 PSCID 1, an address
+    // not cached) / IOFENCE.C (AV=0, as the Linux driver's sync) pairs: each operation advances
+    // cqt by two, as a driver's strict unmap does. The IOTLB keeps the three entries of PSCID 1,
+    // so every IOTINVAL.VMA looks at them and drops none.
+    const cq = machine(4096);
+    const cqPpn = cq.frames.alloc();
+    const cqBase = BigInt(cqPpn) << 12n;
+    const cqEntries = 64;
+    const unmapped = 0x40_0000_0000n >> 12n;
+    for (let k = 0; k < cqEntries; k += 2) {
+      const at = cqBase + BigInt(k) * 16n;
+      cq.mem.write64(at, 1n | (1n << 10n) | (1n << 12n) | (1n << 32n)); // IOTINVAL.VMA
+      cq.mem.write64(at + 8n, unmapped << 10n);
+      cq.mem.write64(at + 16n, 2n); // IOFENCE.C
+      cq.mem.write64(at + 24n, 0n);
+    }
+    cq.iommu.write64(CQB, (BigInt(cqPpn) << 10n) | BigInt(Math.log2(cqEntries) - 1));
+    cq.iommu.write32(CQCSR, 1);
+    const cqReq = new DmaRequest();
+    cqReq.deviceId = 1;
+    for (const p of cq.pages) {
+      cqReq.iovaPage = p;
+      cq.iommu.translate(cqReq, out);
+    }
+    let tail = 0;
+    const invalidate = () => {
+      tail = (tail + 2) & (cqEntries - 1);
+      cq.iommu.write32(CQT, tail);
+    };
+    invalidate();
+    bench.add("IOTINVAL.VMA (address) + IOFENCE.C through the command queue", () => {
+      invalidate();
+      sink ^= tail;
+    });
+    if (
+      cq.iommu.read32(CQH) !== tail ||
+      cq.iommu.read32(CQCSR) !== 0x1_0001 ||
+      cq.iommu.iotlb.size !== cq.pages.length
+    ) {
+      throw new Error("benchmark set-up does not run the command queue");
+    }
 
     if (sink === -1 || out.fault !== null || completion.status !== "success") {
       throw new Error("benchmark set-up does not translate");
