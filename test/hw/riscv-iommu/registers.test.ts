@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SimError } from "../../../src/base/errors.js";
-import { enableQueues, MODE, R, rig } from "./fixture.js";
+import { cmd, enableQueues, MODE, R, rig, submit } from "./fixture.js";
 
 describe("capabilities", () => {
   it("encodes every field at its spec position", () => {
@@ -151,6 +151,28 @@ describe("queue registers", () => {
     expect(io.read32(R.pqh)).toBe(1);
     io.write32(R.cqh, 3); // read-only
     expect(io.read32(R.cqh)).toBe(0);
+  });
+
+  it("a queue reads its entries at the PPN of both halves, each written on its own", () => {
+    const r = rig();
+    const io = r.iommu;
+    const q = enableQueues(r, { cq: 3 });
+    io.write32(R.cqcsr, 0);
+    // PPN[43:22] = 1 puts the queue at 16 GiB + the old address: no RAM, so cqmf.
+    io.write32(R.cqb + 4, 1);
+    io.write32(R.cqcsr, 1);
+    submit(r, q, cmd.fence());
+    expect([io.read32(R.cqh), io.read32(R.cqcsr) & 0x100]).toEqual([0, 0x100]);
+    // Back to the RAM page with a high-half write alone: the waiting command runs on enable.
+    io.write32(R.cqcsr, 0);
+    io.write32(R.cqb + 4, 0);
+    io.write32(R.cqcsr, 1);
+    expect([io.read32(R.cqh), io.read32(R.cqcsr) & 0x100]).toEqual([1, 0]);
+    // LOG2SZ from a low-half write alone: 4 entries, so cqt keeps two bits.
+    io.write32(R.cqcsr, 0);
+    io.write32(R.cqb, Number(((q.cq >> 12n) << 10n) & 0xffff_fc00n) | 1);
+    io.write32(R.cqt, 7);
+    expect(io.read32(R.cqt)).toBe(3);
   });
 
   it("enabling a queue resets its index and error bits, sets on; disabling clears on", () => {
