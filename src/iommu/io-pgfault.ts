@@ -174,8 +174,8 @@ function findFaultHandler(s: CoreState, dev: Device, evt: IommuFault): IommuAtta
 /** `iopf_error_response`: INVALID for a request nobody will handle. */
 function iopfErrorResponse(s: CoreState, dev: Device, evt: IommuFault): void {
   const code = IOMMU_PAGE_RESP_INVALID;
-  s.devIommuOps(dev).pageResponse?.(dev, evt, { pasid: evt.prm.pasid, grpid: evt.prm.grpid, code });
   traceResponse(s, dev, evt, code);
+  s.devIommuOps(dev).pageResponse?.(dev, evt, { pasid: evt.prm.pasid, grpid: evt.prm.grpid, code });
 }
 
 /** `iopf_group_alloc`: the last request, preceded by the partials of its grpid in arrival order. */
@@ -219,6 +219,8 @@ export function iopfGroupResponse(
 function sendResponse(s: CoreState, g: IopfGroupRecord, code: IommuPageResponseCode): void {
   const dev = g.dev;
   const last = g.lastFault;
+  // Traced as the core decides; the driver's message to the device follows.
+  traceResponse(s, dev, last, code);
   s.devIommuOps(dev).pageResponse?.(dev, last, {
     pasid: last.prm.pasid,
     grpid: last.prm.grpid,
@@ -228,7 +230,6 @@ function sendResponse(s: CoreState, g: IopfGroupRecord, code: IommuPageResponseC
   list.splice(list.indexOf(g), 1);
   g.pending = false;
   g.responses++;
-  traceResponse(s, dev, last, code);
 }
 
 /** `iopf_free_group`: drops the group's requests and its fault-param reference. */
