@@ -597,7 +597,12 @@ function finaliseSg(
     }
     s.offset += sIovaOff;
     s.length = sLength;
-    if (curLen !== 0 && sIovaOff === 0 && (addr & segMask) !== 0n && maxLen - curLen >= sLength) {
+    if (
+      curLen !== 0 &&
+      sIovaOff === 0 &&
+      (addr & segMask) !== 0n &&
+      (maxLen - curLen) >>> 0 >= sLength
+    ) {
       curLen += sLength;
     } else {
       if (i > 0) cur++;
