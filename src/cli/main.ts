@@ -6,12 +6,9 @@ import { machineHost } from "../scenario/machine-host.js";
 import { type CliIo, nodeIo } from "./io.js";
 import { runCli } from "./program.js";
 
-/**
- * `demo`: boots the built-in default machine — with RISC-V IOMMUs, the most complete hardware
- * available — and reports what it holds.
- */
+/** `demo`: boots the built-in default machine (RISC-V IOMMUs) and reports what it holds. */
 function demo(io: CliIo): number {
-  const m = buildMachine("default", { driver: "riscv" });
+  const m = buildMachine("default");
   io.stdout(`${machineReport(m)}\n`);
   return 0;
 }

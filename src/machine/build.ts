@@ -16,6 +16,7 @@ import { checkCore } from "../check/invariants.js";
 import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import { createRiscvIommu } from "../drivers/riscv/factory.js";
 import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
+import type { RiscvIommu } from "../hw/riscv-iommu/iommu.js";
 import {
   IOMMU_CACHE,
   IOMMU_CAP,
@@ -28,6 +29,7 @@ import {
   IOMMU_WRITE,
 } from "../iommu/constants.js";
 import { IommuCore } from "../iommu/core.js";
+import { MmSubsystem } from "../mm/mm-types.js";
 import {
   type DeviceDescription,
   type IommuDescription,
@@ -37,6 +39,7 @@ import {
   type ResvTypeName,
   withIommuDriver,
 } from "./description.js";
+import { MachineEndpoints } from "./endpoints.js";
 import type { IommuCapName, MockIommuOptions } from "./iommu-options.js";
 import { machineDescription } from "./load.js";
 import { Machine, type MachineIommu } from "./machine.js";
@@ -113,6 +116,9 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
       throw new InputError(`pci: the hierarchy cannot be built: ${e.message}`);
     throw e;
   }
+  refuseLateSegmentHotplug(desc, machinePci);
+  const endpoints = new MachineEndpoints(machinePci, desc, memory);
+  const mm = new MmSubsystem(ctx, memory, frames);
   const machine = new Machine({
     description: desc,
     ctx,
@@ -122,6 +128,8 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     core,
     buses: { platform, pci },
     pci: machinePci,
+    endpoints,
+    mm,
     iommus,
     createPlatformDevice,
     checks: [coreInvariants],
@@ -154,36 +162,47 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   for (const i of desc.iommus) {
     const hwdev = hwdevs.get(i.name)!;
     const up = registerIommu(i, hwdev, mocks.get(i.name), { ctx, memory, frames, core });
-    if (up.ok) iommus.push(up.value);
+    // The IOMMU hardware sits in front of its host bridge whether or not its driver came up (a
+    // RISC-V IOMMU left Off disallows every inbound transaction).
+    if (up.hardware !== null) endpoints.setTranslationAgent(i.name, up.hardware);
+    if (up.iommu.ok) iommus.push(up.iommu.value);
     // The kernel logs a failed IOMMU probe and boots on without it.
-    else machine.bootLog.push(`iommu_device_register(${i.name}) failed: -${up.errno}`);
+    else machine.bootLog.push(`iommu_device_register(${i.name}) failed: -${up.iommu.errno}`);
   }
+  // The device models come up behind their IOMMUs, so their ports connect at once.
+  endpoints.attachPresent();
   // Deferred driver probes (triggered by each registration) run now.
   ctx.scheduler.settle();
   return machine;
 }
 
-/** Registers one IOMMU instance with its driver (mock or RISC-V). */
+/**
+ * Registers one IOMMU instance with its driver (mock or RISC-V); `hardware` is the RISC-V IOMMU
+ * model (present even when its driver failed), null for the mock driver.
+ */
 function registerIommu(
   i: IommuDescription,
   hwdev: Device,
   mock: MockIommuDriver | undefined,
   parts: { ctx: SimContext; memory: PhysicalMemory; frames: FrameAllocator; core: IommuCore },
-): Result<MachineIommu> {
+): { iommu: Result<MachineIommu>; hardware: RiscvIommu | null } {
   if (i.options.driver === "mock") {
     armFaults(mock!, i.options.mock);
     const maxPasids = i.pasidBits === 0 ? 0 : 2 ** i.pasidBits;
     const r = mock!.registerInstance(i.name, hwdev, maxPasids);
-    if (!r.ok) return r;
-    return ok({
-      name: i.name,
-      description: i,
-      instance: r.value,
-      hwdev,
-      mock: mock!,
-      riscv: null,
-      programming: mock!,
-    });
+    if (!r.ok) return { iommu: r, hardware: null };
+    return {
+      iommu: ok({
+        name: i.name,
+        description: i,
+        instance: r.value,
+        hwdev,
+        mock: mock!,
+        riscv: null,
+        programming: mock!,
+      }),
+      hardware: null,
+    };
   }
   const o = i.options.riscv;
   const setup = createRiscvIommu({
@@ -198,16 +217,38 @@ function registerIommu(
       ...(o.pscidBits === undefined ? {} : { pscidBits: o.pscidBits }),
     },
   });
-  if (!setup.probe.ok) return setup.probe;
-  return ok({
-    name: i.name,
-    description: i,
-    instance: setup.iommu,
-    hwdev,
-    mock: null,
-    riscv: setup,
-    programming: riscvProgrammingView(setup.driver),
-  });
+  if (!setup.probe.ok) return { iommu: setup.probe, hardware: setup.hardware };
+  return {
+    iommu: ok({
+      name: i.name,
+      description: i,
+      instance: setup.iommu,
+      hwdev,
+      mock: null,
+      riscv: setup,
+      programming: riscvProgrammingView(setup.driver),
+    }),
+    hardware: setup.hardware,
+  };
+}
+
+/**
+ * A function hot-added behind a RISC-V IOMMU on a PCI segment other than 0 would be probed with
+ * its bare RID as device_id (the OS scan knows no iommu-map base), so its DMA would miss its
+ * device context: refused until the PCI scan takes the firmware's iommu-map base.
+ */
+function refuseLateSegmentHotplug(desc: MachineDescription, pci: MachinePci): void {
+  const riscv = new Set(desc.iommus.filter((i) => i.driver === "riscv").map((i) => i.name));
+  for (const d of desc.devices) {
+    if (d.bus !== "pci" || d.present || d.iommu === null || !riscv.has(d.iommu)) continue;
+    const segment = pci.segmentOf(d.name) ?? 0;
+    if (segment !== 0) {
+      throw new InputError(
+        `devices.${d.name}: a hot-pluggable device behind a RISC-V IOMMU must sit on PCI segment 0000 (${d.iommu} translates segment ${segment.toString(16).padStart(4, "0")})`,
+        d.loc,
+      );
+    }
+  }
 }
 
 /** `pasid_bits` as the RISC-V IOMMU's process-directory capabilities. */

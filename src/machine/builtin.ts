@@ -13,17 +13,19 @@ const PASID_DEVICE = { pasid_bits: 20, ats: true, pri: true };
 export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
   default: {
     doc:
-      "Two IOMMU instances (iommu0 with 20-bit PASIDs and SVA-capable devices, iommu1 without PASIDs); " +
-      "a PCIe switch with ACS isolating a DSA-like engine and a NIC; a conventional PCI bridge " +
-      "(no ACS possible) whose two devices share one group; an integrated GPU with a firmware " +
-      "direct-mapped region; an empty external-facing (Thunderbolt-like) port where an untrusted " +
-      "device can be hot-added; drivers bound at boot.",
+      "Two RISC-V IOMMU instances (iommu0: 20-bit PASIDs; iommu1: 8-bit PASIDs). Behind iommu0: " +
+      "a PCIe switch with ACS isolating a DSA-like engine (dsa0: PASID, ATS, PRI, driver idxd) " +
+      "and a NIC (nic0: ATS, driver nic), and an empty external-facing (Thunderbolt-like) port " +
+      "where an untrusted device (tb0) can be hot-added. Behind iommu1: a PCIe-to-PCI bridge " +
+      "(conventional PCI: no ACS possible) whose two devices share one group, an accelerator " +
+      "with 8-bit PASIDs, ATS and PRI (acc0), and an integrated GPU with a firmware " +
+      "direct-mapped region (IOMMU_RESV_DIRECT). Every device has a DMA engine.",
     description: {
       name: "default",
       memory: { size: "512M" },
       iommus: {
-        iommu0: { driver: "mock", pasid_bits: 20 },
-        iommu1: { driver: "mock", pasid_bits: 0 },
+        iommu0: { driver: "riscv", pasid_bits: 20 },
+        iommu1: { driver: "riscv", pasid_bits: 8 },
       },
       pci: {
         rp0: { type: "root_port", slot: 1, acs: true },
@@ -33,6 +35,7 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
         rp1: { type: "root_port", slot: 2, acs: true },
         br0: { type: "pci_bridge", parent: "rp1" },
         rp2: { type: "root_port", slot: 3, acs: true, external_facing: true },
+        rp3: { type: "root_port", slot: 4, acs: true },
       },
       devices: {
         dsa0: {
@@ -43,9 +46,17 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
           driver: "idxd",
         },
         nic0: { parent: "sw0p1", iommu: "iommu0", ats: true, endpoint: "nic", driver: "nic" },
+        tb0: { parent: "rp2", iommu: "iommu0", ats: true, endpoint: "test", present: false },
         legacy0: { parent: "br0", slot: 0, iommu: "iommu1", endpoint: "test" },
         legacy1: { parent: "br0", slot: 1, iommu: "iommu1", endpoint: "test" },
-        tb0: { parent: "rp2", iommu: "iommu0", ats: true, endpoint: "test", present: false },
+        acc0: {
+          parent: "rp3",
+          iommu: "iommu1",
+          pasid_bits: 8,
+          ats: true,
+          pri: true,
+          endpoint: "test",
+        },
         // A root-complex integrated GPU whose firmware keeps a framebuffer DMA-mapped 1:1.
         gpu0: {
           slot: 5,
@@ -75,9 +86,9 @@ export const BUILTIN_MACHINES: Readonly<Record<string, BuiltinMachine>> = {
       memory: { size: "256M" },
       iommus: { iommu0: { driver: "mock", pasid_bits: 20 } },
       devices: {
-        plat0: { bus: "platform", pasid_num_bits: 20, endpoint: "test" },
-        plat1: { bus: "platform", pasid_num_bits: 0, endpoint: "test" },
-        plat2: { bus: "platform", endpoint: "test" },
+        plat0: { bus: "platform", pasid_num_bits: 20 },
+        plat1: { bus: "platform", pasid_num_bits: 0 },
+        plat2: { bus: "platform" },
       },
     },
   },

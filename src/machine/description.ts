@@ -852,7 +852,16 @@ function crossCheck(
         `unknown IOMMU "${dev.iommu}"${suggest(dev.iommu, iommuNames)}`,
       );
     }
-    if (dev.bus === "platform") continue;
+    if (dev.bus === "platform") {
+      if (dev.endpoint !== "none") {
+        d.error(
+          at(dev, "endpoint"),
+          childPath(p, "endpoint"),
+          "device models sit on PCI functions (their DMA goes through a PCI IO bridge); a platform device has none",
+        );
+      }
+      continue;
+    }
     const parent = dev.parent === undefined ? undefined : bridges.get(dev.parent);
     if (dev.parent !== undefined && !parent) {
       d.error(

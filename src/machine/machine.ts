@@ -1,7 +1,9 @@
 // A booted machine: one SimContext, physical memory and its frame allocator, the device model
 // with its buses, the IOMMU core with its registered instances, devices by name and the device
-// drivers bound to them. Machine actions (hot add/remove, bind/unbind, clock, deferred work) are
-// methods here; kernel calls go straight to `core`.
+// drivers bound to them, the device models doing DMA behind PCI functions, and the CPU side
+// (address spaces, processes, a hart) sharing the same memory and frames. Machine actions (hot
+// add/remove, bind/unbind, clock, deferred work) are methods here; kernel calls go straight to
+// `core`, CPU-side calls to `processes`, `cpu` and the mm functions.
 
 import type { SimContext } from "../base/context.js";
 import { SimError } from "../base/errors.js";
@@ -17,11 +19,16 @@ import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { IommuCore } from "../iommu/core.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuDevice } from "../iommu/ops.js";
+import { Cpu } from "../mm/cpu.js";
+import { mmAlloc } from "../mm/fork.js";
+import type { MmStruct, MmSubsystem } from "../mm/mm-types.js";
+import { ProcessTable } from "../mm/process.js";
 import type {
   IommuDescription,
   MachineDescription,
   PlatformDeviceDescription,
 } from "./description.js";
+import type { MachineEndpoints } from "./endpoints.js";
 import type { MachinePci } from "./pci.js";
 
 /** One IOMMU instance of the machine. */
@@ -75,6 +82,10 @@ export interface MachineParts {
   readonly iommus: readonly MachineIommu[];
   /** The PCI hierarchy (hardware and the OS's pci_devs). */
   readonly pci: MachinePci;
+  /** IO bridges and the device models behind PCI functions. */
+  readonly endpoints: MachineEndpoints;
+  /** The CPU side's machine-wide state, on the machine's memory and frames. */
+  readonly mm: MmSubsystem;
   /** Creates a fresh (not yet added) platform device for a described one. */
   readonly createPlatformDevice: (desc: PlatformDeviceDescription) => Device;
   /** Invariant checkers; each returns the violations it finds. */
@@ -90,6 +101,13 @@ export class Machine {
   readonly core: IommuCore;
   readonly buses: { readonly platform: BusType; readonly pci: BusType };
   readonly pci: MachinePci;
+  readonly endpoints: MachineEndpoints;
+  readonly mm: MmSubsystem;
+  /** Processes (spawn, fork, exit, wait). */
+  readonly processes: ProcessTable;
+  /** The hart running the processes' loads and stores. */
+  readonly cpu: Cpu;
+  #initMm: MmStruct | null = null;
   readonly #iommus: readonly MachineIommu[];
   /** The current object of every described platform device (present or not). */
   readonly #platform = new Map<string, Device>();
@@ -108,6 +126,10 @@ export class Machine {
     this.core = parts.core;
     this.buses = parts.buses;
     this.pci = parts.pci;
+    this.endpoints = parts.endpoints;
+    this.mm = parts.mm;
+    this.processes = new ProcessTable(parts.mm);
+    this.cpu = new Cpu(parts.mm);
     this.#iommus = parts.iommus;
     this.#createPlatformDevice = parts.createPlatformDevice;
     this.#checks = parts.checks;
@@ -178,6 +200,7 @@ export class Machine {
     if (this.device(name)?.registered) throw new SimError(`device ${name} is already present`);
     if (desc.bus === "pci") {
       this.pci.plug(name);
+      for (const n of this.pci.slotOf(name)) this.endpoints.attach(n);
       return;
     }
     const dev = this.#createPlatformDevice(desc);
@@ -193,8 +216,13 @@ export class Machine {
     const desc = this.description.devices.find((d) => d.name === name);
     const dev = this.device(name);
     if (!desc || !dev?.registered) throw new SimError(`device ${name} is not present`);
-    if (desc.bus === "pci") this.pci.unplug(name);
-    else this.model.deviceDel(dev);
+    if (desc.bus === "pci") {
+      // The OS lets go first (its IOMMU driver may still invalidate the device's ATC).
+      this.pci.unplug(name);
+      this.endpoints.detach(this.pci.slotOf(name));
+    } else {
+      this.model.deviceDel(dev);
+    }
   }
 
   /**
@@ -217,9 +245,26 @@ export class Machine {
     this.ctx.clock.advance(ns);
   }
 
-  /** Runs every deferred work item to completion; returns how many ran. */
+  /**
+   * Runs every deferred work item to completion, in FIFO order across queues: devices' engines,
+   * IOMMU interrupt threads, IOPF work, deferred probes, SRCU callbacks. Returns how many ran.
+   */
   settle(): number {
     return this.ctx.scheduler.settle();
+  }
+
+  /**
+   * `init_mm`, the kernel address space (historical supervisor SVA binds walk it), created on
+   * first use and installed in the IOMMU core.
+   */
+  initMm(): MmStruct {
+    if (this.#initMm === null) {
+      const r = mmAlloc(this.mm);
+      if (!r.ok) throw new SimError(`init_mm: no memory for its page table (-${r.errno})`);
+      this.#initMm = r.value;
+      this.core.setInitMm(r.value);
+    }
+    return this.#initMm;
   }
 
   /**
@@ -269,6 +314,13 @@ export class Machine {
         name: d.name,
         present: this.device(d.name)?.registered ?? false,
         device: this.device(d.name)?.toJSON() ?? null,
+      })),
+      endpoints: this.endpoints.toJSON(),
+      io_bridges: this.endpoints.bridges.map((b) => b.toJSON()),
+      processes: this.processes.toJSON(),
+      mms: this.mm.liveMms().map((mm) => ({
+        ...(mm.toJSON() as { [k: string]: Json }),
+        init_mm: mm === this.#initMm,
       })),
       drivers: this.#drivers.map((d) => ({
         name: d.name,

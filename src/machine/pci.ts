@@ -4,11 +4,12 @@
 // the IOMMU their devices use, as on machines with one IOMMU per root complex.
 
 import type { SimContext } from "../base/context.js";
-import type { Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import type { FwNode } from "../bus/firmware.js";
 import { pciEnableAcs } from "../bus/pci.js";
 import { type PciBusType, type PciDev, pciScanHost } from "../bus/pci-dev.js";
+import { DSA_MMIO_BAR_SIZE, DSA_PORTAL_STRIDE } from "../hw/endpoints/dsa-regs.js";
+import { nicFunctionOptions } from "../hw/endpoints/nic.js";
 import { PciHost } from "../hw/pci/host.js";
 import type {
   AcsBit,
@@ -118,18 +119,50 @@ export class MachinePci {
       pciScanHost(model, this.bus, host, {
         iommu: iommu === null ? null : (iommuNodes.get(iommu) ?? null),
       });
+      this.#iommuMapBase(host);
     }
   }
 
-  /** Hot-plugs the device (all functions of its slot) a described function belongs to. */
-  plug(name: string): Device[] {
+  /**
+   * The firmware's `iommu-map` of a host bridge on segment S maps each RID to the device_id its
+   * root complex sends the IOMMU: (S << 16) | RID (the IO bridge's tagging, and what the RISC-V
+   * driver's ATS commands put in DSEG). The OS scan records plain RIDs, so the machine, acting
+   * as firmware, adds the segment before any IOMMU probes the functions (boot time only: a
+   * function hot-added on a segment other than 0 is refused by the builder).
+   */
+  #iommuMapBase(host: PciHost): void {
+    if (host.segment === 0) return;
+    for (const fn of host.functions()) {
+      const fw = this.bus.pciDevOf(fn)?.fw;
+      if (fw?.iommus) {
+        fw.iommus = {
+          fwnode: fw.iommus.fwnode,
+          ids: fw.iommus.ids.map((id) => (host.segment << 16) | id),
+        };
+      }
+    }
+  }
+
+  /** The PCI segment of the host bridge a described function or bridge sits below. */
+  segmentOf(name: string): number | undefined {
+    const d = this.#descs.find((x) => x.name === name);
+    const root = d?.parent === undefined ? undefined : rootPort(d.parent, this.#bridges);
+    const fn = root === undefined ? this.#fns.get(name) : this.#fns.get(root);
+    return fn?.host.segment;
+  }
+
+  /** The described functions of the device (slot) a described function belongs to. */
+  slotOf(name: string): string[] {
     const first = this.#descs.find((d) => d.name === name)!;
-    const group = this.#descs.filter((d) => d.parent === first.parent && d.slot === first.slot);
-    this.#plug(group);
-    return group.flatMap((d) => {
-      const dev = this.pciDev(d.name);
-      return dev ? [dev] : [];
-    });
+    return this.#descs
+      .filter((d) => d.parent === first.parent && d.slot === first.slot)
+      .map((d) => d.name);
+  }
+
+  /** Hot-plugs the device (all functions of its slot) a described function belongs to. */
+  plug(name: string): void {
+    const names = this.slotOf(name);
+    this.#plug(this.#descs.filter((d) => names.includes(d.name)));
   }
 
   /** Hot-unplugs the device a described function belongs to. */
@@ -237,8 +270,35 @@ function portOptions(b: PciBridgeDescription, hotplug: boolean): PciPortOptions 
   };
 }
 
+/** WQ portals of a DSA-like engine's BAR 1 (its four work queues). */
+const DSA_WQS = 4;
+/** BAR 0 of a test device: plain memory peers can DMA into. */
+const TEST_BAR_SIZE = 0x4000;
+
+/** The BARs and identity the device model behind the function needs (a catalog part keeps its IDs). */
+function modelOptions(d: PciFunctionDescription): PciFunctionOptions {
+  const withIds = (o: PciFunctionOptions): PciFunctionOptions =>
+    d.part === undefined ? o : o.bars === undefined ? {} : { bars: o.bars };
+  switch (d.endpoint) {
+    case "dsa":
+      return withIds({
+        vendorId: 0x8086,
+        deviceId: 0x0b25,
+        classCode: 0x088000,
+        bars: [DSA_MMIO_BAR_SIZE, DSA_PORTAL_STRIDE * DSA_WQS],
+      });
+    case "nic":
+      return withIds(nicFunctionOptions());
+    case "test":
+      return { bars: [TEST_BAR_SIZE] };
+    case "none":
+      return {};
+  }
+}
+
 function functionOptions(d: PciFunctionDescription): PciFunctionOptions {
   return {
+    ...modelOptions(d),
     name: d.name,
     function: d.function,
     acs: acsBits(d.acs),

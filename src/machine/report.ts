@@ -6,6 +6,8 @@ import { formatSize, hex } from "../base/bits.js";
 import type { Device } from "../bus/device.js";
 import { pciName } from "../bus/pci.js";
 import { DDTP_MODE_NAMES } from "../drivers/riscv/iommu-bits.js";
+import { DsaDevice } from "../hw/endpoints/dsa.js";
+import { NicDevice } from "../hw/endpoints/nic.js";
 import { PciBridge, type PciBus, type PciFunction } from "../hw/pci/topology.js";
 import { domainTypeName } from "../iommu/constants.js";
 import type { IommuDomain } from "../iommu/domain.js";
@@ -40,7 +42,15 @@ export function machineReport(m: Machine): string {
   }
   for (const { host, iommu } of m.pci.hosts) {
     out.push("");
-    out.push(`PCI segment ${host.segment.toString(16).padStart(4, "0")} (${iommu ?? "no IOMMU"}):`);
+    const dma =
+      host.translationAgent !== null
+        ? "DMA translated by its hardware"
+        : iommu === null
+          ? "DMA untranslated"
+          : "no DMA hardware behind a mock IOMMU";
+    out.push(
+      `PCI segment ${host.segment.toString(16).padStart(4, "0")} (${iommu ?? "no IOMMU"}; ${dma}):`,
+    );
     walkBus(m, host.rootBus, 1, out);
   }
   const platform = desc.devices.filter((d) => d.bus === "platform");
@@ -140,5 +150,9 @@ function deviceTail(m: Machine, dev: Device): string {
   const parts = [g === null ? "no group" : `group ${g.id}`];
   if (dev.driver) parts.push(`driver ${dev.driver.name}`);
   if (dev.iommu?.requireDirect) parts.push("direct-mapped region");
+  const engine = m.endpoints.model(describedName(dev));
+  if (engine instanceof DsaDevice) parts.push("DSA engine");
+  else if (engine instanceof NicDevice) parts.push("NIC engine");
+  else if (engine) parts.push("test DMA engine");
   return parts.join(", ");
 }
