@@ -33,15 +33,18 @@ const TWO32 = 0x1_0000_0000;
 /** Size classes: log2 of the entry size in pages (4 KiB, 64 KiB NAPOT, 2 MiB … 256 TiB). */
 const CLASS_LOG2_PAGES = [0, 4, 9, 18, 27, 36] as const;
 
+/** 2^i for i in 0..64, exact: the hot paths look powers of two up instead of computing them. */
+const POW2: readonly number[] = Array.from({ length: 65 }, (_, i) => 2 ** i);
+
 /**
- * `vpn` rounded down to a multiple of 2^log2 pages, without the floating-point `%` (slow for
- * page numbers above 2^31).
+ * `vpn` rounded down to a multiple of 2^log2 pages (log2 one of CLASS_LOG2_PAGES), without the
+ * floating-point `%` (slow for page numbers above 2^31).
  */
 function alignPages(vpn: number, log2: number): number {
   if (log2 === 0) return vpn;
-  if (log2 < 31) return vpn - ((vpn >>> 0) & (2 ** log2 - 1));
+  if (log2 < 31) return vpn - ((vpn >>> 0) & (POW2[log2]! - 1));
   const hi = Math.floor(vpn / TWO32);
-  return (hi - (hi & (2 ** (log2 - 32) - 1))) * TWO32;
+  return (hi - (hi & (POW2[log2 - 32]! - 1))) * TWO32;
 }
 
 function classOf(log2Pages: number): number {
@@ -249,28 +252,72 @@ export class Iotlb {
     log2Pages: number,
   ): number {
     const gTag = gv ? gscid : NO_ID;
-    return this.#dropWhere(
-      (e) =>
+    // One page of one PSCID (a driver's per-page unmap): only the entry of each size class that
+    // covers the page can match, and the index finds it; global entries are not indexed by PSCID.
+    if (av && pscv && log2Pages === 0) return this.#dropCovering(gTag, pscid, addr);
+    const first = alignDown(addr, log2Pages);
+    const end = first + POW2[log2Pages]!;
+    let n = 0;
+    for (let e = this.#head; e !== null; ) {
+      const next = e.next;
+      if (
         e.hasFirstStage &&
         e.gscid === gTag &&
         (!pscv || (e.pscid === pscid && !e.global)) &&
-        (!av || overlaps(e.vpnBase, e.log2Pages, addr, log2Pages)),
-    );
+        (!av || overlaps(e.vpnBase, e.log2Pages, first, end))
+      ) {
+        this.#remove(e);
+        n++;
+      }
+      e = next;
+    }
+    return n;
   }
 
   /** IOTINVAL.GVMA (`av` only matters with `gv`). */
   invalidateGvma(gv: boolean, gscid: number, av: boolean, addr: number, log2Pages: number): number {
-    return this.#dropWhere(
-      (e) =>
+    const byAddress = gv && av;
+    const first = alignDown(addr, log2Pages);
+    const end = first + POW2[log2Pages]!;
+    let n = 0;
+    for (let e = this.#head; e !== null; ) {
+      const next = e.next;
+      if (
         e.hasGStage &&
         (!gv || e.gscid === gscid) &&
-        (!gv || !av || overlaps(e.gpaBase, e.gLog2Pages, addr, log2Pages)),
-    );
+        (!byAddress || overlaps(e.gpaBase, e.gLog2Pages, first, end))
+      ) {
+        this.#remove(e);
+        n++;
+      }
+      e = next;
+    }
+    return n;
   }
 
   /** Drops everything (e.g. for tests); returns the number dropped. */
   invalidateAll(): number {
-    return this.#dropWhere(() => true);
+    let n = 0;
+    while (this.#head !== null) {
+      this.#remove(this.#head);
+      n++;
+    }
+    return n;
+  }
+
+  /** Drops the non-global first-stage entries of (gTag, pscid) whose range holds page `vpn`. */
+  #dropCovering(gTag: number, pscid: number, vpn: number): number {
+    const counts = this.#classCount;
+    let n = 0;
+    for (let c = 0; c < CLASS_LOG2_PAGES.length; c++) {
+      if (counts[c] === 0) continue;
+      const e = this.#find(gTag, pscid, c, alignPages(vpn, CLASS_LOG2_PAGES[c]!));
+      if (e?.hasFirstStage) {
+        this.#remove(e);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Live entries, most recently used first. */
@@ -288,19 +335,6 @@ export class Iotlb {
       misses: this.misses,
       entries: this.entries().map((e) => e.toJSON()),
     };
-  }
-
-  #dropWhere(pred: (e: IotlbEntry) => boolean): number {
-    let n = 0;
-    for (let e = this.#head; e !== null; ) {
-      const next = e.next;
-      if (pred(e)) {
-        this.#remove(e);
-        n++;
-      }
-      e = next;
-    }
-    return n;
   }
 
   #remove(e: IotlbEntry): void {
@@ -346,11 +380,16 @@ export class Iotlb {
   }
 }
 
-/** Whether the naturally aligned 2^la pages around `a` and 2^lb pages around `b` intersect. */
-function overlaps(a: number, la: number, b: number, lb: number): boolean {
-  const sa = 2 ** la;
-  const sb = 2 ** lb;
-  const a0 = a - (a % sa);
-  const b0 = b - (b % sb);
-  return a0 < b0 + sb && b0 < a0 + sa;
+/** `x` rounded toward zero to a multiple of 2^log2 (any log2 up to 64). */
+function alignDown(x: number, log2: number): number {
+  return log2 === 0 ? x : x - (x % POW2[log2]!);
+}
+
+/**
+ * Whether the naturally aligned 2^la pages around `a` intersect the pages [first, end) (an
+ * operand range, already aligned).
+ */
+function overlaps(a: number, la: number, first: number, end: number): boolean {
+  const a0 = alignDown(a, la);
+  return a0 < end && first < a0 + POW2[la]!;
 }

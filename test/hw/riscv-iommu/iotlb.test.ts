@@ -190,6 +190,70 @@ describe("Iotlb invalidation scope", () => {
     );
   }
 
+  // Page numbers up to 2^52 and every size class, each entry placed around one of a few pages
+  // so that invalidations of those pages hit: the per-page VMA (AV=1, PSCV=1) and ranged ones.
+  const hubs = [0, 0x7_ffff, 0x8000_0000, 0xf_ffff_ffff_f000];
+  const wideEntryArb = fc
+    .record({
+      gscid: fc.integer({ min: -1, max: 1 }),
+      pscid: fc.integer({ min: -1, max: 2 }),
+      global: fc.boolean(),
+      hub: fc.constantFrom(...hubs),
+      delta: fc.integer({ min: -3, max: 3 }),
+      log2Pages: fc.constantFrom(0, 4, 9, 18, 27, 36),
+    })
+    .filter((x) => x.gscid >= 0 || x.pscid >= 0)
+    .map((x) => {
+      const vpn = Math.min(2 ** 52 - 1, Math.max(0, x.hub + x.delta * 2 ** x.log2Pages));
+      return fill({ ...x, vpn, gpa: vpn, gLog2Pages: x.gscid >= 0 ? x.log2Pages : 0 });
+    });
+  const wideInvalArb = fc.record({
+    gvma: fc.constant(false),
+    gv: fc.boolean(),
+    av: fc.constant(true),
+    pscv: fc.boolean(),
+    gscid: fc.integer({ min: 0, max: 1 }),
+    pscid: fc.integer({ min: 0, max: 2 }),
+    addr: fc
+      .tuple(fc.constantFrom(...hubs), fc.integer({ min: -70_000, max: 70_000 }))
+      .map(([h, d]) => Math.max(0, h + d)),
+    range: fc.constantFrom(0, 0, 0, 3, 20, 31, 32, 40),
+  });
+  test.prop([fc.array(wideEntryArb, { maxLength: 30 }), wideInvalArb], { numRuns: 500 })(
+    "address invalidations drop exactly the covering entries at any page number and size",
+    (entries, c) => {
+      const t = new Iotlb(64);
+      for (const e of entries) t.insert(e);
+      const before = snap(t);
+      const n = t.invalidateVma(c.gv, c.gscid, c.pscv, c.pscid, c.av, c.addr, c.range);
+      const expected = before.filter((e) => !dropped(e, c));
+      expect(snap(t)).toEqual(expected);
+      expect(n).toBe(before.length - expected.length);
+      for (const e of expected) {
+        expect(t.lookup(e.gscid, e.global ? 12345 : e.pscid, e.vpnBase)).not.toBeNull();
+      }
+    },
+  );
+
+  it("a one-page VMA with PSCV drops the covering entry of every size class, nothing else", () => {
+    const t = new Iotlb(64);
+    const page = 0xa_bcde_f123_4567;
+    for (const log2Pages of [0, 4, 9, 18, 27, 36]) {
+      t.insert(fill({ vpn: page, pscid: 1, log2Pages }));
+      t.insert(fill({ vpn: page, pscid: 2, log2Pages }));
+      t.insert(fill({ vpn: page, pscid: 1, log2Pages, global: true }));
+      t.insert(fill({ vpn: page, pscid: 1, log2Pages, gscid: 4 }));
+    }
+    t.insert(fill({ vpn: page + 1, pscid: 1 }));
+    expect(t.size).toBe(25);
+    expect(t.invalidateVma(false, 0, true, 1, true, page, 0)).toBe(6);
+    const left = t.entries();
+    expect(left).toHaveLength(19);
+    expect(left.filter((e) => e.pscid === 1 && !e.global && e.gscid === -1)).toEqual([
+      expect.objectContaining({ vpnBase: page + 1, log2Pages: 0 }),
+    ]);
+  });
+
   it("VMA with PSCV keeps global entries; VMA without PSCV drops them", () => {
     const t = new Iotlb(8);
     t.insert(fill({ vpn: 1, pscid: 1, global: true }));
