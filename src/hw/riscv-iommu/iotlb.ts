@@ -51,13 +51,16 @@ function classOf(log2Pages: number): number {
   return CLASS_LOG2_PAGES.indexOf(log2Pages as (typeof CLASS_LOG2_PAGES)[number]);
 }
 
-/** Hash of an entry's tag (all parts small integers or a page number below 2^52). */
+/**
+ * Hash of an entry's tag (all parts small integers or a page number below 2^52), as a signed
+ * 32-bit integer: callers keep its low bits, and a small integer needs no heap number.
+ */
 function hashTag(gTag: number, pTag: number, cls: number, vpnBase: number): number {
   const lo = vpnBase >>> 0;
   const hi = (vpnBase / TWO32) | 0;
   let h = Math.imul(lo ^ Math.imul(hi, 0x27d4_eb2d), 0x9e37_79b1);
   h ^= Math.imul((gTag << 21) ^ pTag ^ (cls << 28), 0x85eb_ca6b);
-  return (h ^ (h >>> 15)) >>> 0;
+  return h ^ (h >>> 15);
 }
 
 export class IotlbEntry {
