@@ -18,9 +18,10 @@
 // a RISC-V machine whose RAM lies below 4 GiB), so an untrusted device's sub-page mapping fails
 // the way the kernel fails it; no P2PDMA pages and no dma_range_map / bus_dma_limit.
 
+import type { Errno } from "../base/errno.js";
 import { SimError } from "../base/errors.js";
 import { type Json, jsonAddr } from "../base/json.js";
-import { err, OK, type Result } from "../base/result.js";
+import { type Err, err, OK, type Result } from "../base/result.js";
 import type { Device } from "../bus/device.js";
 import { IOMMU_RESV } from "../bus/firmware.js";
 import { devIsPci } from "../bus/pci-dev.js";
@@ -617,6 +618,12 @@ function finaliseSg(
   return count;
 }
 
+/** The `out:` label of `iommu_dma_map_sg`: ENOMEM passes, anything else is EINVAL (EREMOTEIO
+ * comes from P2PDMA pages, which are not modelled). */
+function mapSgErrno(errno: Errno): Err {
+  return err(errno === "ENOMEM" ? "ENOMEM" : "EINVAL");
+}
+
 /** `__invalidate_sg`: undoes the in-place layout after a failure. */
 function invalidateSg(sgl: readonly Scatterlist[], nents: number): void {
   for (let i = 0; i < nents; i++) {
@@ -682,7 +689,8 @@ function iommuDmaUnmapSgSwiotlb(
  * granules (its sub-granule offset and length stashed in the DMA fields); an entry that would
  * cross a segment boundary pads the previous one up to the boundary. After `iommu_map_sg`,
  * `__finalise_sg` restores the entries and writes the merged DMA segments. Errors: ENOMEM (no
- * IOVA space), EINVAL (mapping or deferred attach failed), EIO (untrusted device).
+ * IOVA space, or the driver's ENOMEM), EINVAL (any other mapping or deferred-attach failure), EIO
+ * (an untrusted device's entry could not be mapped).
  */
 export function iommuDmaMapSg(
   s: DmaState,
@@ -698,7 +706,10 @@ export function iommuDmaMapSg(
   const params = s.paramsOf(dev);
   const prot = dmaInfoToProt(dir, true, attrs);
   const mask = params.getSegBoundary();
-  if (dev.iommu?.attachDeferred && !s.core.deferredAttach(dev, domain).ok) return err("EINVAL");
+  if (dev.iommu?.attachDeferred) {
+    const r = s.core.deferredAttach(dev, domain);
+    if (!r.ok) return mapSgErrno(r.errno);
+  }
   if (devIsUntrusted(dev)) return iommuDmaMapSgSwiotlb(s, dev, sgl, nents, dir, attrs, cpu);
 
   let iovaLen = 0n;
@@ -735,7 +746,7 @@ export function iommuDmaMapSg(
   if (!mapped.ok || mapped.value < Number(iovaLen)) {
     iommuDmaFreeIova(s, c, iova, npages, null, cpu);
     invalidateSg(sgl, nents);
-    return err("EINVAL");
+    return mapSgErrno(mapped.ok ? "EINVAL" : mapped.errno);
   }
   c.maps++;
   return { ok: true, value: finaliseSg(sgl, nents, BigInt(iova) << 12n, maxLen, mask) };

@@ -127,6 +127,25 @@ describe("dma_map_sg through the RISC-V IOMMU", () => {
     expect(b.dma.s.stats.mappingErrors).toBe(2);
   });
 
+  it("a failing iommu_map: the driver's ENOMEM passes, other errnos become EINVAL; the IOVA is freed", () => {
+    const b = dmaBed({ iommu: { mock: {} } });
+    const dev = b.platformDev("dev0", 7);
+    const sgt = sgTableFromBuffers([
+      [0x8000_0000n, K4],
+      [0x8000_3000n, K4],
+    ]);
+    // The second run fails after the first was mapped: it is unmapped again.
+    b.mock!.faults.arm({ op: "map_pages", nth: 2, errno: "ENOMEM" });
+    expect(b.dma.mapSgtable(dev, sgt, DMA_TO_DEVICE)).toEqual({ ok: false, errno: "ENOMEM" });
+    const domain = b.core.getDmaDomain(dev)!;
+    expect(b.core.iovaToPhys(domain, 0x7fff_e000n)).toBe(0n);
+    b.mock!.faults.arm({ op: "map_pages", nth: 1, errno: "ENOENT" });
+    expect(b.dma.mapSgtable(dev, sgt, DMA_TO_DEVICE)).toEqual({ ok: false, errno: "EINVAL" });
+    unwrap(b.dma.mapSgtable(dev, sgt, DMA_TO_DEVICE));
+    // Both failures gave their IOVA range back: the third call gets the same one.
+    expect(sgt.sgl[0]!.dmaAddress).toBe(0x7fff_e000n);
+  });
+
   it("traces one dma:map per DMA segment", () => {
     const b = dmaBed();
     const dev = b.platformDev("dev0", 7);
