@@ -476,7 +476,8 @@ export function iommuDmaUnmapPage(
   const domain = dmaDomainOf(s, dev);
   const c = liveCookie(domain);
   const phys = s.core.iovaToPhys(domain, (BigInt(dmaPfn) << 12n) | BigInt(off));
-  if (s.warnOn(phys === 0n, "iommu_dma_unmap_page", `${dev.name}: unmapping an unmapped IOVA`)) {
+  if (phys === 0n) {
+    s.warnOn(true, "iommu_dma_unmap_page", `${dev.name}: unmapping an unmapped IOVA`);
     return null;
   }
   return iommuDmaUnmap(s, domain, c, dmaPfn, off, size, cpu);

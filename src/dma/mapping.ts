@@ -300,9 +300,8 @@ export class DmaApi {
     checkPfnArgs(pfn, offset, size, "dma_map_page_attrs");
     const s = this.s;
     let out: number;
-    if (
-      s.warnOnce(s.paramsOf(dev).dmaMask === null, "dma_map_page_attrs", `${dev.name}: no dma_mask`)
-    ) {
+    if (s.paramsOf(dev).dmaMask === null) {
+      s.warnOnce(true, "dma_map_page_attrs", `${dev.name}: no dma_mask`);
       out = DMA_MAPPING_ERROR_PFN;
     } else if (this.useDmaIommu(dev)) {
       out = iommuDmaMapPage(s, dev, pfn, offset, size, dir, attrs, cpu);
@@ -410,9 +409,8 @@ export class DmaApi {
     const pfn = Number(physAddr >> 12n);
     const off = Number(physAddr & 0xfffn);
     let out: number;
-    if (
-      s.warnOnce(s.paramsOf(dev).dmaMask === null, "dma_map_resource", `${dev.name}: no dma_mask`)
-    ) {
+    if (s.paramsOf(dev).dmaMask === null) {
+      s.warnOnce(true, "dma_map_resource", `${dev.name}: no dma_mask`);
       out = DMA_MAPPING_ERROR_PFN;
     } else if (this.useDmaIommu(dev)) {
       out = iommuDmaMapResource(s, dev, pfn, off, n, dir, attrs, cpu);
@@ -470,9 +468,8 @@ export class DmaApi {
     }
     const s = this.s;
     s.stats.mapSg++;
-    if (
-      s.warnOnce(s.paramsOf(dev).dmaMask === null, "__dma_map_sg_attrs", `${dev.name}: no dma_mask`)
-    ) {
+    if (s.paramsOf(dev).dmaMask === null) {
+      s.warnOnce(true, "__dma_map_sg_attrs", `${dev.name}: no dma_mask`);
       s.stats.mappingErrors++;
       return { ok: true, value: 0 };
     }

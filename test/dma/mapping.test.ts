@@ -244,6 +244,22 @@ describe("dma_map_single / dma_unmap_single through the RISC-V IOMMU", () => {
   });
 });
 
+describe("deferred attach (is_attach_deferred, e.g. kdump)", () => {
+  it("the first map attaches the default domain; a failing attach fails the map", () => {
+    const b = dmaBed({ iommu: { mock: { attachDeferred: true } } });
+    const dev = b.platformDev("dev0", 7);
+    expect(dev.iommu!.attachDeferred).toBe(true);
+    const attaches = () => b.mock!.log.filter((l) => l.startsWith("attach_dev dev0")).length;
+    expect(attaches()).toBe(0);
+    b.mock!.faults.arm({ op: "attach_dev", nth: 1, errno: "ENOSPC" });
+    expect(b.dma.mapSingle(dev, RAM_BASE, K4, DMA_TO_DEVICE)).toBe(DMA_MAPPING_ERROR);
+    expect(dev.iommu!.attachDeferred).toBe(true);
+    expect(b.dma.mapSingle(dev, RAM_BASE, K4, DMA_TO_DEVICE)).not.toBe(DMA_MAPPING_ERROR);
+    expect(dev.iommu!.attachDeferred).toBe(false);
+    expect(attaches()).toBe(2);
+  });
+});
+
 describe("reserved regions and the aperture", () => {
   it("firmware RESERVED and MSI regions are never handed out; SW_MSI is left to the DMA layer", () => {
     const b = dmaBed();
