@@ -1,6 +1,7 @@
 // The SVA/IOPF conformance suite on the mock driver: two instances of one mock driver, platform
 // devices with 10 PASID bits, page requests through TRIGGER_IOPF, responses from the driver's log.
 
+import { Device } from "../../../src/bus/device.js";
 import {
   IOMMU_FAULT_PERM_READ,
   IOMMU_FAULT_PERM_WRITE,
@@ -21,6 +22,12 @@ runSvaConformance("mock", () => {
     instances: 2,
     newDevice: (instance = 0) => b.pdev(`dev${n++}`, { instance }),
     newPlainDevice: () => b.dev(`plain${n++}`),
+    newNarrowDevice: () => b.pdev(`narrow${n++}`, { pasidBits: 2 }),
+    newDeviceWithoutIommu: () => {
+      const d = new Device(`lone${n++}`, b.platform);
+      b.model.deviceAdd(d);
+      return d;
+    },
     pageRequest: (dev, r) => {
       const perm = IOMMU_FAULT_PERM_READ | (r.write ? IOMMU_FAULT_PERM_WRITE : 0);
       b.mock.triggerIopf(dev, {

@@ -3,7 +3,7 @@
 // queue as PCIe messages and reach the core through the driver's interrupt thread; responses
 // come back to the device as PRG Response messages (ATS.PRGR).
 
-import type { Device } from "../../../src/bus/device.js";
+import { Device } from "../../../src/bus/device.js";
 import { pciDevId } from "../../../src/bus/pci.js";
 import type { PciDev } from "../../../src/bus/pci-dev.js";
 import { PRG_RESPONSE_CODE } from "../../../src/hw/pci/translation-agent.js";
@@ -13,7 +13,7 @@ import { AutoPort, bed } from "../../drivers/riscv/setup.js";
 import { riscvPciHost } from "./riscv-pci.js";
 import { runSvaConformance } from "./sva-suite.js";
 
-const ENDPOINTS = 6;
+const ENDPOINTS = 8;
 
 runSvaConformance("riscv-iommu", () => {
   const b = bed([{ name: "iommu0" }, { name: "iommu1" }]);
@@ -26,14 +26,21 @@ runSvaConformance("riscv-iommu", () => {
     const { pdev } = riscvPciHost(b, name, i, (h) => {
       const rp = h.addRootPort({ acs: true });
       const sw = rp.addSwitch({
-        downstream: Array.from({ length: ENDPOINTS + 1 }, () => ({ acs: true })),
+        downstream: Array.from({ length: ENDPOINTS + 2 }, () => ({ acs: true })),
       });
       names.forEach((n, k) =>
         sw.port(k).addEndpoint({ name: n, bars: [0x10000], ats: true, pri: true, pasid: 20 }),
       );
       sw.port(ENDPOINTS).addEndpoint({ name: `${name}-plain`, bars: [0x1000] });
+      sw.port(ENDPOINTS + 1).addEndpoint({
+        name: `${name}-narrow`,
+        bars: [0x10000],
+        ats: true,
+        pri: true,
+        pasid: 2,
+      });
     });
-    pools[i] = [...names, `${name}-plain`].map((n) => {
+    pools[i] = [...names, `${name}-plain`, `${name}-narrow`].map((n) => {
       const d = pdev(n);
       const rid = pciDevId(d.fn);
       hw.connectPort(rid, port);
@@ -42,6 +49,7 @@ runSvaConformance("riscv-iommu", () => {
     });
   }
   const used = [0, 0];
+  let lone = 0;
   const sys = new MmSubsystem(b.ctx, b.memory, b.frames);
   return {
     ctx: b.ctx,
@@ -55,6 +63,12 @@ runSvaConformance("riscv-iommu", () => {
       return d;
     },
     newPlainDevice: () => pools[0]![ENDPOINTS]!,
+    newNarrowDevice: () => pools[0]![ENDPOINTS + 1]!,
+    newDeviceWithoutIommu: () => {
+      const d = new Device(`lone${lone++}`, b.platform);
+      b.model.deviceAdd(d);
+      return d;
+    },
     pageRequest: (dev, r) => {
       const { rid, iommu } = ports.get(dev)!;
       b.iommus.get(iommu)!.hardware.pageRequest({

@@ -7,10 +7,11 @@
 
 import { describe, expect, it } from "vitest";
 import type { SimContext } from "../../../src/base/context.js";
-import { err, unwrap } from "../../../src/base/result.js";
+import { err, OK, unwrap } from "../../../src/base/result.js";
 import type { Device } from "../../../src/bus/device.js";
 import { checkCore, type IommuProgrammingView } from "../../../src/check/invariants.js";
 import type { IommuCore } from "../../../src/iommu/core.js";
+import { IommuAttachHandle } from "../../../src/iommu/domain.js";
 import { type IommuMmData, iommuMmOf } from "../../../src/iommu/sva.js";
 import {
   MAP_ANONYMOUS,
@@ -44,6 +45,10 @@ export interface SvaConformanceMachine {
   newDevice(instance?: 0 | 1): Device;
   /** A device without PASID support behind instance 0. */
   newPlainDevice(): Device;
+  /** A device with exactly 4 PASIDs (max_pasids 4) behind instance 0. */
+  newNarrowDevice(): Device;
+  /** A device no IOMMU translates (no group). */
+  newDeviceWithoutIommu(): Device;
   /** The device sends a page request; it reaches the driver, deferred work does not run yet. */
   pageRequest(dev: Device, r: PageRequestSpec): void;
   /** Page responses the device received, oldest first. */
@@ -113,6 +118,67 @@ export function runSvaConformance(driverName: string, factory: SvaConformanceFac
       const b1 = unwrap(m.core.svaBindDevice(m.newDevice(), p.mm!));
       const b2 = unwrap(m.core.svaBindDevice(m.newDevice(), p.mm!));
       expect(m.core.svaGetPasid(b1)).toBe(m.core.svaGetPasid(b2));
+      invariants(m);
+    });
+
+    it("bind errno paths: ENODEV, EBUSY (architecture, another mm's bond, a non-SVA handle, a domain-tagged PASID), EOVERFLOW", () => {
+      const m = factory();
+      const p = spawn(m);
+      expect(m.core.svaBindDevice(m.newDeviceWithoutIommu(), p.mm!)).toEqual(err("ENODEV"));
+      m.core.setArchPgtableDmaCompat((mm) => mm !== p.mm);
+      expect(m.core.svaBindDevice(m.newDevice(), p.mm!)).toEqual(err("EBUSY"));
+      m.core.setArchPgtableDmaCompat(() => true);
+      const x = m.newDevice();
+      const bx = unwrap(m.core.svaBindDevice(x, p.mm!));
+      const pasid = m.core.svaGetPasid(bx);
+      // Another mm given the same PASID (the allocator misused): EBUSY on x.
+      m.core.freeGlobalPasid(pasid);
+      const q = spawn(m);
+      const y = m.newDevice();
+      expect(m.core.svaGetPasid(unwrap(m.core.svaBindDevice(y, q.mm!)))).toBe(pasid);
+      expect(m.core.svaBindDevice(x, q.mm!)).toEqual(err("EBUSY"));
+      expect(m.core.svaBindDevice(y, p.mm!)).toEqual(err("EBUSY"));
+      // A non-SVA handle, and a domain-tagged entry, at the mm's PASID on a fresh device.
+      const r = spawn(m);
+      const z = m.newDevice();
+      const w = m.newDevice();
+      const zp = m.core.svaGetPasid(unwrap(m.core.svaBindDevice(z, r.mm!)));
+      const paging = unwrap(m.core.pagingDomainAlloc(w));
+      expect(m.core.attachDevicePasid(paging, w, zp, new IommuAttachHandle("user")).ok).toBe(true);
+      expect(m.core.svaBindDevice(w, r.mm!)).toEqual(err("EBUSY"));
+      m.core.detachDevicePasid(paging, w, zp);
+      expect(m.core.attachDevicePasid(paging, w, zp, null).ok).toBe(true);
+      const rec = m.ctx.trace.record();
+      expect(m.core.svaBindDevice(w, r.mm!)).toEqual(err("EBUSY"));
+      const events = rec.stop().map((e) => e.event);
+      expect(events.filter((e) => e === "iommu_core:domain_alloc")).toHaveLength(1);
+      expect(events.filter((e) => e === "iommu_core:domain_free")).toHaveLength(1);
+      m.core.detachDevicePasid(paging, w, zp);
+      // EOVERFLOW: an mm whose PASID is beyond what a narrow device can send.
+      const narrow = m.newNarrowDevice();
+      for (let i = 0; i < 4; i++) m.core.allocGlobalPasid(x);
+      const s = spawn(m);
+      unwrap(m.core.svaBindDevice(x, s.mm!));
+      expect(m.core.mmGetPasid(s.mm!)).toBeGreaterThanOrEqual(4);
+      expect(m.core.svaBindDevice(narrow, s.mm!)).toEqual(err("EOVERFLOW"));
+    });
+
+    it("IOPF queue errno paths: EBUSY for a device already on a queue, ENODEV (WARN) flushing a device on none, EINVAL discarding no queue", () => {
+      const m = factory();
+      const d = m.newDevice();
+      const p = spawn(m);
+      unwrap(m.core.svaBindDevice(d, p.mm!));
+      expect(d.iommu!.faultParam).not.toBeNull();
+      const q = m.core.iopfQueueAlloc("other");
+      expect(m.core.iopfQueueAddDevice(q, d)).toEqual(err("EBUSY"));
+      expect(m.core.iopfQueueFlushDev(d)).toEqual(OK);
+      const idle = m.newDevice();
+      expect(m.core.iopfQueueFlushDev(idle)).toEqual(err("ENODEV"));
+      expect(m.ctx.warnings.take().map((w) => w.site)).toEqual(["iopf_queue_flush_dev"]);
+      m.core.iopfQueueRemoveDevice(q, idle);
+      expect(m.ctx.warnings.take().map((w) => w.site)).toEqual(["iopf_queue_remove_device"]);
+      expect(m.core.iopfQueueDiscardPartial(null)).toEqual(err("EINVAL"));
+      m.core.iopfQueueFree(q);
       invariants(m);
     });
 
