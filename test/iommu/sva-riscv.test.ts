@@ -15,6 +15,7 @@ import { RiscvIommuCommand } from "../../src/drivers/riscv/iommu-bits.js";
 import type { RiscvSvaDomain } from "../../src/drivers/riscv/sva.js";
 import type { PrgOutcome } from "../../src/hw/endpoints/pri.js";
 import { TestDevice } from "../../src/hw/endpoints/test-device.js";
+import { SV57 } from "../../src/hw/pgtable/modes.js";
 import { PTE_A, PTE_D, PTE_G, PTE_R, PTE_W } from "../../src/hw/pgtable/pte.js";
 import {
   IOMMU_DOMAIN_DMA,
@@ -155,6 +156,22 @@ describe("I/O page faults end to end on the RISC-V IOMMU", () => {
     const back = m.cpu.load(m.mm, A + 0x2000n, 4);
     expect(back.ok && [...back.value]).toEqual([1, 2, 3, 4]);
     m.invariants();
+  });
+
+  it("EOPNOTSUPP when the IOMMU cannot walk the process's page-table format (Sv57 on an Sv48 IOMMU)", () => {
+    const b = bed([{ name: "iommu0", capabilities: { Sv57: false } }]);
+    const ph = riscvPciHost(b, "iommu0", 0, (h) => {
+      h.addRootPort({ acs: true }).addEndpoint({ name: "t0", bars: [0x10000], pasid: 20 });
+    });
+    const procs = new ProcessTable(new MmSubsystem(b.ctx, b.memory, b.frames));
+    const deep = unwrap(procs.spawn("deep", { mode: SV57 }));
+    const flat = unwrap(procs.spawn("flat"));
+    const t0 = ph.pdev("t0");
+    expect(b.core.svaBindDevice(t0, deep.mm!)).toEqual({ ok: false, errno: "EOPNOTSUPP" });
+    // The PASID stays with the mm although the bind failed.
+    expect(b.core.mmGetPasid(deep.mm!)).toBe(1);
+    expect(b.core.svaBindDevice(t0, flat.mm!).ok).toBe(true);
+    expect(checkCore(b.core, { drivers: [b.driver] })).toEqual([]);
   });
 
   it("a request outside the process's mappings is answered Invalid Request; the device gives up", () => {
