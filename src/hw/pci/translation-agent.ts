@@ -175,15 +175,22 @@ export function decodeNapotPages(
   maxBits = 52,
 ): { first: number; log2Pages: number } {
   if (!s) return { first: page, log2Pages: 0 };
+  const log2Pages = napotLog2Pages(page, maxBits);
+  return { first: page - (page % 2 ** log2Pages), log2Pages };
+}
+
+/**
+ * The log2 number of pages of a NAPOT field with S set (at least 1): the trailing ones plus one.
+ * The first page is `page` rounded down to that many pages. For hot paths: allocates nothing.
+ */
+export function napotLog2Pages(page: number, maxBits = 52): number {
   let x = 0;
   let p = page;
   while (x < maxBits && p % 2 === 1) {
     p = Math.floor(p / 2);
     x++;
   }
-  const log2Pages = x + 1;
-  const span = 2 ** log2Pages;
-  return { first: page - (page % span), log2Pages };
+  return x + 1;
 }
 
 /** A PCIe Page Request message (or a Stop Marker: PASID, L=1, R=W=0). */

@@ -8,12 +8,15 @@
 // ATS.INVAL at once; an IOFENCE.C waits (`cqh` stays on it) until every earlier invalidation has
 // completed or timed out; if any timed out it sets `cqcsr.cmd_to` and stops on the fence. An
 // ATS.INVAL also waits while all 32 ITags of its destination are outstanding.
+//
+// Hot path (a driver's invalidations): commands are decoded from the 32-bit halves in place;
+// the text of a trace record is built only while the trace bus listens (`env.tracing`).
 
 import type { VirtualClock } from "../../base/clock.js";
 import type { Json } from "../../base/json.js";
 import {
-  decodeNapotPages,
   type InvalidationRequest,
+  napotLog2Pages,
   type PrgResponse,
 } from "../pci/translation-agent.js";
 import type { IommuCapabilities } from "./capabilities.js";
@@ -42,6 +45,8 @@ export interface CommandEnv {
   raise(bits: number): void;
   sendInvalidation(msg: InvalidationRequest): void;
   sendPrgResponse(msg: PrgResponse): void;
+  /** True while the trace bus listens: only then are `trace` arguments built. */
+  readonly tracing: boolean;
   trace(opcode: string, fields: string, result: string): void;
 }
 
@@ -174,13 +179,13 @@ export class CommandQueue {
     const off = this.base.offsetOf(index, COMMAND_SIZE);
     const be = env.be();
     if (env.mem.load64(ppn, off, be) !== 0) {
-      env.trace("fetch", `cqh=${index}`, "memory-fault");
+      if (env.tracing) env.trace("fetch", `cqh=${index}`, "memory-fault");
       return "memory-fault";
     }
     const lo0 = env.mem.lo;
     const hi0 = env.mem.hi;
     if (env.mem.load64(ppn, off + 8, be) !== 0) {
-      env.trace("fetch", `cqh=${index}`, "memory-fault");
+      if (env.tracing) env.trace("fetch", `cqh=${index}`, "memory-fault");
       return "memory-fault";
     }
     const lo1 = env.mem.lo;
@@ -202,8 +207,10 @@ export class CommandQueue {
   }
 
   #illegal(what: string, lo0: number, hi0: number, lo1: number, hi1: number): Step {
-    const raw = `${hex32(hi0)}${hex32(lo0, false)}_${hex32(hi1)}${hex32(lo1, false)}`;
-    this.#env.trace("illegal", `${what} cmd=${raw}`, "cmd_ill");
+    if (this.#env.tracing) {
+      const raw = `${hex32(hi0)}${hex32(lo0, false)}_${hex32(hi1)}${hex32(lo1, false)}`;
+      this.#env.trace("illegal", `${what} cmd=${raw}`, "cmd_ill");
+    }
     return "illegal";
   }
 
@@ -230,27 +237,30 @@ export class CommandQueue {
       (s && !caps.S);
     if (reserved) return this.#illegal(`${name} reserved bits`, lo0, hi0, lo1, hi1);
     if (func3 === 1 && pscv) return this.#illegal("IOTINVAL.GVMA with PSCV=1", lo0, hi0, lo1, hi1);
-    const addr = (lo1 >>> 10) + (hi1 & 0x3fff_ffff) * 0x40_0000;
+    let addr = (lo1 >>> 10) + (hi1 & 0x3fff_ffff) * 0x40_0000;
     // With S the address operand is a NAPOT range (address range invalidation extension).
-    const range = av && s ? decodeNapotPages(addr, true) : { first: addr, log2Pages: 0 };
+    const log2Pages = av && s ? napotLog2Pages(addr) : 0;
+    if (log2Pages > 0) addr -= addr % 2 ** log2Pages;
     const iotlb = this.#env.iotlb;
     const dropped =
       func3 === 0
-        ? iotlb.invalidateVma(gv, gscid, pscv, pscid, av, range.first, range.log2Pages)
-        : iotlb.invalidateGvma(gv, gscid, av, range.first, range.log2Pages);
-    const fields = [
-      `AV=${+av}`,
-      func3 === 0 ? `PSCV=${+pscv}` : "",
-      `GV=${+gv}`,
-      pscv ? `PSCID=${pscid}` : "",
-      gv ? `GSCID=${gscid}` : "",
-      av ? `ADDR=0x${(range.first * 4096).toString(16)}` : "",
-      av && s ? `size=0x${(2 ** (range.log2Pages + 12)).toString(16)}` : "",
-      nl ? "NL=1" : "",
-    ]
-      .filter((x) => x !== "")
-      .join(" ");
-    this.#env.trace(name, fields, `dropped=${dropped}`);
+        ? iotlb.invalidateVma(gv, gscid, pscv, pscid, av, addr, log2Pages)
+        : iotlb.invalidateGvma(gv, gscid, av, addr, log2Pages);
+    if (this.#env.tracing) {
+      const fields = [
+        `AV=${+av}`,
+        func3 === 0 ? `PSCV=${+pscv}` : "",
+        `GV=${+gv}`,
+        pscv ? `PSCID=${pscid}` : "",
+        gv ? `GSCID=${gscid}` : "",
+        av ? `ADDR=0x${(addr * 4096).toString(16)}` : "",
+        av && s ? `size=0x${(2 ** (log2Pages + 12)).toString(16)}` : "",
+        nl ? "NL=1" : "",
+      ]
+        .filter((x) => x !== "")
+        .join(" ");
+      this.#env.trace(name, fields, `dropped=${dropped}`);
+    }
     return "done";
   }
 
@@ -265,18 +275,20 @@ export class CommandQueue {
     if ((lo0 & 0xffff_c000) !== 0 || (hi1 & 0xc000_0000) !== 0 || (wsi && !env.wsi())) {
       return this.#illegal("IOFENCE.C reserved bits", lo0, hi0, lo1, hi1);
     }
-    const fields = `AV=${+av} WSI=${+wsi} PR=${+pr} PW=${+pw}`;
+    const fields = env.tracing ? `AV=${+av} WSI=${+wsi} PR=${+pr} PW=${+pw}` : "";
     if (this.#outstanding.length > 0) {
       if (this.#waitingOn !== "IOFENCE.C") {
         this.#waitingOn = "IOFENCE.C";
-        env.trace("IOFENCE.C", fields, `waiting for ${this.#outstanding.length} ATS.INVAL`);
+        if (env.tracing) {
+          env.trace("IOFENCE.C", fields, `waiting for ${this.#outstanding.length} ATS.INVAL`);
+        }
       }
       return "wait";
     }
     this.#waitingOn = "";
     if (this.#timedOut) {
       this.#timedOut = false;
-      env.trace("IOFENCE.C", fields, "cmd_to");
+      if (env.tracing) env.trace("IOFENCE.C", fields, "cmd_to");
       return "timeout";
     }
     if (av) {
@@ -285,7 +297,7 @@ export class CommandQueue {
       const addrHi = ((hi1 << 2) | (lo1 >>> 30)) >>> 0;
       const ppn = addrHi * 0x10_0000 + (addrLo >>> 12);
       if (!env.mem.inRange(ppn) || !env.mem.store32(ppn, addrLo & 0xffc, hi0, env.be())) {
-        env.trace("IOFENCE.C", fields, "cqmf");
+        if (env.tracing) env.trace("IOFENCE.C", fields, "cqmf");
         return "memory-fault";
       }
     }
@@ -293,7 +305,7 @@ export class CommandQueue {
       this.cqcsr |= QCSR.fence_w_ip;
       env.raise(this.conditions);
     }
-    env.trace("IOFENCE.C", fields, "done");
+    if (env.tracing) env.trace("IOFENCE.C", fields, "done");
     return "done";
   }
 
@@ -312,11 +324,13 @@ export class CommandQueue {
     if (func3 === 0) {
       if (pid !== 0) return this.#illegal("IODIR.INVAL_DDT with PID", lo0, hi0, lo1, hi1);
       dropped = dir.invalidateDdt(dv, did);
-      this.#env.trace(name, dv ? `DV=1 DID=${did}` : "DV=0", `dropped=${dropped}`);
+      if (this.#env.tracing) {
+        this.#env.trace(name, dv ? `DV=1 DID=${did}` : "DV=0", `dropped=${dropped}`);
+      }
     } else {
       if (!dv) return this.#illegal("IODIR.INVAL_PDT with DV=0", lo0, hi0, lo1, hi1);
       dropped = dir.invalidatePdt(did, pid);
-      this.#env.trace(name, `DID=${did} PID=${pid}`, `dropped=${dropped}`);
+      if (this.#env.tracing) this.#env.trace(name, `DID=${did} PID=${pid}`, `dropped=${dropped}`);
     }
     return "done";
   }
@@ -336,7 +350,7 @@ export class CommandQueue {
     const dseg = hi0 >>> 24;
     // The destination: RID within segment DSEG when DSV, else within segment 0.
     const deviceId = ((dsv ? dseg : 0) << 16) | rid;
-    const pasidText = pv ? ` PID=${pid}` : "";
+    const pasidText = pv && env.tracing ? ` PID=${pid}` : "";
     if (func3 === 1) {
       const prgIndex = hi1 & 0x1ff;
       const responseCode = (hi1 >>> 12) & 0xf;
@@ -347,18 +361,20 @@ export class CommandQueue {
         prgIndex,
         responseCode,
       });
-      env.trace(
-        "ATS.PRGR",
-        `DID=${deviceId}${pasidText} PRGI=${prgIndex} code=${responseCode}`,
-        "sent",
-      );
+      if (env.tracing) {
+        env.trace(
+          "ATS.PRGR",
+          `DID=${deviceId}${pasidText} PRGI=${prgIndex} code=${responseCode}`,
+          "sent",
+        );
+      }
       return "done";
     }
     const used = this.#itags.get(deviceId) ?? 0;
     if (used === 0xffff_ffff) {
       if (this.#waitingOn !== "ATS.INVAL") {
         this.#waitingOn = "ATS.INVAL";
-        env.trace("ATS.INVAL", `DID=${deviceId}`, "waiting for a free ITag");
+        if (env.tracing) env.trace("ATS.INVAL", `DID=${deviceId}`, "waiting for a free ITag");
       }
       return "wait";
     }
@@ -375,11 +391,13 @@ export class CommandQueue {
     const page = (lo1 >>> 12) + hi1 * 0x10_0000;
     const global = (lo1 & 1) !== 0;
     const s = (lo1 & (1 << 11)) !== 0;
-    env.trace(
-      "ATS.INVAL",
-      `DID=${deviceId}${pasidText} G=${+global} S=${+s} ADDR=0x${(page * 4096).toString(16)}`,
-      `ITag=${itag}`,
-    );
+    if (env.tracing) {
+      env.trace(
+        "ATS.INVAL",
+        `DID=${deviceId}${pasidText} G=${+global} S=${+s} ADDR=0x${(page * 4096).toString(16)}`,
+        `ITag=${itag}`,
+      );
+    }
     env.sendInvalidation({ deviceId, pasidValid: pv, pasid: pv ? pid : 0, global, s, page, itag });
     return "done";
   }
@@ -390,7 +408,8 @@ export class CommandQueue {
     this.#outstanding.splice(i, 1);
     this.#releaseItag(deviceId, itag);
     this.#timedOut = true;
-    this.#env.trace("ATS.INVAL", `DID=${deviceId} ITag=${itag}`, "timed out");
+    if (this.#env.tracing)
+      this.#env.trace("ATS.INVAL", `DID=${deviceId} ITag=${itag}`, "timed out");
     this.process();
   }
 

@@ -158,6 +158,9 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
       raise,
       sendInvalidation: (m) => this.#sendInvalidation(m),
       sendPrgResponse: (m) => this.#sendPrgResponse(m),
+      get tracing() {
+        return ctx.trace.enabled;
+      },
       trace: (opcode, fields, result) =>
         this.#ctx.trace.emit("riscv_iommu:command", name, { opcode, fields, result }),
     });

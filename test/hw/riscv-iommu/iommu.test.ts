@@ -85,6 +85,55 @@ describe("trace events", () => {
     expect(strip(scenario())).toEqual(strip(scenario()));
   });
 
+  it("describes each command with its operands, only while someone listens", () => {
+    const r = rig({ NL: true, S: true });
+    const q = enableQueues(r);
+    const commands: Array<[bigint, bigint]> = [
+      cmd.vma({ av: true, pscv: true, pscid: 4, addrPage: 0x5 }),
+      cmd.gvma({ gv: true, gscid: 3, av: true, s: true, addrPage: 0x1ff }),
+      cmd.vma({ gv: true, gscid: 2, nl: true }),
+      cmd.fence({ pr: true, pw: true }),
+      cmd.inval_ddt(2),
+      cmd.inval_pdt(2, 5),
+      cmd.ats_prgr(0x10, 7, 1, 9),
+      [7n, 0x1234n],
+    ];
+    // Without a listener the queue runs the same commands to the same stop.
+    submit(r, q, ...commands);
+    expect([r.iommu.read32(R.cqh), r.iommu.read32(R.cqcsr) & 0x400]).toEqual([7, 0x400]);
+    const r2 = rig({ NL: true, S: true });
+    const q2 = enableQueues(r2);
+    const rec = r2.ctx.trace.record();
+    submit(r2, q2, ...commands);
+    expect([r2.iommu.read32(R.cqh), r2.iommu.read32(R.cqcsr) & 0x400]).toEqual([7, 0x400]);
+    const lines = rec
+      .stop()
+      .filter((t) => t.event === "riscv_iommu:command")
+      .map((t) => t.fields);
+    expect(lines).toEqual([
+      {
+        opcode: "IOTINVAL.VMA",
+        fields: "AV=1 PSCV=1 GV=0 PSCID=4 ADDR=0x5000",
+        result: "dropped=0",
+      },
+      {
+        opcode: "IOTINVAL.GVMA",
+        fields: "AV=1 GV=1 GSCID=3 ADDR=0x0 size=0x400000",
+        result: "dropped=0",
+      },
+      { opcode: "IOTINVAL.VMA", fields: "AV=0 PSCV=0 GV=1 GSCID=2 NL=1", result: "dropped=0" },
+      { opcode: "IOFENCE.C", fields: "AV=0 WSI=0 PR=1 PW=1", result: "done" },
+      { opcode: "IODIR.INVAL_DDT", fields: "DV=1 DID=2", result: "dropped=0" },
+      { opcode: "IODIR.INVAL_PDT", fields: "DID=2 PID=5", result: "dropped=0" },
+      { opcode: "ATS.PRGR", fields: "DID=16 PID=9 PRGI=7 code=1", result: "sent" },
+      {
+        opcode: "illegal",
+        fields: "opcode 7 cmd=0x0000000000000007_0x0000000000001234",
+        result: "cmd_ill",
+      },
+    ]);
+  });
+
   it("costs nothing and emits nothing when nobody listens", () => {
     const r = rig();
     expect(r.ctx.trace.enabled).toBe(false);
