@@ -13,15 +13,15 @@
 // the IOVA at once, lazy ones queue it on the flush queue (flush-queue.ts).
 //
 // The streaming calls work on 4 KiB page numbers and offsets (plain numbers, no allocation) and
-// return the DMA page number, or DMA_MAPPING_ERROR_PFN. Modelled choices: every device is
+// return the DMA page number, or DMA_MAPPING_ERROR_PFN. Scatterlists are in dma-iommu-sg.ts,
+// coherent allocations in dma-iommu-alloc.ts; both build on the exports here. Modelled choices: every device is
 // DMA-coherent (IOMMU_CACHE, no cache maintenance); swiotlb is not active (no bounce buffers, as on
 // a RISC-V machine whose RAM lies below 4 GiB), so an untrusted device's sub-page mapping fails
 // the way the kernel fails it; no P2PDMA pages and no dma_range_map / bus_dma_limit.
 
-import type { Errno } from "../base/errno.js";
 import { SimError } from "../base/errors.js";
 import { type Json, jsonAddr } from "../base/json.js";
-import { type Err, err, OK, type Result } from "../base/result.js";
+import { err, OK, type Result } from "../base/result.js";
 import type { Device } from "../bus/device.js";
 import { IOMMU_RESV } from "../bus/firmware.js";
 import { devIsPci } from "../bus/pci-dev.js";
@@ -37,19 +37,13 @@ import {
   IOMMU_WRITE,
 } from "../iommu/constants.js";
 import { type IommuDomain, IotlbGather } from "../iommu/domain.js";
-import { DmaCoherent, getOrder } from "./coherent.js";
 import {
-  DMA_ATTR_ALLOC_SINGLE_PAGES,
-  DMA_ATTR_FORCE_CONTIGUOUS,
   DMA_ATTR_PRIVILEGED,
   DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE,
-  DMA_MAPPING_ERROR,
   DMA_MAPPING_ERROR_PFN,
   DMA_TO_DEVICE,
   type DmaDataDirection,
-  type Gfp,
-  MAX_PAGE_ORDER,
 } from "./constants.js";
 import {
   type FqFlushReason,
@@ -58,13 +52,6 @@ import {
   iommuDmaInitOptions,
 } from "./flush-queue.js";
 import { IovaDomain } from "./iova.js";
-import {
-  Scatterlist,
-  SG_DMA_BUS_ADDRESS,
-  SG_DMA_SWIOTLB,
-  sgPhys,
-  sgSetPage,
-} from "./scatterlist.js";
 import type { DmaState } from "./state.js";
 
 /** DMA_BIT_MASK(32) >> 12: the last page below 4 GiB. */
@@ -309,7 +296,7 @@ export function dmaDomainOf(s: DmaState, dev: Device): IommuDomain {
   return domain;
 }
 
-function liveCookie(domain: IommuDomain): IommuDmaCookie {
+export function liveCookie(domain: IommuDomain): IommuDmaCookie {
   const c = cookieOf(domain);
   if (c === null || c.iovad === null) {
     throw new SimError(`DMA domain ${domain.id} has no initialised IOVA cookie of this DMA layer`);
@@ -328,7 +315,7 @@ function bitLength(x: number): number {
  * `iommu_dma_alloc_iova`: `npages` granules at or below `limitPfn` (and the forced aperture);
  * PCI devices try below 4 GiB first until that fails once. Returns the first pfn, or 0.
  */
-function iommuDmaAllocIova(
+export function iommuDmaAllocIova(
   s: DmaState,
   c: IommuDmaCookie,
   dev: Device,
@@ -349,7 +336,7 @@ function iommuDmaAllocIova(
 }
 
 /** `iommu_dma_free_iova`: onto the flush queue for a queued (lazy) gather, else freed now. */
-function iommuDmaFreeIova(
+export function iommuDmaFreeIova(
   s: DmaState,
   c: IommuDmaCookie,
   pfn: number,
@@ -371,7 +358,7 @@ function iommuDmaFreeIova(
  * `__iommu_dma_map`: maps `size` bytes from page `pfn` + `off` (off < 4096) below `limitPfn`;
  * the DMA page number (its offset is `off`), or DMA_MAPPING_ERROR_PFN.
  */
-function iommuDmaMap(
+export function iommuDmaMap(
   s: DmaState,
   dev: Device,
   domain: IommuDomain,
@@ -402,7 +389,7 @@ function iommuDmaMap(
  * `__iommu_dma_unmap`: `iommu_unmap_fast`, then either `iotlb_sync` and free the IOVA (strict)
  * or queue it until the next flush (lazy). Returns the mode used.
  */
-function iommuDmaUnmap(
+export function iommuDmaUnmap(
   s: DmaState,
   domain: IommuDomain,
   c: IommuDmaCookie,
@@ -513,431 +500,7 @@ export function iommuDmaUnmapResource(
   return iommuDmaUnmap(s, domain, liveCookie(domain), dmaPfn, off, size, cpu);
 }
 
-// ------------------------------------------------------------------ scatterlists
-
-/**
- * `iommu_map_sg`: maps the (granule-aligned) entries at `iovaPfn`, one `iommu_map` per run of
- * physically contiguous entries, skipping bus addresses; bytes mapped, or the error (after
- * unmapping what was mapped). Divergence: `iotlb_sync_map` runs per run (core.mapPfn), not once.
- */
-function iommuMapSg(
-  s: DmaState,
-  domain: IommuDomain,
-  iovaPfn: number,
-  sgl: readonly Scatterlist[],
-  nents: number,
-  prot: number,
-): Result<number> {
-  let len = 0;
-  let start = 0n;
-  let mapped = 0;
-  let sg = sgl[0]!;
-  for (let i = 0; i <= nents; ) {
-    const phys = sgPhys(sg);
-    if (len !== 0 && phys !== start + BigInt(len)) {
-      const r = s.core.mapPfn(
-        domain,
-        iovaPfn + mapped / 4096,
-        Number(start >> 12n),
-        len / 4096,
-        prot,
-      );
-      if (!r.ok) {
-        s.core.unmapPfn(domain, iovaPfn, mapped / 4096);
-        return r;
-      }
-      mapped += len;
-      len = 0;
-    }
-    if ((sg.dmaFlags & SG_DMA_BUS_ADDRESS) === 0) {
-      if (len !== 0) {
-        len += sg.length;
-      } else {
-        len = sg.length;
-        start = phys;
-      }
-    }
-    if (++i < nents) sg = sgl[i]!;
-  }
-  return { ok: true, value: mapped };
-}
-
-/**
- * `__finalise_sg`: restores each entry's offset and length and writes the DMA segments: an entry
- * joins the previous segment when it starts on a granule, does not start a segment boundary and
- * keeps the segment within the maximum segment size. Returns the segment count.
- */
-function finaliseSg(
-  sgl: readonly Scatterlist[],
-  nents: number,
-  dmaAddr: bigint,
-  maxLen: number,
-  segMask: bigint,
-): number {
-  let cur = 0;
-  let curLen = 0;
-  let count = 0;
-  let addr = dmaAddr;
-  for (let i = 0; i < nents; i++) {
-    const s = sgl[i]!;
-    const sDmaAddr = s.dmaAddress;
-    const sIovaOff = Number(s.dmaAddress);
-    const sLength = s.dmaLength;
-    const sIovaLen = s.length;
-    s.dmaAddress = DMA_MAPPING_ERROR;
-    s.dmaLength = 0;
-    if ((s.dmaFlags & SG_DMA_BUS_ADDRESS) !== 0) {
-      if (i > 0) cur++;
-      s.dmaFlags &= ~SG_DMA_BUS_ADDRESS;
-      const c = sgl[cur]!;
-      c.dmaAddress = sDmaAddr;
-      c.dmaLength = sLength;
-      c.dmaFlags |= SG_DMA_BUS_ADDRESS;
-      count++;
-      curLen = 0;
-      continue;
-    }
-    s.offset += sIovaOff;
-    s.length = sLength;
-    if (
-      curLen !== 0 &&
-      sIovaOff === 0 &&
-      (addr & segMask) !== 0n &&
-      (maxLen - curLen) >>> 0 >= sLength
-    ) {
-      curLen += sLength;
-    } else {
-      if (i > 0) cur++;
-      curLen = sLength;
-      count++;
-      sgl[cur]!.dmaAddress = addr + BigInt(sIovaOff);
-    }
-    sgl[cur]!.dmaLength = curLen;
-    addr += BigInt(sIovaLen);
-    if (sLength + sIovaOff < sIovaLen) curLen = 0;
-  }
-  return count;
-}
-
-/** The `out:` label of `iommu_dma_map_sg`: ENOMEM passes, anything else is EINVAL (EREMOTEIO
- * comes from P2PDMA pages, which are not modelled). */
-function mapSgErrno(errno: Errno): Err {
-  return err(errno === "ENOMEM" ? "ENOMEM" : "EINVAL");
-}
-
-/** `__invalidate_sg`: undoes the in-place layout after a failure. */
-function invalidateSg(sgl: readonly Scatterlist[], nents: number): void {
-  for (let i = 0; i < nents; i++) {
-    const s = sgl[i]!;
-    if ((s.dmaFlags & SG_DMA_BUS_ADDRESS) !== 0) {
-      s.dmaFlags &= ~SG_DMA_BUS_ADDRESS;
-    } else {
-      if (s.dmaAddress !== DMA_MAPPING_ERROR) s.offset += Number(s.dmaAddress);
-      if (s.dmaLength !== 0) s.length = s.dmaLength;
-    }
-    s.dmaAddress = DMA_MAPPING_ERROR;
-    s.dmaLength = 0;
-  }
-}
-
 /** The page number and offset of a bigint DMA address. */
-function splitAddr(addr: bigint): [number, number] {
+export function splitDmaAddr(addr: bigint): [number, number] {
   return [Number(addr >> 12n), Number(addr & 0xfffn)];
-}
-
-/** `iommu_dma_map_sg_swiotlb`: each entry mapped on its own (untrusted devices); -EIO on failure. */
-function iommuDmaMapSgSwiotlb(
-  s: DmaState,
-  dev: Device,
-  sgl: readonly Scatterlist[],
-  nents: number,
-  dir: DmaDataDirection,
-  attrs: number,
-  cpu: number,
-): Result<number> {
-  sgl[0]!.dmaFlags |= SG_DMA_SWIOTLB;
-  for (let i = 0; i < nents; i++) {
-    const sg = sgl[i]!;
-    const [pfn, off] = splitAddr(sgPhys(sg));
-    const iova = iommuDmaMapPage(s, dev, pfn, off, sg.length, dir, attrs, cpu);
-    if (iova === DMA_MAPPING_ERROR_PFN) {
-      sg.dmaAddress = DMA_MAPPING_ERROR;
-      iommuDmaUnmapSgSwiotlb(s, dev, sgl, i, cpu);
-      return err("EIO");
-    }
-    sg.dmaAddress = (BigInt(iova) << 12n) | BigInt(off);
-    sg.dmaLength = sg.length;
-  }
-  return { ok: true, value: nents };
-}
-
-function iommuDmaUnmapSgSwiotlb(
-  s: DmaState,
-  dev: Device,
-  sgl: readonly Scatterlist[],
-  nents: number,
-  cpu: number,
-): void {
-  for (let i = 0; i < nents; i++) {
-    const sg = sgl[i]!;
-    const [pfn, off] = splitAddr(sg.dmaAddress);
-    iommuDmaUnmapPage(s, dev, pfn, off, sg.dmaLength, cpu);
-  }
-}
-
-/**
- * `iommu_dma_map_sg`: one IOVA range for the whole list. Each entry is widened in place to whole
- * granules (its sub-granule offset and length stashed in the DMA fields); an entry that would
- * cross a segment boundary pads the previous one up to the boundary. After `iommu_map_sg`,
- * `__finalise_sg` restores the entries and writes the merged DMA segments. Errors: ENOMEM (no
- * IOVA space, or the driver's ENOMEM), EINVAL (any other mapping or deferred-attach failure), EIO
- * (an untrusted device's entry could not be mapped).
- */
-export function iommuDmaMapSg(
-  s: DmaState,
-  dev: Device,
-  sgl: readonly Scatterlist[],
-  nents: number,
-  dir: DmaDataDirection,
-  attrs: number,
-  cpu: number,
-): Result<number> {
-  const domain = dmaDomainOf(s, dev);
-  const c = liveCookie(domain);
-  const params = s.paramsOf(dev);
-  const prot = dmaInfoToProt(dir, true, attrs);
-  const mask = params.getSegBoundary();
-  if (dev.iommu?.attachDeferred) {
-    const r = s.core.deferredAttach(dev, domain);
-    if (!r.ok) return mapSgErrno(r.errno);
-  }
-  if (devIsUntrusted(dev)) return iommuDmaMapSgSwiotlb(s, dev, sgl, nents, dir, attrs, cpu);
-
-  let iovaLen = 0n;
-  let prev: Scatterlist | null = null;
-  for (let i = 0; i < nents; i++) {
-    const sg = sgl[i]!;
-    const sIovaOff = sg.offset & 0xfff;
-    let sLength = sg.length;
-    const padLen = (mask - iovaLen + 1n) & mask;
-    sg.dmaAddress = BigInt(sIovaOff);
-    sg.dmaLength = sLength;
-    sg.offset -= sIovaOff;
-    sLength = Math.ceil((sLength + sIovaOff) / 4096) * 4096;
-    sg.length = sLength;
-    // The single IOVA range starts on a boundary when the boundary is smaller than the range, so
-    // padding by lengths alone keeps every segment inside one boundary window.
-    if (padLen !== 0n && padLen < BigInt.asUintN(64, BigInt(sLength) - 1n)) {
-      prev!.length += Number(padLen);
-      iovaLen += padLen;
-    }
-    iovaLen += BigInt(sLength);
-    prev = sg;
-  }
-  const maxLen = params.getMaxSegSize();
-  if (iovaLen === 0n) return { ok: true, value: finaliseSg(sgl, nents, 0n, maxLen, mask) };
-
-  const npages = Number(iovaLen >> 12n);
-  const iova = iommuDmaAllocIova(s, c, dev, npages, params.mask.pfn, cpu);
-  if (iova === 0) {
-    invalidateSg(sgl, nents);
-    return err("ENOMEM");
-  }
-  const mapped = iommuMapSg(s, domain, iova, sgl, nents, prot);
-  if (!mapped.ok || mapped.value < Number(iovaLen)) {
-    iommuDmaFreeIova(s, c, iova, npages, null, cpu);
-    invalidateSg(sgl, nents);
-    return mapSgErrno(mapped.ok ? "EINVAL" : mapped.errno);
-  }
-  c.maps++;
-  return { ok: true, value: finaliseSg(sgl, nents, BigInt(iova) << 12n, maxLen, mask) };
-}
-
-/**
- * `iommu_dma_unmap_sg`: the list was mapped as one IOVA range from the first DMA segment's start
- * to the last one's end; unmaps it. Returns the mode, or null when nothing was mapped.
- */
-export function iommuDmaUnmapSg(
-  s: DmaState,
-  dev: Device,
-  sgl: readonly Scatterlist[],
-  nents: number,
-  cpu: number,
-): "strict" | "lazy" | null {
-  if ((sgl[0]!.dmaFlags & SG_DMA_SWIOTLB) !== 0) {
-    sgl[0]!.dmaFlags &= ~SG_DMA_SWIOTLB;
-    iommuDmaUnmapSgSwiotlb(s, dev, sgl, nents, cpu);
-    return null;
-  }
-  let start = 0n;
-  let end = 0n;
-  let i = 0;
-  for (; i < nents; i++) {
-    const sg = sgl[i]!;
-    if ((sg.dmaFlags & SG_DMA_BUS_ADDRESS) !== 0) {
-      sg.dmaFlags &= ~SG_DMA_BUS_ADDRESS;
-      continue;
-    }
-    if (sg.dmaLength === 0) break;
-    start = sg.dmaAddress;
-    break;
-  }
-  for (; i < nents; i++) {
-    const sg = sgl[i]!;
-    if ((sg.dmaFlags & SG_DMA_BUS_ADDRESS) !== 0) {
-      sg.dmaFlags &= ~SG_DMA_BUS_ADDRESS;
-      continue;
-    }
-    if (sg.dmaLength === 0) break;
-    end = sg.dmaAddress + BigInt(sg.dmaLength);
-  }
-  if (end === 0n) return null;
-  const domain = dmaDomainOf(s, dev);
-  const [pfn, off] = splitAddr(start);
-  return iommuDmaUnmap(s, domain, liveCookie(domain), pfn, off, Number(end - start), cpu);
-}
-
-// ------------------------------------------------------------------ coherent allocations
-
-/** One naturally aligned block of 2^order zeroed frames (alloc_pages), or -1. */
-function allocPages(s: DmaState, order: number): number {
-  return order === 0 ? s.frames.alloc() : s.frames.allocContiguous(2 ** order, 2 ** order);
-}
-
-/**
- * `__iommu_dma_alloc_pages`: `count` pages, each run as large as `orderMask` (bit n = order n)
- * allows and the remaining count fits, falling back to smaller orders when a large block is not
- * free (an order that failed is not tried again); null when order 0 fails too.
- */
-function iommuDmaAllocPages(s: DmaState, count: number, orderMask: number): number[] | null {
-  let mask = orderMask & ((2 << MAX_PAGE_ORDER) - 1);
-  if (mask === 0) return null;
-  const pages: number[] = [];
-  let left = count;
-  while (left > 0) {
-    let got = -1;
-    let orderSize = 0;
-    for (mask &= (2 << (31 - Math.clz32(left))) - 1; mask !== 0; mask &= ~orderSize) {
-      const order = 31 - Math.clz32(mask);
-      orderSize = 1 << order;
-      got = allocPages(s, order);
-      if (got >= 0) break;
-    }
-    if (got < 0) {
-      for (const p of pages) s.frames.free(p);
-      return null;
-    }
-    // split_page: each page is freed on its own later.
-    for (let k = 0; k < orderSize; k++) pages.push(got + k);
-    left -= orderSize;
-  }
-  return pages;
-}
-
-/** Scatterlist entries over `pages`, contiguous pages merged (`sg_alloc_table_from_pages`). */
-function sgFromPages(pages: readonly number[], size: number): Scatterlist[] {
-  const out: Scatterlist[] = [];
-  let left = size;
-  for (let i = 0; i < pages.length; ) {
-    let j = i + 1;
-    while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
-    const len = Math.min((j - i) * 4096, left);
-    const sg = new Scatterlist();
-    sgSetPage(sg, BigInt(pages[i]!) << 12n, len, 0);
-    out.push(sg);
-    left -= len;
-    i = j;
-  }
-  return out;
-}
-
-/**
- * `iommu_dma_alloc`: a blocking allocation without DMA_ATTR_FORCE_CONTIGUOUS takes separate pages
- * (large runs when the IOMMU page sizes allow) mapped contiguously in IOVA space
- * (`iommu_dma_alloc_remap`); otherwise one contiguous block (`iommu_dma_alloc_pages`). The IOVA
- * lies below the coherent DMA mask. Null on failure.
- */
-export function iommuDmaAlloc(
-  s: DmaState,
-  dev: Device,
-  size: number,
-  gfp: Gfp,
-  attrs: number,
-  cpu: number,
-): DmaCoherent | null {
-  const domain = dmaDomainOf(s, dev);
-  const c = liveCookie(domain);
-  const prot = dmaInfoToProt(DMA_BIDIRECTIONAL, true, attrs);
-  const limit = s.paramsOf(dev).coherentMask.pfn;
-  if (gfp === "GFP_KERNEL" && (attrs & DMA_ATTR_FORCE_CONTIGUOUS) === 0) {
-    return iommuDmaAllocRemap(s, dev, domain, c, size, prot, attrs, limit, cpu);
-  }
-  const order = getOrder(BigInt(size));
-  const ppn = allocPages(s, order);
-  if (ppn < 0) return null;
-  const iova = iommuDmaMap(s, dev, domain, c, ppn, 0, size, prot, limit, cpu);
-  if (iova === DMA_MAPPING_ERROR_PFN) {
-    s.frames.free(ppn, 2 ** order);
-    return null;
-  }
-  const pages: number[] = [];
-  for (let k = 0; k < Math.ceil(size / 4096); k++) pages.push(ppn + k);
-  return new DmaCoherent(dev, BigInt(size), BigInt(iova) << 12n, "contiguous", pages, order);
-}
-
-/** `iommu_dma_alloc_remap` (`__iommu_dma_alloc_noncontiguous`). */
-function iommuDmaAllocRemap(
-  s: DmaState,
-  dev: Device,
-  domain: IommuDomain,
-  c: IommuDmaCookie,
-  size0: number,
-  prot: number,
-  attrs: number,
-  limitPfn: number,
-  cpu: number,
-): DmaCoherent | null {
-  if (dev.iommu?.attachDeferred && !s.core.deferredAttach(dev, domain).ok) return null;
-  // The smallest IOMMU page is at least PAGE_SIZE here: the size is aligned to it.
-  const minPages = 2 ** (domain.pgShifts[0]! - 12);
-  let orderMask = 0;
-  for (const shift of domain.pgShifts) if (shift - 12 < 31) orderMask |= 1 << (shift - 12);
-  if ((attrs & DMA_ATTR_ALLOC_SINGLE_PAGES) !== 0) orderMask = minPages;
-  const count = Math.ceil(size0 / (minPages * 4096)) * minPages;
-  const size = count * 4096;
-  const pages = iommuDmaAllocPages(s, count, orderMask);
-  if (pages === null) return null;
-  const free = () => {
-    for (const p of pages) s.frames.free(p);
-  };
-  const iova = iommuDmaAllocIova(s, c, dev, count, limitPfn, cpu);
-  if (iova === 0) {
-    free();
-    return null;
-  }
-  const sgl = sgFromPages(pages, size);
-  const mapped = iommuMapSg(s, domain, iova, sgl, sgl.length, prot);
-  if (!mapped.ok || mapped.value < size) {
-    iommuDmaFreeIova(s, c, iova, count, null, cpu);
-    free();
-    return null;
-  }
-  c.maps++;
-  return new DmaCoherent(dev, BigInt(size0), BigInt(iova) << 12n, "remap", pages, -1);
-}
-
-/** `iommu_dma_free`: unmap the handle (strict or lazy), then give the pages back. */
-export function iommuDmaFree(
-  s: DmaState,
-  dev: Device,
-  size: number,
-  buf: DmaCoherent,
-  handle: bigint,
-  cpu: number,
-): "strict" | "lazy" {
-  const domain = dmaDomainOf(s, dev);
-  const [pfn, off] = splitAddr(handle);
-  const mode = iommuDmaUnmap(s, domain, liveCookie(domain), pfn, off, size, cpu);
-  buf.releaseFrames(s.frames);
-  return mode;
 }

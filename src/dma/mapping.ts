@@ -51,19 +51,17 @@ import {
 import {
   cookieOf,
   type IommuDmaCookie,
-  iommuDmaAlloc,
-  iommuDmaFree,
   iommuDmaInitFq,
   iommuDmaMapPage,
   iommuDmaMapResource,
-  iommuDmaMapSg,
   iommuDmaUnmapPage,
   iommuDmaUnmapResource,
-  iommuDmaUnmapSg,
   iommuGetDmaCookie,
   iommuPutDmaCookie,
   iommuSetupDmaOps,
 } from "./dma-iommu.js";
+import { iommuDmaAlloc, iommuDmaFree } from "./dma-iommu-alloc.js";
+import { iommuDmaMapSg, iommuDmaUnmapSg } from "./dma-iommu-sg.js";
 import type { Scatterlist, SgTable } from "./scatterlist.js";
 import { DmaState } from "./state.js";
 
