@@ -28,9 +28,9 @@ runSvaConformance("riscv-iommu", () => {
       const sw = rp.addSwitch({
         downstream: Array.from({ length: ENDPOINTS + 2 }, () => ({ acs: true })),
       });
-      names.forEach((n, k) =>
-        sw.port(k).addEndpoint({ name: n, bars: [0x10000], ats: true, pri: true, pasid: 20 }),
-      );
+      for (const [k, n] of names.entries()) {
+        sw.port(k).addEndpoint({ name: n, bars: [0x10000], ats: true, pri: true, pasid: 20 });
+      }
       sw.port(ENDPOINTS).addEndpoint({ name: `${name}-plain`, bars: [0x1000] });
       sw.port(ENDPOINTS + 1).addEndpoint({
         name: `${name}-narrow`,
