@@ -151,7 +151,7 @@ function invalidateSg(sgl: readonly Scatterlist[], nents: number): void {
   }
 }
 
-/** `iommu_dma_map_sg_swiotlb`: each entry mapped on its own (untrusted devices); -EIO on failure. */
+/** `iommu_dma_map_sg_swiotlb`: each entry mapped on its own (untrusted devices); EIO on failure. */
 function iommuDmaMapSgSwiotlb(
   s: DmaState,
   dev: Device,

@@ -14,10 +14,12 @@
 //
 // The streaming calls work on 4 KiB page numbers and offsets (plain numbers, no allocation) and
 // return the DMA page number, or DMA_MAPPING_ERROR_PFN. Scatterlists are in dma-iommu-sg.ts,
-// coherent allocations in dma-iommu-alloc.ts; both build on the exports here. Modelled choices: every device is
-// DMA-coherent (IOMMU_CACHE, no cache maintenance); swiotlb is not active (no bounce buffers, as on
-// a RISC-V machine whose RAM lies below 4 GiB), so an untrusted device's sub-page mapping fails
-// the way the kernel fails it; no P2PDMA pages and no dma_range_map / bus_dma_limit.
+// coherent allocations in dma-iommu-alloc.ts; both build on the exports here.
+//
+// Modelled choices: every device is DMA-coherent (IOMMU_CACHE, no cache maintenance); swiotlb is
+// not active (no bounce buffers, as on a RISC-V machine whose RAM lies below 4 GiB), so an
+// untrusted device's sub-page mapping fails the way the kernel fails it; no P2PDMA pages and no
+// dma_range_map / bus_dma_limit.
 
 import { SimError } from "../base/errors.js";
 import { type Json, jsonAddr } from "../base/json.js";
@@ -296,6 +298,7 @@ export function dmaDomainOf(s: DmaState, dev: Device): IommuDomain {
   return domain;
 }
 
+/** The cookie of a DMA domain the DMA layer initialised (anything else is a simulator bug). */
 export function liveCookie(domain: IommuDomain): IommuDmaCookie {
   const c = cookieOf(domain);
   if (c === null || c.iovad === null) {

@@ -1,7 +1,7 @@
-// The DMA mapping API of one machine: kernel/dma/mapping.c (v6.16) over dma-iommu (dma-iommu.ts)
-// and dma-direct (dma-direct.ts). `installDmaApi(core, …)` installs dma-iommu's cookie, flush-queue
-// and `iommu_setup_dma_ops` hooks in the IOMMU core and returns the `DmaApi`, whose methods are
-// the kernel calls (docs/dma-api.md has the table):
+// The DMA mapping API of one machine: kernel/dma/mapping.c (v6.16) over dma-iommu
+// (dma-iommu*.ts) and dma-direct (dma-direct.ts). `installDmaApi(core, …)` installs dma-iommu's
+// cookie, flush-queue and `iommu_setup_dma_ops` hooks in the IOMMU core and returns the `DmaApi`,
+// whose methods are the kernel calls (docs/dma-api.md has the table):
 //
 //   dma_set_mask(dev, mask)                       dma.setMask(dev, mask) → Result (EIO)
 //   dma_map_single_attrs(dev, ptr, size, dir, a)  dma.mapSingle(dev, paddr, size, dir, attrs)
@@ -260,7 +260,7 @@ export class DmaApi {
     return this.s.paramsOf(dev).getMaxSegSize();
   }
 
-  /** `dma_set_seg_boundary`: a boundary mask (2^n − 1); WARN and no effect without `dma_parms`. */
+  /** `dma_set_seg_boundary`: a mask 2^n − 1; WARN and no effect without `dma_parms`. */
   setSegBoundary(dev: Device, mask: bigint): void {
     checkAddr(mask, "dma_set_seg_boundary");
     if ((mask & (mask + 1n)) !== 0n) {
@@ -331,7 +331,7 @@ export class DmaApi {
     s.stats.unmapPage++;
   }
 
-  /** `dma_map_page_attrs(dev, page, offset, size, dir, attrs)`: `page` is a page's physical address. */
+  /** `dma_map_page_attrs(dev, page, offset, size, dir, attrs)`; `page`: a page's address. */
   mapPage(
     dev: Device,
     page: bigint,
