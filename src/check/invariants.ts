@@ -1,7 +1,8 @@
 // Invariants of the IOMMU core (core §1.10 and more) over a whole IommuCore at any moment.
 // `checkCore` returns every violation it finds as a value; it never throws and never changes
 // the state it looks at. Driver views (what a driver says it programmed) let it compare the
-// core's bookkeeping with the "hardware".
+// core's bookkeeping with the "hardware". SVA bonds and domains (#6, #7), the mms' PASIDs and
+// the I/O page fault groups (#8) are checked from the core's own lists.
 
 import type { Json } from "../base/json.js";
 import type { Device } from "../bus/device.js";
