@@ -177,19 +177,15 @@ export class CommandQueue {
     const env = this.#env;
     const ppn = this.base.pageOf(index, COMMAND_SIZE);
     const off = this.base.offsetOf(index, COMMAND_SIZE);
-    const be = env.be();
-    if (env.mem.load64(ppn, off, be) !== 0) {
+    const mem = env.mem;
+    if (mem.load128(ppn, off, env.be()) !== 0) {
       if (env.tracing) env.trace("fetch", `cqh=${index}`, "memory-fault");
       return "memory-fault";
     }
-    const lo0 = env.mem.lo;
-    const hi0 = env.mem.hi;
-    if (env.mem.load64(ppn, off + 8, be) !== 0) {
-      if (env.tracing) env.trace("fetch", `cqh=${index}`, "memory-fault");
-      return "memory-fault";
-    }
-    const lo1 = env.mem.lo;
-    const hi1 = env.mem.hi;
+    const lo0 = mem.lo;
+    const hi0 = mem.hi;
+    const lo1 = mem.lo2;
+    const hi1 = mem.hi2;
     const opcode = lo0 & 0x7f;
     const func3 = (lo0 >>> 7) & 7;
     switch (opcode) {

@@ -17,9 +17,12 @@ export function bswap32(x: number): number {
 }
 
 export class ImplicitMemory {
-  /** Halves of the last doubleword loaded. */
+  /** Halves of the last doubleword loaded (the first of the two for `load128`). */
   lo = 0;
   hi = 0;
+  /** Halves of the second doubleword of the last `load128`. */
+  lo2 = 0;
+  hi2 = 0;
   readonly #mem: PhysicalMemory;
   readonly #ppnLimit: number;
   readonly #poisoned = new Set<number>();
@@ -66,6 +69,31 @@ export class ImplicitMemory {
     } else {
       this.lo = words[i]!;
       this.hi = words[i + 1]!;
+    }
+    return ACCESS_OK;
+  }
+
+  /**
+   * Loads the two doublewords at byte `offset` (16-aligned) of page `ppn` into `lo`/`hi` and
+   * `lo2`/`hi2` with one page lookup (a 16-byte command). Both lie in one page, so they fault
+   * or succeed together.
+   */
+  load128(ppn: number, offset: number, be: boolean): AccessStatus {
+    if (ppn >= this.#ppnLimit) return ACCESS_FAULT;
+    const words = this.#mem.pageU32(ppn);
+    if (words === null) return ACCESS_FAULT;
+    if (this.#poisoned.size > 0 && this.#poisoned.has(ppn)) return ACCESS_CORRUPT;
+    const i = offset >>> 2;
+    if (be) {
+      this.hi = bswap32(words[i]!);
+      this.lo = bswap32(words[i + 1]!);
+      this.hi2 = bswap32(words[i + 2]!);
+      this.lo2 = bswap32(words[i + 3]!);
+    } else {
+      this.lo = words[i]!;
+      this.hi = words[i + 1]!;
+      this.lo2 = words[i + 2]!;
+      this.hi2 = words[i + 3]!;
     }
     return ACCESS_OK;
   }

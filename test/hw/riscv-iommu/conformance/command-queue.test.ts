@@ -256,6 +256,38 @@ describe("IOFENCE.C", () => {
     expect(r.iommu.read32(R.cqh)).toBe(1);
   });
 
+  it("with fctl.BE=1 commands are read big-endian and DATA is written big-endian", () => {
+    const r = rig({ END: true });
+    r.iommu.write32(R.fctl, 1);
+    const q = enableQueues(r);
+    const flag = r.page() + 0x40n;
+    const swap64 = (x: bigint) => {
+      let y = 0n;
+      for (let i = 0n; i < 8n; i++) y |= ((x >> (8n * i)) & 0xffn) << (8n * (7n - i));
+      return y;
+    };
+    const commands = [
+      cmd.vma({ av: true, pscv: true, pscid: 5, addrPage: 0x4_5678_9abc }),
+      cmd.fence({ av: true, data: 0xcafe_f00d, addr: flag }),
+    ];
+    commands.forEach(([d0, d1], i) => {
+      r.mem.write64(q.cq + BigInt(i) * 16n, swap64(d0));
+      r.mem.write64(q.cq + BigInt(i) * 16n + 8n, swap64(d1));
+    });
+    const rec = r.ctx.trace.record();
+    r.iommu.write32(R.cqt, 2);
+    expect(r.iommu.read32(R.cqh)).toBe(2);
+    expect(r.mem.read32(flag)).toBe(0x0df0_feca);
+    expect(rec.stop().map((t) => t.fields)).toEqual([
+      {
+        opcode: "IOTINVAL.VMA",
+        fields: "AV=1 PSCV=1 GV=0 PSCID=5 ADDR=0x456789abc000",
+        result: "dropped=0",
+      },
+      { opcode: "IOFENCE.C", fields: "AV=1 WSI=0 PR=0 PW=0", result: "done" },
+    ]);
+  });
+
   it("AV=1 to an address outside RAM: cqmf, cqh stays on the fence, cip with cie", () => {
     const { r, q } = setup();
     r.iommu.write32(R.cqcsr, CQCSR.cqen | CQCSR.cie);
@@ -366,6 +398,16 @@ describe("illegal commands (cmd_ill) and queue memory faults (cqmf)", () => {
     expect(r.iommu.read32(R.cqh)).toBe(0);
     r.iommu.write32(R.cqcsr, CQCSR.cqen | CQCSR.cqmf); // clears, retries, faults again
     expect(r.iommu.read32(R.cqcsr) & CQCSR.cqmf).toBe(CQCSR.cqmf);
+  });
+
+  it("a command fetch from a poisoned page sets cqmf, and runs once the page is healed", () => {
+    const { r, q } = setup();
+    r.iommu.setPoisoned(Number(q.cq >> 12n), true);
+    submit(r, q, cmd.inval_ddt());
+    expect([r.iommu.read32(R.cqh), r.iommu.read32(R.cqcsr) & CQCSR.cqmf]).toEqual([0, CQCSR.cqmf]);
+    r.iommu.setPoisoned(Number(q.cq >> 12n), false);
+    r.iommu.write32(R.cqcsr, CQCSR.cqen | CQCSR.cqmf);
+    expect([r.iommu.read32(R.cqh), r.iommu.read32(R.cqcsr) & CQCSR.cqmf]).toEqual([1, 0]);
   });
 
   it("re-enabling the queue resets cqh and the error bits", () => {
