@@ -10,10 +10,11 @@
 // ATS.INVAL also waits while all 32 ITags of its destination are outstanding.
 //
 // Hot path (a driver's invalidations): commands are decoded from the 32-bit halves in place;
-// the text of a trace record is built only while the trace bus listens (`env.tracing`).
+// the text of a trace record is built only while the trace bus listens (`traceBus.enabled`).
 
 import type { VirtualClock } from "../../base/clock.js";
 import type { Json } from "../../base/json.js";
+import type { TraceBus } from "../../base/trace.js";
 import {
   type InvalidationRequest,
   napotLog2Pages,
@@ -45,8 +46,8 @@ export interface CommandEnv {
   raise(bits: number): void;
   sendInvalidation(msg: InvalidationRequest): void;
   sendPrgResponse(msg: PrgResponse): void;
-  /** True while the trace bus listens: only then are `trace` arguments built. */
-  readonly tracing: boolean;
+  /** Only while it listens (`enabled`) are `trace` arguments built. */
+  readonly traceBus: TraceBus;
   trace(opcode: string, fields: string, result: string): void;
 }
 
@@ -179,7 +180,7 @@ export class CommandQueue {
     const off = this.base.offsetOf(index, COMMAND_SIZE);
     const mem = env.mem;
     if (mem.load128(ppn, off, env.be()) !== 0) {
-      if (env.tracing) env.trace("fetch", `cqh=${index}`, "memory-fault");
+      if (env.traceBus.enabled) env.trace("fetch", `cqh=${index}`, "memory-fault");
       return "memory-fault";
     }
     const lo0 = mem.lo;
@@ -203,7 +204,7 @@ export class CommandQueue {
   }
 
   #illegal(what: string, lo0: number, hi0: number, lo1: number, hi1: number): Step {
-    if (this.#env.tracing) {
+    if (this.#env.traceBus.enabled) {
       const raw = `${hex32(hi0)}${hex32(lo0, false)}_${hex32(hi1)}${hex32(lo1, false)}`;
       this.#env.trace("illegal", `${what} cmd=${raw}`, "cmd_ill");
     }
@@ -242,7 +243,7 @@ export class CommandQueue {
       func3 === 0
         ? iotlb.invalidateVma(gv, gscid, pscv, pscid, av, addr, log2Pages)
         : iotlb.invalidateGvma(gv, gscid, av, addr, log2Pages);
-    if (this.#env.tracing) {
+    if (this.#env.traceBus.enabled) {
       const fields = [
         `AV=${+av}`,
         func3 === 0 ? `PSCV=${+pscv}` : "",
@@ -265,18 +266,19 @@ export class CommandQueue {
     if (func3 !== 0) return this.#illegal(`IOFENCE func3 ${func3}`, lo0, hi0, lo1, hi1);
     const av = (lo0 & (1 << 10)) !== 0;
     const wsi = (lo0 & (1 << 11)) !== 0;
-    const pr = (lo0 & (1 << 12)) !== 0;
-    const pw = (lo0 & (1 << 13)) !== 0;
     // Reserved: bits 31:14 and dword1 bits 63:62; WSI when wire-signaled interrupts are off.
     if ((lo0 & 0xffff_c000) !== 0 || (hi1 & 0xc000_0000) !== 0 || (wsi && !env.wsi())) {
       return this.#illegal("IOFENCE.C reserved bits", lo0, hi0, lo1, hi1);
     }
-    const fields = env.tracing ? `AV=${+av} WSI=${+wsi} PR=${+pr} PW=${+pw}` : "";
     if (this.#outstanding.length > 0) {
       if (this.#waitingOn !== "IOFENCE.C") {
         this.#waitingOn = "IOFENCE.C";
-        if (env.tracing) {
-          env.trace("IOFENCE.C", fields, `waiting for ${this.#outstanding.length} ATS.INVAL`);
+        if (env.traceBus.enabled) {
+          env.trace(
+            "IOFENCE.C",
+            fenceText(lo0),
+            `waiting for ${this.#outstanding.length} ATS.INVAL`,
+          );
         }
       }
       return "wait";
@@ -284,7 +286,7 @@ export class CommandQueue {
     this.#waitingOn = "";
     if (this.#timedOut) {
       this.#timedOut = false;
-      if (env.tracing) env.trace("IOFENCE.C", fields, "cmd_to");
+      if (env.traceBus.enabled) env.trace("IOFENCE.C", fenceText(lo0), "cmd_to");
       return "timeout";
     }
     if (av) {
@@ -293,7 +295,7 @@ export class CommandQueue {
       const addrHi = ((hi1 << 2) | (lo1 >>> 30)) >>> 0;
       const ppn = addrHi * 0x10_0000 + (addrLo >>> 12);
       if (!env.mem.inRange(ppn) || !env.mem.store32(ppn, addrLo & 0xffc, hi0, env.be())) {
-        if (env.tracing) env.trace("IOFENCE.C", fields, "cqmf");
+        if (env.traceBus.enabled) env.trace("IOFENCE.C", fenceText(lo0), "cqmf");
         return "memory-fault";
       }
     }
@@ -301,7 +303,7 @@ export class CommandQueue {
       this.cqcsr |= QCSR.fence_w_ip;
       env.raise(this.conditions);
     }
-    if (env.tracing) env.trace("IOFENCE.C", fields, "done");
+    if (env.traceBus.enabled) env.trace("IOFENCE.C", fenceText(lo0), "done");
     return "done";
   }
 
@@ -320,13 +322,14 @@ export class CommandQueue {
     if (func3 === 0) {
       if (pid !== 0) return this.#illegal("IODIR.INVAL_DDT with PID", lo0, hi0, lo1, hi1);
       dropped = dir.invalidateDdt(dv, did);
-      if (this.#env.tracing) {
+      if (this.#env.traceBus.enabled) {
         this.#env.trace(name, dv ? `DV=1 DID=${did}` : "DV=0", `dropped=${dropped}`);
       }
     } else {
       if (!dv) return this.#illegal("IODIR.INVAL_PDT with DV=0", lo0, hi0, lo1, hi1);
       dropped = dir.invalidatePdt(did, pid);
-      if (this.#env.tracing) this.#env.trace(name, `DID=${did} PID=${pid}`, `dropped=${dropped}`);
+      if (this.#env.traceBus.enabled)
+        this.#env.trace(name, `DID=${did} PID=${pid}`, `dropped=${dropped}`);
     }
     return "done";
   }
@@ -346,7 +349,7 @@ export class CommandQueue {
     const dseg = hi0 >>> 24;
     // The destination: RID within segment DSEG when DSV, else within segment 0.
     const deviceId = ((dsv ? dseg : 0) << 16) | rid;
-    const pasidText = pv && env.tracing ? ` PID=${pid}` : "";
+    const pasidText = pv && env.traceBus.enabled ? ` PID=${pid}` : "";
     if (func3 === 1) {
       const prgIndex = hi1 & 0x1ff;
       const responseCode = (hi1 >>> 12) & 0xf;
@@ -357,7 +360,7 @@ export class CommandQueue {
         prgIndex,
         responseCode,
       });
-      if (env.tracing) {
+      if (env.traceBus.enabled) {
         env.trace(
           "ATS.PRGR",
           `DID=${deviceId}${pasidText} PRGI=${prgIndex} code=${responseCode}`,
@@ -370,7 +373,8 @@ export class CommandQueue {
     if (used === 0xffff_ffff) {
       if (this.#waitingOn !== "ATS.INVAL") {
         this.#waitingOn = "ATS.INVAL";
-        if (env.tracing) env.trace("ATS.INVAL", `DID=${deviceId}`, "waiting for a free ITag");
+        if (env.traceBus.enabled)
+          env.trace("ATS.INVAL", `DID=${deviceId}`, "waiting for a free ITag");
       }
       return "wait";
     }
@@ -387,7 +391,7 @@ export class CommandQueue {
     const page = (lo1 >>> 12) + hi1 * 0x10_0000;
     const global = (lo1 & 1) !== 0;
     const s = (lo1 & (1 << 11)) !== 0;
-    if (env.tracing) {
+    if (env.traceBus.enabled) {
       env.trace(
         "ATS.INVAL",
         `DID=${deviceId}${pasidText} G=${+global} S=${+s} ADDR=0x${(page * 4096).toString(16)}`,
@@ -404,7 +408,7 @@ export class CommandQueue {
     this.#outstanding.splice(i, 1);
     this.#releaseItag(deviceId, itag);
     this.#timedOut = true;
-    if (this.#env.tracing)
+    if (this.#env.traceBus.enabled)
       this.#env.trace("ATS.INVAL", `DID=${deviceId} ITag=${itag}`, "timed out");
     this.process();
   }
@@ -439,6 +443,12 @@ export class CommandQueue {
       timedOut: this.#timedOut,
     };
   }
+}
+
+/** The operands of an IOFENCE.C (dword 0 low half) for its trace record. */
+function fenceText(lo0: number): string {
+  const bit = (n: number) => (lo0 >>> n) & 1;
+  return `AV=${bit(10)} WSI=${bit(11)} PR=${bit(12)} PW=${bit(13)}`;
 }
 
 function hex32(x: number, prefix = true): string {

@@ -158,9 +158,7 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
       raise,
       sendInvalidation: (m) => this.#sendInvalidation(m),
       sendPrgResponse: (m) => this.#sendPrgResponse(m),
-      get tracing() {
-        return ctx.trace.enabled;
-      },
+      traceBus: ctx.trace,
       trace: (opcode, fields, result) =>
         this.#ctx.trace.emit("riscv_iommu:command", name, { opcode, fields, result }),
     });
