@@ -218,8 +218,9 @@ function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyH
   for (const s of scenarios) {
     for (const driver of driversFor(s, opts.driver, host)) {
       if (driver === null) {
+        const drivers = s.onlyDrivers ?? s.drivers ?? [];
         skipped.push(
-          `${s.file}: declares drivers ${(s.drivers ?? []).join(", ")}; not run with --driver ${opts.driver}`,
+          `${s.file}: ${s.onlyDrivers ? "runs only on" : "declares"} drivers ${drivers.join(", ")}; not run with --driver ${opts.driver}`,
         );
         continue;
       }
@@ -273,6 +274,7 @@ function driversFor(
 ): (string | undefined | null)[] {
   if (forced === undefined) return [undefined];
   if (forced === "all") return applicableDrivers(s, host);
+  if (s.onlyDrivers !== undefined && !s.onlyDrivers.includes(forced)) return [null];
   const declared = (s.drivers ?? (s.machine as MachinePlan).drivers) as readonly string[];
   return declared.includes(forced) || s.drivers === undefined ? [forced] : [null];
 }

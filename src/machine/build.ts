@@ -321,6 +321,10 @@ function mockConfig(
     pasid1024Quirk: o.pasid1024Quirk,
     ...(o.aperture ? { aperture: o.aperture } : {}),
     ...(o.pasidRange ? { pasidRange: o.pasidRange } : {}),
+    sva: o.sva,
+    svaSupervisor: o.svaSupervisor,
+    pageResponse: o.pageResponse,
+    iopfQueue: o.iopfQueue,
   };
 }
 

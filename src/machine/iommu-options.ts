@@ -26,6 +26,7 @@ export const MOCK_OPS = [
   "device_group",
   "domain_alloc_paging",
   "domain_alloc_identity",
+  "domain_alloc_sva",
   "alloc",
   "attach_dev",
   "set_dev_pasid",
@@ -84,6 +85,14 @@ export interface MockIommuOptions {
   readonly aperture: { readonly start: bigint; readonly last: bigint } | undefined;
   /** The PASID range the driver imposes on PASID consumers (seed 002); undefined = no op. */
   readonly pasidRange: { readonly min: number; readonly max: number } | undefined;
+  /** `domain_alloc_sva`. */
+  readonly sva: boolean;
+  /** The historical supervisor SVA op (seed 003). */
+  readonly svaSupervisor: boolean;
+  /** `page_response` (needed to put devices on an IOPF queue). */
+  readonly pageResponse: boolean;
+  /** The `mock-iopfq` IOPF queue allocated at init. */
+  readonly iopfQueue: boolean;
   readonly faultInjection: readonly FaultRuleDescription[];
 }
 
@@ -131,6 +140,10 @@ const readMockFields = struct({
     ),
   ),
   fault_injection: optional(listOf(readFaultRule), []),
+  sva: optional(boolean(), true),
+  sva_supervisor: optional(boolean(), false),
+  page_response: optional(boolean(), true),
+  iopf_queue: optional(boolean(), true),
   pasid_range: optional(
     refine(
       struct({
@@ -164,6 +177,10 @@ function readMockOptions(
     aperture: f.aperture,
     faultInjection: f.fault_injection,
     pasidRange: f.pasid_range,
+    sva: f.sva,
+    svaSupervisor: f.sva_supervisor,
+    pageResponse: f.page_response,
+    iopfQueue: f.iopf_queue,
   };
   // A static default/release domain must be one of the static domains the driver has.
   for (const [field, choice] of [

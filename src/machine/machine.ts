@@ -330,6 +330,8 @@ export class Machine {
       groups: core.groups ?? [],
       domains: core.domains ?? [],
       global_pasids: core.global_pasids ?? [],
+      sva_mms: core.sva_mms ?? [],
+      iopf: core.iopf ?? null,
       boot_log: [...this.bootLog],
       warnings: this.ctx.warnings.list().map((w) => ({ site: w.site, message: w.message })),
     };

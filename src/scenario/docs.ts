@@ -29,6 +29,10 @@ export function typeText(t: ValueType): string {
       return "errno";
     case "text":
       return "text";
+    case "bytes":
+      return "bytes";
+    case "memory":
+      return "address → bytes";
     case "json":
       return "JSON";
   }
@@ -40,8 +44,9 @@ function paramText(name: string, p: ParamSpec): string {
 }
 
 function returnText(r: ReturnSpec): string {
-  if (r.type === "void") return r.fallible ? "0 or errno" : "void";
-  return r.fallible ? `${typeText(r.type)} or errno` : typeText(r.type);
+  const fails = r.failures ? r.failures.what : "errno";
+  if (r.type === "void") return r.fallible ? `0 or ${fails}` : "void";
+  return r.fallible ? `${typeText(r.type)} or ${fails}` : typeText(r.type);
 }
 
 function cell(s: string): string {

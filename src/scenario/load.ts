@@ -26,7 +26,7 @@ import {
 import { parseYaml } from "../machine/input/yaml.js";
 import type { MachinePlan, ScenarioHost, ScenarioMachine } from "./host.js";
 import { type Compiled, compileValue, Scope } from "./values.js";
-import type { FunctionSpec, SubjectSpec, Vocabulary } from "./vocabulary/types.js";
+import type { FailureCodes, FunctionSpec, SubjectSpec, Vocabulary } from "./vocabulary/types.js";
 
 export interface CallStep<M> {
   readonly kind: "call";
@@ -38,7 +38,8 @@ export interface CallStep<M> {
   /** `name(param=value, …)` as written, for reports. */
   readonly text: string;
   readonly bind: string | undefined;
-  readonly error: Errno | undefined;
+  /** The errno (or, for calls with their own failure codes, the code) the call must fail with. */
+  readonly error: string | undefined;
   readonly returns: Compiled | undefined;
   readonly warns: WarnsExpectation | undefined;
   readonly note: string | undefined;
@@ -68,6 +69,11 @@ export interface Scenario<M, P> {
   readonly description: string | undefined;
   /** Drivers the scenario applies to; undefined = those of its machine. */
   readonly drivers: readonly string[] | undefined;
+  /**
+   * The only drivers its calls can run on (device DMA needs the riscv driver's hardware), or
+   * undefined when any driver will do.
+   */
+  readonly onlyDrivers: readonly string[] | undefined;
   readonly seed: number;
   /** What the boot is expected to log as failed (default: nothing). */
   readonly bootLog: readonly string[];
@@ -158,17 +164,45 @@ export function readScenario<M extends ScenarioMachine, P extends MachinePlan>(
       return step ? [step] : [];
     });
   }
+  const onlyDrivers = checkDrivers(steps, head?.drivers ?? plan?.drivers, d);
   d.throwIfAny();
   return {
     file,
     name: head!.name ?? baseName(file),
     description: head!.description,
     drivers: head!.drivers,
+    onlyDrivers,
     seed: head!.seed,
     bootLog: head!.boot_log,
     machine: plan!,
     steps,
   };
+}
+
+/**
+ * Every call restricted to some drivers must run on all the scenario's drivers (those it
+ * declares, else its machine's). Returns the drivers every restricted call accepts.
+ */
+function checkDrivers<M>(
+  steps: readonly Step<M>[],
+  wanted: readonly string[] | undefined,
+  d: Diagnostics,
+): string[] | undefined {
+  let only: string[] | undefined;
+  for (const step of steps) {
+    if (step.kind !== "call" || step.fn.drivers === undefined) continue;
+    const accepted = step.fn.drivers;
+    only = (only ?? accepted).filter((x) => accepted.includes(x));
+    const bad = (wanted ?? []).filter((x) => !accepted.includes(x));
+    if (bad.length > 0) {
+      d.error(
+        step.loc,
+        childPath(childPath("steps", step.index), step.fn.name),
+        `${step.fn.name} runs on the ${accepted.join(" or ")} driver only, not on ${bad.join(", ")}; declare "drivers: [${accepted.join(", ")}]"`,
+      );
+    }
+  }
+  return only;
 }
 
 /** Drivers scenarios may already declare although no machine can use them yet. */
@@ -235,23 +269,9 @@ function readStep<M>(
     );
   }
   const errNode = mod("error");
-  let errno: Errno | undefined;
-  if (errNode) {
-    const v = errNode.value;
-    const s =
-      v.kind === "scalar" && typeof v.value === "string" ? v.value.replace(/^-/, "") : undefined;
-    if (s === undefined || !isErrno(s)) {
-      d.error(
-        v.loc,
-        childPath(path, "error"),
-        `unknown errno ${s === undefined ? describeNode(v) : `"${s}"`}${s ? suggestErrno(s) : ""}`,
-      );
-    } else {
-      errno = s;
-    }
-  }
   const fn = vocab.functions.find((f) => f.name === head.key);
   if (!fn) {
+    if (errNode) readErrno(errNode.value, childPath(path, "error"), d);
     d.error(
       head.keyLoc,
       childPath(path, head.key),
@@ -262,15 +282,21 @@ function readStep<M>(
   const fpath = childPath(path, fn.name);
   const args = readArgs(head.value, fn, fpath, scope, d);
 
-  let error: Errno | undefined;
-  if (errNode && errno && !fn.returns.fallible) {
-    d.error(
-      errNode.keyLoc,
-      childPath(path, "error"),
-      `${fn.name} cannot fail (the kernel declares it ${fn.returns.type === "void" ? "void" : "infallible"})`,
-    );
-  } else {
-    error = errno;
+  let error: string | undefined;
+  if (errNode) {
+    const failures = fn.returns.failures;
+    const code = failures
+      ? readFailureCode(errNode.value, failures, childPath(path, "error"), d)
+      : readErrno(errNode.value, childPath(path, "error"), d);
+    if (code !== undefined && !fn.returns.fallible) {
+      d.error(
+        errNode.keyLoc,
+        childPath(path, "error"),
+        `${fn.name} cannot fail (the kernel declares it ${fn.returns.type === "void" ? "void" : "infallible"})`,
+      );
+    } else {
+      error = code;
+    }
   }
   let returns: Compiled | undefined;
   const retNode = mod("returns");
@@ -501,6 +527,38 @@ function readWarns(node: InputNode, path: string, d: Diagnostics): WarnsExpectat
 
 function suggestErrno(s: string): string {
   return suggest(s.toUpperCase(), errnoNames());
+}
+
+/** `error: EBUSY` (a leading `-` is accepted). */
+function readErrno(v: InputNode, path: string, d: Diagnostics): Errno | undefined {
+  const s =
+    v.kind === "scalar" && typeof v.value === "string" ? v.value.replace(/^-/, "") : undefined;
+  if (s === undefined || !isErrno(s)) {
+    d.error(
+      v.loc,
+      path,
+      `unknown errno ${s === undefined ? describeNode(v) : `"${s}"`}${s ? suggestErrno(s) : ""}`,
+    );
+    return undefined;
+  }
+  return s;
+}
+
+/** `error:` of a call failing with its own codes (a signal, a DMA abort). */
+function readFailureCode(
+  v: InputNode,
+  failures: FailureCodes,
+  path: string,
+  d: Diagnostics,
+): string | undefined {
+  const s = v.kind === "scalar" && typeof v.value === "string" ? v.value : undefined;
+  if (s !== undefined && failures.codes.includes(s)) return s;
+  d.error(
+    v.loc,
+    path,
+    `expected ${failures.what}: ${s === undefined ? `got ${describeNode(v)}` : `unknown code "${s}"${suggest(s, failures.codes)}`}; one of ${failures.codes.join(", ")}`,
+  );
+  return undefined;
 }
 
 /** A compact source-like rendering of an argument for reports. */

@@ -2,7 +2,7 @@
 // (`--json`) that is identical byte for byte across runs of the same scenario and seed.
 
 import type { Json } from "../base/json.js";
-import type { ScenarioResult, StepResult } from "./run.js";
+import { failureText, type ScenarioResult, type StepResult } from "./run.js";
 
 /** The `--json` view of one run: per step the call, result or errno, virtual time, trace count. */
 export function scenarioResultJSON(r: ScenarioResult): Json {
@@ -25,6 +25,7 @@ function stepJSON(s: StepResult): Json {
   };
   if (s.result !== undefined) out.result = s.result;
   if (s.errno !== undefined) out.errno = s.errno;
+  if (s.fault !== undefined) out.fault = s.fault;
   out.duration_ns = s.durationNs;
   out.trace_events = s.traceEvents;
   if (s.warnings.length > 0) out.warnings = [...s.warnings];
@@ -49,7 +50,7 @@ export function formatScenarioResult(r: ScenarioResult, opts: { verbose?: boolea
     if (s.status === "skipped") continue;
     const where = `${s.file}${s.line === undefined ? "" : `:${s.line}${s.column === undefined ? "" : `:${s.column}`}`}`;
     const outcome = s.errno
-      ? ` = -${s.errno}`
+      ? ` = ${failureText(s.errno)}`
       : s.result !== undefined
         ? ` = ${short(s.result)}`
         : "";

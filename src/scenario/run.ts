@@ -3,6 +3,7 @@
 // outcome, the virtual time it took and the trace events it produced. The first failing step
 // ends the run; the rest are reported as skipped.
 
+import { isErrno } from "../base/errno.js";
 import { SimError } from "../base/errors.js";
 import { type Json, jsonValue } from "../base/json.js";
 import type { TraceRecord } from "../base/trace.js";
@@ -38,8 +39,10 @@ export interface StepResult {
   readonly status: "pass" | "fail" | "skipped";
   /** The JSON view of the returned value (calls that return something and succeeded). */
   readonly result?: Json;
-  /** The errno the call failed with, if it failed. */
+  /** The errno the call failed with, if it failed (or its own failure code: a signal, …). */
   readonly errno?: string;
+  /** What a failure other than an errno was (the signal's code and address, the DMA abort). */
+  readonly fault?: Json;
   readonly durationNs: number;
   readonly traceEvents: number;
   /** WARN sites the step raised, in order. */
@@ -68,7 +71,11 @@ export function applicableDrivers<M extends ScenarioMachine, P extends MachinePl
   host: ScenarioHost<M, P>,
 ): string[] {
   const wanted = scenario.drivers ?? scenario.machine.drivers;
-  return wanted.filter((d) => host.availableDrivers.includes(d));
+  return wanted.filter(
+    (d) =>
+      host.availableDrivers.includes(d) &&
+      (scenario.onlyDrivers === undefined || scenario.onlyDrivers.includes(d)),
+  );
 }
 
 export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
@@ -154,6 +161,7 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
         status: failure ? "fail" : "pass",
         ...(outcome.result === undefined ? {} : { result: outcome.result }),
         ...(outcome.errno === undefined ? {} : { errno: outcome.errno }),
+        ...(outcome.fault === undefined ? {} : { fault: outcome.fault }),
         durationNs: ctx.clock.now - t0,
         traceEvents: events - e0,
         warnings,
@@ -177,7 +185,13 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
 interface Outcome {
   readonly result?: Json;
   readonly errno?: string;
+  readonly fault?: Json;
   readonly failure?: StepFailure;
+}
+
+/** How reports write a failure: `-EBUSY` for an errno, the code itself otherwise. */
+export function failureText(code: string): string {
+  return isErrno(code) ? `-${code}` : code;
 }
 
 function execute<M>(step: Step<M>, env: RunEnv<M>): Outcome {
@@ -202,14 +216,19 @@ function executeCall<M>(step: CallStep<M>, env: RunEnv<M>): Outcome {
     if (!isResult(raw))
       throw new SimError(`vocabulary entry ${step.fn.name} did not return a Result`);
     if (!raw.ok) {
-      if (step.error === raw.errno) return { errno: raw.errno };
-      const expected = step.error ? `-${step.error}` : "success";
+      const fault = "detail" in raw ? { fault: raw.detail } : {};
+      const also = "also" in raw ? raw.also : [];
+      if (step.error !== undefined && (step.error === raw.errno || also.includes(step.error))) {
+        return { errno: raw.errno, ...fault };
+      }
+      const expected = step.error ? failureText(step.error) : "success";
       return {
         errno: raw.errno,
+        ...fault,
         failure: {
-          message: `${step.fn.name} failed with -${raw.errno}, expected ${expected}`,
+          message: `${step.fn.name} failed with ${failureText(raw.errno)}, expected ${expected}`,
           expected,
-          actual: `-${raw.errno}`,
+          actual: "detail" in raw ? raw.detail : failureText(raw.errno),
         },
       };
     }
@@ -219,8 +238,8 @@ function executeCall<M>(step: CallStep<M>, env: RunEnv<M>): Outcome {
       return {
         ...resultOf(value),
         failure: {
-          message: `${step.fn.name} succeeded, expected -${step.error}`,
-          expected: `-${step.error}`,
+          message: `${step.fn.name} succeeded, expected ${failureText(step.error)}`,
+          expected: failureText(step.error),
           actual: got,
         },
       };
@@ -255,7 +274,9 @@ function executeExpect<M>(step: ExpectStep<M>, env: RunEnv<M>): Outcome {
       check.prop === step.subject.name && step.subject.self
         ? step.subject.self
         : step.subject.props![check.prop]!;
-    const actual = spec.get(env.m, subject);
+    const actual = spec.getFor
+      ? spec.getFor(env.m, subject, resolve(check.expected, env, subject))
+      : spec.get(env.m, subject);
     const mm = match(check.expected, actual, env, subject);
     if (mm) {
       const what =

@@ -8,7 +8,7 @@ import { type Json, jsonValue } from "../base/json.js";
 import type { Diagnostics } from "../machine/input/diagnostics.js";
 import { childPath, describeNode, type InputNode } from "../machine/input/node.js";
 import { NAME_PATTERN, scalarBigInt, suggest } from "../machine/input/schema.js";
-import type { PropSpec, ValueType, Vocabulary } from "./vocabulary/types.js";
+import { Bytes, type PropSpec, type ValueType, type Vocabulary } from "./vocabulary/types.js";
 
 export type Compiled =
   /** A constant: number (int, flags), bigint (u64), boolean, string (enum, errno, text) or null. */
@@ -75,6 +75,11 @@ export class Scope {
     if (machineNamed) {
       const known = [...(this.names[machineNamed] ?? []), ...this.#boundOf(kind, via)];
       return `unknown ${this.#label(machineNamed)} "${name}"${suggest(name, known)}`;
+    }
+    for (const [k, list] of Object.entries(this.names)) {
+      if (list.includes(name)) {
+        return `"${name}" is ${article(this.#label(k))} of the machine, expected ${article(this.#label(kind))}`;
+      }
     }
     return `"${name}" is not bound (no earlier step has "as: ${name}")${suggest(name, this.#boundOf(kind, via))}`;
   }
@@ -165,6 +170,7 @@ export function compileValue(
     case "int": {
       const v = scalarBigInt(node);
       if (v === undefined || v < BigInt(type.min) || v > BigInt(type.max)) return bad(type.what);
+      if (type.only && !type.only.includes(Number(v))) return bad(type.what);
       return { kind: "const", value: Number(v) };
     }
     case "u64": {
@@ -213,9 +219,150 @@ export function compileValue(
     case "text":
       if (s !== undefined) return { kind: "const", value: s };
       return bad("text");
+    case "bytes": {
+      const b = compileBytes(node, path, d);
+      return b === undefined ? undefined : { kind: "const", value: b };
+    }
+    case "memory":
+      return compileMemory(node, path, d);
     case "json":
       return compileJson(node, scope, path, d);
   }
+}
+
+/** `{0x4000_0000: "hello", 0x4000_1000: null}`: address → expected bytes, or null (not mapped). */
+function compileMemory(node: InputNode, path: string, d: Diagnostics): Compiled | undefined {
+  if (node.kind !== "map") {
+    d.error(
+      node.loc,
+      path,
+      `expected a map from addresses to bytes (or null), got ${describeNode(node)}`,
+    );
+    return undefined;
+  }
+  const entries: [string, Compiled][] = [];
+  let good = true;
+  for (const e of node.entries) {
+    const p = childPath(path, e.key);
+    let addr: bigint | undefined;
+    try {
+      addr = /^(0x[0-9a-f_]+|0b[01_]+|\d[\d_]*)$/i.test(e.key)
+        ? BigInt(e.key.replaceAll("_", ""))
+        : undefined;
+    } catch {
+      addr = undefined;
+    }
+    if (addr === undefined || addr >= 1n << 64n) {
+      d.error(e.keyLoc, p, `expected a 64-bit address as the key, got "${e.key}"`);
+      good = false;
+      continue;
+    }
+    if (e.value.kind === "scalar" && e.value.value === null) {
+      entries.push([`0x${addr.toString(16)}`, { kind: "const", value: null }]);
+      continue;
+    }
+    const b = compileBytes(e.value, p, d);
+    if (b === undefined) good = false;
+    else entries.push([`0x${addr.toString(16)}`, { kind: "const", value: b }]);
+  }
+  return good ? { kind: "map", entries } : undefined;
+}
+
+/** The UTF-8 encoding of `text` (no TextEncoder: the library runs without DOM or Node types). */
+function utf8(text: string): Uint8Array {
+  const out: number[] = [];
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!;
+    if (c < 0x80) out.push(c);
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 0x3f));
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+    else
+      out.push(
+        0xf0 | (c >> 18),
+        0x80 | ((c >> 12) & 0x3f),
+        0x80 | ((c >> 6) & 0x3f),
+        0x80 | (c & 0x3f),
+      );
+  }
+  return Uint8Array.from(out);
+}
+
+/** Byte strings longer than this are a mistake (a page of data is 4096). */
+const MAX_BYTES = 1 << 24;
+
+/** A byte string: a list of bytes, UTF-8 text, `{hex: "…"}` or `{fill: byte, len: n}`. */
+function compileBytes(node: InputNode, path: string, d: Diagnostics): Bytes | undefined {
+  const bad = (): undefined => {
+    d.error(
+      node.loc,
+      path,
+      `expected bytes: a list of byte values, text, {hex: "de ad be ef"} or {fill: 0xaa, len: 4096}, got ${describeNode(node)}`,
+    );
+    return undefined;
+  };
+  if (node.kind === "scalar") {
+    return typeof node.value === "string" ? new Bytes(utf8(node.value)) : bad();
+  }
+  if (node.kind === "seq") {
+    const out = new Uint8Array(node.items.length);
+    let good = true;
+    node.items.forEach((item, i) => {
+      const v = scalarBigInt(item);
+      if (v === undefined || v < 0n || v > 255n) {
+        d.error(
+          item.loc,
+          childPath(path, i),
+          `expected a byte (0..255), got ${describeNode(item)}`,
+        );
+        good = false;
+      } else {
+        out[i] = Number(v);
+      }
+    });
+    return good ? new Bytes(out) : undefined;
+  }
+  const keys = node.entries.map((e) => e.key).join(",");
+  if (keys === "hex") {
+    const v = node.entries[0]!.value;
+    const hex =
+      v.kind === "scalar" && typeof v.value === "string" ? v.value.replace(/\s+/g, "") : "";
+    if (!/^([0-9a-f]{2})*$/i.test(hex) || v.kind !== "scalar") {
+      d.error(
+        v.loc,
+        childPath(path, "hex"),
+        `expected pairs of hex digits, got ${describeNode(v)}`,
+      );
+      return undefined;
+    }
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+    return new Bytes(out);
+  }
+  const fill = node.entries.find((e) => e.key === "fill");
+  const len = node.entries.find((e) => e.key === "len");
+  if (fill && len && node.entries.length === 2) {
+    const f = scalarBigInt(fill.value);
+    const n = scalarBigInt(len.value);
+    let good = true;
+    if (f === undefined || f < 0n || f > 255n) {
+      d.error(
+        fill.value.loc,
+        childPath(path, "fill"),
+        `expected a byte (0..255), got ${describeNode(fill.value)}`,
+      );
+      good = false;
+    }
+    if (n === undefined || n < 0n || n > BigInt(MAX_BYTES)) {
+      d.error(
+        len.value.loc,
+        childPath(path, "len"),
+        `expected a length in 0..${MAX_BYTES}, got ${describeNode(len.value)}`,
+      );
+      good = false;
+    }
+    return good ? new Bytes(new Uint8Array(Number(n)).fill(Number(f))) : undefined;
+  }
+  return bad();
 }
 
 function compileFlags(
@@ -306,6 +453,10 @@ function typeName(type: ValueType): string {
       return "an errno name";
     case "text":
       return "text";
+    case "bytes":
+      return "bytes";
+    case "memory":
+      return "a map from addresses to bytes";
     case "json":
       return "a value";
   }
@@ -488,6 +639,7 @@ function refOf(x: object): unknown {
 
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
+  if (a instanceof Bytes) return b instanceof Bytes ? a.equals(b) : a.toJSON() === b;
   const na = numeric(a);
   const nb = numeric(b);
   return na !== undefined && nb !== undefined && na === nb;

@@ -254,6 +254,8 @@ describe("buildMachine", () => {
       "groups",
       "domains",
       "global_pasids",
+      "sva_mms",
+      "iopf",
       "boot_log",
       "warnings",
     ]);

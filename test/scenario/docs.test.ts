@@ -37,6 +37,9 @@ const NOT_CALLABLE: Readonly<Record<string, string>> = {
   ioasid_register_allocator: "takes allocator callbacks",
   ioasid_unregister_allocator: "takes allocator callbacks",
   iommu_pasid_for_each: "takes a callback",
+  iopf_group_response:
+    "takes an iopf_group handed to a fault handler; the SVA handler answers its own groups",
+  iopf_free_group: "takes an iopf_group handed to a fault handler; the SVA handler frees its own",
 };
 
 describe("docs", () => {

@@ -23,6 +23,7 @@ describe("scenarios on real machines", () => {
     const s = loadScenario(
       [
         "machine: default",
+        "drivers: [mock]",
         "steps:",
         "  - iommu_probe_device: {dev: sw0p0}",
         "  - bus_iommu_probe: {bus: pci}",
@@ -37,6 +38,7 @@ describe("scenarios on real machines", () => {
       errorsOf(
         [
           "machine: default",
+          "drivers: [mock]",
           "steps:",
           "  - hot_add: {dev: sw0}",
           "  - inject_fault: {iommu: iommu3, op: attach_dev, errno: EIO}",
@@ -45,11 +47,11 @@ describe("scenarios on real machines", () => {
         ].join("\n"),
       ),
     ).toEqual([
-      'h.yaml:3:20: steps[0].hot_add.dev: unknown device "sw0"',
-      'h.yaml:4:27: steps[1].inject_fault.iommu: unknown iommu "iommu3" (did you mean "iommu0"?)',
-      'h.yaml:5:28: steps[2].bus_iommu_probe.bus: unknown bus "usb"',
-      'h.yaml:6:25: steps[3].iommu_map.domain: "x" is not bound (no earlier step has "as: x")',
-      'h.yaml:6:80: steps[3].iommu_map.prot[1]: unknown flag "IOMMU_RAED" (did you mean "IOMMU_READ"?); flags: IOMMU_READ, IOMMU_WRITE, IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_MMIO, IOMMU_PRIV',
+      'h.yaml:4:20: steps[0].hot_add.dev: unknown device "sw0"',
+      'h.yaml:5:27: steps[1].inject_fault.iommu: unknown iommu "iommu3" (did you mean "iommu0"?)',
+      'h.yaml:6:28: steps[2].bus_iommu_probe.bus: unknown bus "usb"',
+      'h.yaml:7:25: steps[3].iommu_map.domain: "x" is not bound (no earlier step has "as: x")',
+      'h.yaml:7:80: steps[3].iommu_map.prot[1]: unknown flag "IOMMU_RAED" (did you mean "IOMMU_READ"?); flags: IOMMU_READ, IOMMU_WRITE, IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_MMIO, IOMMU_PRIV',
     ]);
   });
 

@@ -2,10 +2,14 @@
 // domain's type and users, the kernel WARNs so far, the invariants, the whole machine view.
 
 import type { Device } from "../../bus/device.js";
+import { devIsPci } from "../../bus/pci-dev.js";
+import type { PciFunction } from "../../hw/pci/topology.js";
 import { domainTypeName } from "../../iommu/constants.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import { describedName, type Machine } from "../../machine/machine.js";
+import { CPU_SUBJECTS } from "./expect-cpu.js";
+import { IOMMU_SUBJECTS } from "./expect-iommu.js";
 import { DEV, GROUP } from "./kinds.js";
 import {
   BOOL,
@@ -32,6 +36,12 @@ function coreWords(
 }
 
 const asGroup = (_m: Machine, s: unknown) => s as IommuGroup;
+
+/** The PCI function behind a device, or null for platform devices. */
+function pciFunction(dev: unknown): PciFunction | null {
+  const d = dev as Device;
+  return devIsPci(d) ? d.fn : null;
+}
 
 /** The PASID table as {pasid: {kind, domain, handle}} with live objects (compare with $names). */
 function pasidTable(g: IommuGroup | null): Record<string, unknown> {
@@ -114,6 +124,26 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         get: (_m, s) => (s as Device).iommu?.iommuDev?.name ?? null,
       },
       view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as Device).toJSON() },
+      engine: {
+        type: JSON_VALUE,
+        doc: "the view of its device model (DMA engine: test, dsa, nic), or null (none, or behind a mock IOMMU)",
+        get: (m, s) => m.endpoints.model(describedName(s as Device))?.toJSON() ?? null,
+      },
+      pasid_enabled: {
+        type: BOOL,
+        doc: "PASID Enable in its PASID capability (what the IOMMU driver turned on)",
+        get: (_m, s) => pciFunction(s)?.pasidEnabled ?? false,
+      },
+      ats_enabled: {
+        type: BOOL,
+        doc: "ATS Enable in its ATS capability",
+        get: (_m, s) => pciFunction(s)?.atsEnabled ?? false,
+      },
+      pri_enabled: {
+        type: BOOL,
+        doc: "PRI Enable in its Page Request capability",
+        get: (_m, s) => pciFunction(s)?.priEnabled ?? false,
+      },
     },
   },
   {
@@ -193,6 +223,8 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
       view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuDomain).toJSON() },
     },
   },
+  ...CPU_SUBJECTS,
+  ...IOMMU_SUBJECTS,
   {
     name: "warnings",
     doc: "how many kernel WARNs the run has raised so far",

@@ -2,6 +2,7 @@
 
 import type { Machine } from "../../machine/machine.js";
 import { ATTACH } from "./attach.js";
+import { DEVICE_DMA } from "./device-dma.js";
 import { DEVICES } from "./devices.js";
 import { DOMAINS } from "./domains.js";
 import { SUBJECTS } from "./expect.js";
@@ -11,7 +12,9 @@ import { MACHINE_ACTIONS } from "./machine.js";
 import { MAP } from "./map.js";
 import { OWNERSHIP } from "./ownership.js";
 import { PASIDS } from "./pasid.js";
+import { PROCESSES } from "./process.js";
 import { SEEDS } from "./seeds.js";
+import { SVA } from "./sva.js";
 import type { FunctionSpec, Vocabulary } from "./types.js";
 
 /** The tables in documentation order. */
@@ -31,6 +34,13 @@ export const VOCABULARY_AREAS: readonly {
   { area: "map", title: "Mapping (§3.5)", functions: MAP },
   { area: "ownership", title: "DMA ownership (§4)", functions: OWNERSHIP },
   { area: "pasid", title: "PASIDs (§5)", functions: PASIDS },
+  { area: "sva", title: "SVA and I/O page faults (§6, §7)", functions: SVA },
+  {
+    area: "process",
+    title: "Processes, address spaces and the CPU",
+    functions: PROCESSES,
+  },
+  { area: "device", title: "Device DMA (riscv driver only)", functions: DEVICE_DMA },
   {
     area: "seeds",
     title: "Historical APIs: IOASID allocator (§5.3), seed 002, seed 004",

@@ -1,12 +1,14 @@
 // The objects a scenario names, and the parameter types shared by the vocabulary tables.
 // Devices, buses and IOMMU instances are named by the machine; domains, groups got from
-// `iommu_group_get`, SVA bonds … are named by `as:`; attach handles and DMA-owner cookies are
-// caller-allocated in the kernel, so a new name simply creates one.
+// `iommu_group_get`, processes, SVA bonds … are named by `as:`; attach handles and DMA-owner
+// cookies are caller-allocated in the kernel, so a new name simply creates one. Some kinds stand
+// in for another: a device's name means its group, a process's name its mm.
 
 import { IOMMU_CAP } from "../../iommu/constants.js";
 import { IommuAttachHandle } from "../../iommu/domain.js";
 import { IoasidSet } from "../../iommu/ioasid.js";
-import type { Machine } from "../../machine/machine.js";
+import type { Machine, MachineIommu } from "../../machine/machine.js";
+import type { Process } from "../../mm/process.js";
 import { ResolveError } from "../values.js";
 import { constant, flags, type ObjectKindSpec, object, type ParamSpec, param } from "./types.js";
 
@@ -57,6 +59,38 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
   iommu: {
     doc: "an IOMMU instance, by its name in the machine description",
     lookup: (m, name) => m.iommu(name),
+  },
+  process: {
+    doc: "a process (task), bound with as: from spawn or fork",
+  },
+  mm: {
+    label: "address space",
+    doc: "an address space (mm_struct): a process's name means its mm; or a binding (get_task_mm)",
+    via: {
+      kind: "process",
+      map: (_m, task) => {
+        const p = task as Process;
+        if (p.mm === null) throw new ResolveError(`pid ${p.pid} (${p.comm}) has no mm: it exited`);
+        return p.mm;
+      },
+    },
+  },
+  sva: {
+    label: "SVA bond",
+    doc: "an SVA bond (struct iommu_sva), bound with as: from iommu_sva_bind_device",
+  },
+  iopf_queue: {
+    label: "IOPF queue",
+    doc: "an IOPF queue: an IOMMU's name means the queue its driver allocated; or a binding (iopf_queue_alloc)",
+    via: {
+      kind: "iommu",
+      map: (_m, iommu) => {
+        const i = iommu as MachineIommu;
+        const q = i.riscv?.iommu.iopfQueue ?? i.mock?.iopfQueue ?? null;
+        if (q === null) throw new ResolveError(`IOMMU ${i.name} has no IOPF queue`);
+        return q;
+      },
+    },
   },
 };
 

@@ -108,6 +108,7 @@ export const MACHINE_ACTIONS: readonly FunctionSpec<Machine>[] = [
       }),
     },
     returns: VOID,
+    drivers: ["mock"],
     ts: "machine.iommu(iommu).mock.faults.arm(rule)",
     doc: "Arms a fault in a mock IOMMU driver: its nth matching op call fails with the errno.",
     call: (_m, a) => {

@@ -10,7 +10,14 @@ import type { Result } from "../../base/result.js";
 export type ValueType =
   /** A simulator object, named in the scenario (device name, `as:` binding, …). */
   | { readonly kind: "object"; readonly object: string }
-  | { readonly kind: "int"; readonly min: number; readonly max: number; readonly what: string }
+  | {
+      readonly kind: "int";
+      readonly min: number;
+      readonly max: number;
+      readonly what: string;
+      /** Only these values (within min..max) are allowed. */
+      readonly only?: readonly number[];
+    }
   /** A 64-bit address or size (bigint at run time). */
   | { readonly kind: "u64" }
   | { readonly kind: "bool" }
@@ -21,6 +28,16 @@ export type ValueType =
   | { readonly kind: "constant"; readonly values: Readonly<Record<string, number>> }
   | { readonly kind: "errno" }
   | { readonly kind: "text" }
+  /**
+   * A byte string: a list of byte values, text (its UTF-8 bytes), `{hex: "de ad"}` or
+   * `{fill: byte, len: n}`. At run time a `Bytes`.
+   */
+  | { readonly kind: "bytes" }
+  /**
+   * Expected memory contents: a map from address to expected bytes (or null: not mapped). The
+   * property reads exactly the addresses and lengths the expectation names.
+   */
+  | { readonly kind: "memory" }
   /** Anything; expectations compare it against the actual value's JSON view. */
   | { readonly kind: "json" };
 
@@ -37,6 +54,52 @@ export interface ReturnSpec {
   readonly type: ValueType | "void";
   /** The call returns a Result (value or errno), i.e. the kernel returns -errno / ERR_PTR. */
   readonly fallible: boolean;
+  /**
+   * What the call fails with when it is not an errno: a CPU access raises a signal, a device
+   * access aborts with the IOMMU's fault cause. The codes `error:` may name.
+   */
+  readonly failures?: FailureCodes;
+}
+
+/** The failure codes of a call that fails with something other than an errno. */
+export interface FailureCodes {
+  /** How the docs name them ("a signal", "a DMA abort"). */
+  readonly what: string;
+  readonly codes: readonly string[];
+}
+
+/**
+ * A failure that is not an errno: its code (what `error:` names), broader codes that also match
+ * it (`SIGSEGV` for `SEGV_ACCERR`), and what the step reports about it.
+ */
+export interface Failure {
+  readonly ok: false;
+  readonly errno: string;
+  readonly also: readonly string[];
+  readonly detail: Json;
+}
+
+export function failure(code: string, detail: Json, also: readonly string[] = []): Failure {
+  return { ok: false, errno: code, also, detail };
+}
+
+/** A byte string argument or result; its view is lower-case hex. */
+export class Bytes {
+  constructor(readonly data: Uint8Array) {}
+
+  equals(other: Bytes): boolean {
+    const a = this.data;
+    const b = other.data;
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+
+  toJSON(): Json {
+    let s = "";
+    for (const x of this.data) s += x.toString(16).padStart(2, "0");
+    return s;
+  }
 }
 
 /** Arguments as the runner resolved them, keyed by kernel parameter name. */
@@ -53,6 +116,11 @@ export interface FunctionSpec<M> {
   /** The TypeScript form, for the docs (`core.attachDevicePasid(domain, dev, pasid, handle)`). */
   readonly ts: string;
   readonly doc: string;
+  /**
+   * The IOMMU drivers the call can run on (default: any). Device DMA needs hardware, which only
+   * the riscv driver has; mock-driver test ops need the mock.
+   */
+  readonly drivers?: readonly string[];
   /** Runs the call: a Result when `returns.fallible`, else the plain value (undefined for void). */
   call(m: M, args: Args): unknown;
 }
@@ -64,6 +132,11 @@ export interface PropSpec<M> {
   /** Special words the expected value may use, resolved against the subject (e.g. `default`). */
   readonly words?: Readonly<Record<string, (m: M, subject: unknown) => unknown>>;
   get(m: M, subject: unknown): unknown;
+  /**
+   * Reads what the expected value asks about (memory at the addresses it names); when present
+   * the runner calls it with the resolved expected value instead of `get`.
+   */
+  readonly getFor?: (m: M, subject: unknown, expected: unknown) => unknown;
 }
 
 /**
@@ -111,10 +184,16 @@ export function int(min: number, max: number, what = `an integer in ${min}..${ma
   return { kind: "int", min, max, what };
 }
 
+/** One of a few integers (e.g. access sizes 1, 2, 4, 8). */
+export function intOf(values: readonly number[], what: string): ValueType {
+  return { kind: "int", min: Math.min(...values), max: Math.max(...values), what, only: values };
+}
+
 export const U32: ValueType = int(0, 0xffff_ffff, "a 32-bit unsigned integer");
 export const U64: ValueType = { kind: "u64" };
 export const BOOL: ValueType = { kind: "bool" };
 export const TEXT: ValueType = { kind: "text" };
+export const BYTES: ValueType = { kind: "bytes" };
 export const JSON_VALUE: ValueType = { kind: "json" };
 
 export function enumOf(values: readonly string[]): ValueType {
@@ -143,7 +222,12 @@ export function returnsValue(type: ValueType): ReturnSpec {
   return { type, fallible: false };
 }
 
+/** A call that returns `type` or fails with one of `failures` (not an errno). */
+export function returnsOrFails(type: ValueType | "void", failures: FailureCodes): ReturnSpec {
+  return { type, fallible: true, failures };
+}
+
 /** Narrows a call's returned Result for the runner (tables return the core's Results as is). */
-export function isResult(x: unknown): x is Result<unknown> {
+export function isResult(x: unknown): x is Result<unknown> | Failure {
   return typeof x === "object" && x !== null && "ok" in x && typeof x.ok === "boolean";
 }

@@ -1,0 +1,297 @@
+// The CPU-side, device-DMA, SVA and IOPF vocabulary on real machines: validation of the new
+// parameter and value forms (bytes, memory maps, failure codes, driver restrictions) and runs
+// whose every outcome is checked.
+
+import { describe, expect, it } from "vitest";
+import { InputError } from "../../src/base/errors.js";
+import { InputErrors } from "../../src/machine/input/diagnostics.js";
+import { loadScenario } from "../../src/scenario/load.js";
+import { machineHost } from "../../src/scenario/machine-host.js";
+import { formatScenarioResult, scenarioResultJSON } from "../../src/scenario/report.js";
+import { applicableDrivers, runScenario } from "../../src/scenario/run.js";
+
+function errorsOf(text: string): string[] {
+  try {
+    loadScenario(text, "v.yaml", machineHost);
+  } catch (e) {
+    if (e instanceof InputErrors) return e.errors.map((x) => x.format());
+    if (e instanceof InputError) return [e.format()];
+    throw e;
+  }
+  throw new Error("expected the scenario to be rejected");
+}
+
+const load = (text: string) => loadScenario(text, "v.yaml", machineHost);
+const run = (text: string, driver?: string) =>
+  runScenario(load(text), machineHost, driver === undefined ? {} : { driver });
+
+/** A riscv scenario on the default machine with process p1 and 4 pages mapped at 0x40000000. */
+function withProcess(steps: readonly string[]): string {
+  return [
+    "machine: default",
+    "drivers: [riscv]",
+    "steps:",
+    "  - spawn: {comm: app}",
+    "    as: p1",
+    "  - mmap: {task: p1, addr: 0x40000000, len: 0x4000, prot: [PROT_READ, PROT_WRITE], flags: [MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED]}",
+    "    returns: 0x40000000",
+    ...steps,
+  ].join("\n");
+}
+
+function expectPass(text: string, driver?: string): void {
+  const r = run(text, driver);
+  if (r.status !== "pass") expect.fail(formatScenarioResult(r));
+}
+
+describe("validation of the new calls", () => {
+  it("rejects bad parameter types of process, CPU and DMA calls at their positions", () => {
+    expect(
+      errorsOf(
+        [
+          "machine: default",
+          "drivers: [riscv]",
+          "steps:",
+          "  - spawn: {comm: 5}",
+          "    as: p1",
+          "  - mmap: {task: p1, addr: -1, len: 0x1000, prot: PROT_RAED, flags: [MAP_PRIVATE, 3]}",
+          "  - cpu_load: {task: p1, addr: 0x1000, size: 3}",
+          "  - cpu_write: {task: p1, addr: 0x1000, data: [1, 256]}",
+          "  - cpu_write: {task: p1, addr: 0x1000, data: {hex: abc}}",
+          "  - cpu_write: {task: p1, addr: 0x1000, data: {fill: 300, len: 2}}",
+          "  - device_dma_read: {dev: dsa0, addr: 0, len: 0, pasid: 0x100000}",
+          "  - device_dma_write: {dev: nic9, addr: 0, data: 7}",
+          "  - cpu_read: {task: nic0, addr: 0, len: 1}",
+        ].join("\n"),
+      ),
+    ).toEqual([
+      "v.yaml:4:19: steps[0].spawn.comm: expected text, got the number 5",
+      "v.yaml:6:28: steps[1].mmap.addr: expected a 64-bit unsigned value, got the number -1",
+      'v.yaml:6:51: steps[1].mmap.prot: unknown flag "PROT_RAED" (did you mean "PROT_READ"?); flags: PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC',
+      "v.yaml:6:83: steps[1].mmap.flags[1]: expected a flag name (MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_POPULATE, MAP_FIXED_NOREPLACE), got the number 3",
+      "v.yaml:7:46: steps[2].cpu_load.size: expected an access size of 1, 2, 4 or 8 bytes, got the number 3",
+      "v.yaml:8:51: steps[3].cpu_write.data[1]: expected a byte (0..255), got the number 256",
+      'v.yaml:9:53: steps[4].cpu_write.data.hex: expected pairs of hex digits, got the string "abc"',
+      "v.yaml:10:54: steps[5].cpu_write.data.fill: expected a byte (0..255), got the number 300",
+      "v.yaml:11:48: steps[6].device_dma_read.len: expected a length in bytes, got the number 0",
+      "v.yaml:11:58: steps[6].device_dma_read.pasid: expected a 20-bit PASID, got the number 1048576",
+      'v.yaml:12:29: steps[7].device_dma_write.dev: unknown device "nic9" (did you mean "nic0"?)',
+      'v.yaml:12:50: steps[7].device_dma_write.data: expected bytes: a list of byte values, text, {hex: "de ad be ef"} or {fill: 0xaa, len: 4096}, got the number 7',
+      'v.yaml:13:22: steps[8].cpu_read.task: "nic0" is a device of the machine, expected a process',
+    ]);
+  });
+
+  it("error: names a signal or a DMA abort code for those calls, an errno for the others", () => {
+    expect(
+      errorsOf(
+        withProcess([
+          "  - cpu_read: {task: p1, addr: 0, len: 1}",
+          "    error: SIGSEV",
+          "  - cpu_read: {task: p1, addr: 0, len: 1}",
+          "    error: EFAULT",
+          "  - device_dma_read: {dev: acc0, addr: 0, len: 1}",
+          "    error: read_page_fult",
+          "  - munmap: {task: p1, addr: 1, len: 0x1000}",
+          "    error: SIGSEGV",
+        ]),
+      ).map((e) => e.replace(/; one of .*/, "")),
+    ).toEqual([
+      'v.yaml:9:12: steps[2].error: expected a signal (SIGSEGV, SIGBUS) or its si_code: unknown code "SIGSEV" (did you mean "SIGSEGV"?)',
+      'v.yaml:11:12: steps[3].error: expected a signal (SIGSEGV, SIGBUS) or its si_code: unknown code "EFAULT"',
+      'v.yaml:13:12: steps[4].error: expected a DMA abort: the IOMMU fault cause, or why the fabric or device refused it: unknown code "read_page_fult" (did you mean "read_page_fault"?)',
+      'v.yaml:15:12: steps[5].error: unknown errno "SIGSEGV"',
+    ]);
+  });
+
+  it("memory expectations take addresses to bytes or null", () => {
+    expect(
+      errorsOf(
+        withProcess([
+          "  - expect: {task: p1, memory: {here: [1], 0x1000: 5}}",
+          "  - expect: {mm: p1, memory: 3}",
+        ]),
+      ),
+    ).toEqual([
+      'v.yaml:8:33: steps[2].expect.memory.here: expected a 64-bit address as the key, got "here"',
+      'v.yaml:8:52: steps[2].expect.memory."4096": expected bytes: a list of byte values, text, {hex: "de ad be ef"} or {fill: 0xaa, len: 4096}, got the number 5',
+      "v.yaml:9:30: steps[3].expect.memory: expected a map from addresses to bytes (or null), got the number 3",
+    ]);
+  });
+
+  it("calls that need DMA hardware run on riscv only; mock test ops on the mock only", () => {
+    expect(
+      errorsOf(
+        [
+          "machine: default",
+          "drivers: [mock, riscv]",
+          "steps:",
+          "  - device_dma_read: {dev: acc0, addr: 0, len: 1}",
+          "    error: abort",
+          "  - trigger_iopf: {dev: acc0, pasid: 1, grpid: 0, perm: IOMMU_FAULT_PERM_READ, addr: 0}",
+        ].join("\n"),
+      ),
+    ).toEqual([
+      'v.yaml:4:5: steps[0].device_dma_read: device_dma_read runs on the riscv driver only, not on mock; declare "drivers: [riscv]"',
+      'v.yaml:6:5: steps[1].trigger_iopf: trigger_iopf runs on the mock driver only, not on riscv; declare "drivers: [mock]"',
+    ]);
+    // Without drivers: the machine's (default: riscv); forcing another driver skips it.
+    const s = load(
+      "machine: default\nsteps:\n  - device_dma_read: {dev: acc0, addr: 0, len: 1}\n    error: abort\n",
+    );
+    expect(s.onlyDrivers).toEqual(["riscv"]);
+    expect(applicableDrivers(s, machineHost)).toEqual(["riscv"]);
+    expect(
+      applicableDrivers(
+        load(
+          "machine: {extends: default, iommus: {iommu0: {driver: mock}, iommu1: {driver: mock}}}\nsteps: []\n",
+        ),
+        machineHost,
+      ),
+    ).toEqual(["mock"]);
+  });
+});
+
+describe("runs", () => {
+  it("processes, memory, CPU faults and their signal codes", () => {
+    expectPass(
+      withProcess([
+        "  - cpu_write: {task: p1, addr: 0x40002000, data: 'é€😀'}",
+        "  - cpu_read: {task: p1, addr: 0x40002000, len: 9}",
+        "    returns: [0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80]",
+        "  - cpu_write: {task: p1, addr: 0x40000ffe, data: {hex: 'de ad be ef'}}",
+        "  - expect: {task: p1, memory: {0x40000ffe: [0xde, 0xad, 0xbe, 0xef], 0x40001002: [0, 0], 0x40003000: null}}",
+        "  - cpu_load: {task: p1, addr: 0x40000ffe, size: 4}",
+        "    returns: 0xefbeadde",
+        "  - cpu_store: {task: p1, addr: 0x40003000, value: 0x1122334455667788}",
+        "  - cpu_load: {task: p1, addr: 0x40003004, size: 2}",
+        "    returns: 0x3344",
+        "  - cpu_read: {task: p1, addr: 0x40003000, len: 2}",
+        "    returns: [0x88, 0x77]",
+        "  - mprotect: {task: p1, start: 0x40003000, len: 0x1000, prot: PROT_READ}",
+        "  - cpu_store: {task: p1, addr: 0x40003000, value: 1, size: 1}",
+        "    error: SEGV_ACCERR",
+        "  - cpu_store: {task: p1, addr: 0x40003000, value: 1, size: 1}",
+        "    error: SIGSEGV",
+        "  - cpu_read: {task: p1, addr: 0x50000000, len: 1}",
+        "    error: SEGV_MAPERR",
+        "  - fork: {task: p1}",
+        "    as: c1",
+        "  - expect: {task: c1, pid: 2, memory: {0x40003000: [0x88, 0x77]}}",
+        "  - cpu_write: {task: c1, addr: 0x40000000, data: child}",
+        "  - expect: {task: p1, memory: {0x40000000: [0, 0, 0, 0, 0]}}",
+        "  - exit: {task: c1, code: 3}",
+        "  - expect: {task: c1, state: zombie, exit_code: 3, mm: null}",
+        "  - wait: {task: p1, pid: c1}",
+        "    returns: {pid: 2, code: 3}",
+        "  - expect: {task: c1, state: reaped}",
+      ]),
+    );
+  });
+
+  it("a failed expectation of a signal reports what happened", () => {
+    const r = run(
+      withProcess(["  - cpu_read: {task: p1, addr: 0x40000000, len: 1}", "    error: SIGBUS"]),
+    );
+    expect(r.status).toBe("fail");
+    const f = r.steps[2]!;
+    expect(f.failure?.message).toBe("cpu_read succeeded, expected SIGBUS");
+    const r2 = run(withProcess(["  - cpu_read: {task: p1, addr: 0x10000, len: 1}"]));
+    const g = r2.steps[2]!;
+    expect(g.failure?.message).toBe("cpu_read failed with SEGV_MAPERR, expected success");
+    expect(g.failure?.actual).toEqual({ signal: "SIGSEGV", code: "SEGV_MAPERR", addr: "0x10000" });
+    expect(formatScenarioResult(r2)).toContain(
+      "cpu_read(task=p1, addr=0x10000, len=1) = SEGV_MAPERR",
+    );
+    expect(scenarioResultJSON(r2)).toMatchObject({
+      steps: [{}, {}, { errno: "SEGV_MAPERR", fault: { code: "SEGV_MAPERR", addr: "0x10000" } }],
+    });
+  });
+
+  it("device DMA is translated: faults carry the IOMMU's cause and land in its fault queue", () => {
+    expectPass(
+      withProcess([
+        "  - device_dma_read: {dev: acc0, addr: 0x1000, len: 8}",
+        "    error: read_page_fault",
+        "  - device_dma_write: {dev: acc0, addr: 0x1000, data: [1]}",
+        "    error: abort",
+        "  - device_dma_read: {dev: acc0, addr: 0x1000, len: 8, pasid: 3}",
+        "    error: transaction_type_disallowed",
+        "  - device_dma_read: {dev: legacy0, addr: 0x1000, len: 8, pasid: 3}",
+        "    error: refused",
+        "  - settle: {}",
+        "  - expect: {iommu: iommu1, fault_count: 3, faults: [{code: read_page_fault, cause: 13, ttyp: untranslated_read, device: acc0, pasid: null, iotval: 0x1000}, {code: write_page_fault, cause: 15, ttyp: untranslated_write}, {code: transaction_type_disallowed, pasid: 3}]}",
+        "  - expect: {iommu: iommu0, faults: []}",
+        "  - expect: {dev: acc0, pasid_enabled: true, ats_enabled: true, engine: {kind: test-device, counters: {failures: 3}}}",
+      ]),
+    );
+  });
+
+  it("SVA: bind, DMA at the process's addresses, PASID kept until the final mmdrop", () => {
+    expectPass(
+      withProcess([
+        "  - cpu_write: {task: p1, addr: 0x40000010, data: hello}",
+        "  - iommu_sva_bind_device: {dev: dsa0, mm: p1}",
+        "    as: b1",
+        "  - iommu_sva_bind_device: {dev: dsa0, mm: p1}",
+        "    returns: $b1",
+        "  - expect: {sva: b1, users: 2, pasid: 1, dev: dsa0}",
+        "  - iommu_sva_get_pasid: {handle: b1}",
+        "    returns: 1",
+        "  - mm_get_enqcmd_pasid: {mm: p1}",
+        "    returns: 1",
+        "  - expect: {task: p1, pasid: 1}",
+        "  - device_dma_read: {dev: dsa0, addr: 0x40000010, len: 5, pasid: 1}",
+        "    returns: hello",
+        "  - device_dma_write: {dev: dsa0, addr: 0x40000020, data: dev, pasid: 1}",
+        "  - cpu_read: {task: p1, addr: 0x40000020, len: 3}",
+        "    returns: dev",
+        "  - get_task_mm: {task: p1}",
+        "    as: m1",
+        "  - exit: {task: p1}",
+        "  - expect: {mm: m1, state: live, users: 1, pasid: 1}",
+        "  - mmput: {mm: m1}",
+        "  - expect: {mm: m1, state: exited, users: 0, pasid: 1, notifiers: 0}",
+        "  - iommu_sva_unbind_device: {handle: b1}",
+        "  - expect: {mm: m1, state: exited}",
+        "  - iommu_sva_unbind_device: {handle: b1}",
+        "  - expect: {mm: m1, state: freed, pasid: 0xffffffff}",
+        "  - expect: {machine: {global_pasids: []}}",
+      ]),
+    );
+  });
+
+  it("IOPF on the mock: TRIGGER_IOPF through the SVA handler, responses recorded", () => {
+    expectPass(
+      [
+        "machine: single-mock",
+        "drivers: [mock]",
+        "steps:",
+        "  - spawn: {comm: app}",
+        "    as: p1",
+        "  - mmap: {task: p1, addr: 0x40000000, len: 0x2000, prot: [PROT_READ, PROT_WRITE], flags: [MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED]}",
+        "  - iommu_sva_bind_device: {dev: dev0, mm: p1}",
+        "    as: b1",
+        "  - trigger_iopf: {dev: dev0, pasid: 1, grpid: 7, perm: [IOMMU_FAULT_PERM_READ, IOMMU_FAULT_PERM_WRITE], addr: 0x40001000}",
+        "  - expect: {mm: p1, memory: {0x40001000: null}}",
+        "  - iopf_queue_flush_dev: {dev: dev0}",
+        "  - expect: {mm: p1, memory: {0x40001000: [0, 0]}}",
+        "  - trigger_iopf: {dev: dev0, pasid: 1, grpid: 8, perm: IOMMU_FAULT_PERM_READ, addr: 0x50000000}",
+        "  - settle: {}",
+        "  - trigger_iopf: {dev: dev0, pasid: 9, grpid: 9, perm: IOMMU_FAULT_PERM_READ, addr: 0x40000000}",
+        "    error: EINVAL",
+        "  - expect: {iommu: iommu0, page_requests: 3, page_responses: [{dev: dev0, pasid: 1, grpid: 7, code: SUCCESS}, {grpid: 8, code: INVALID}, {pasid: 9, code: INVALID}]}",
+        "  - iommu_report_device_fault: {dev: dev0, flags: [IOMMU_FAULT_PAGE_REQUEST_PASID_VALID], pasid: 1, grpid: 3, perm: IOMMU_FAULT_PERM_READ, addr: 0x40000000}",
+        "  - iopf_queue_discard_partial: {queue: iommu0}",
+        "  - iopf_queue_discard_partial: {queue: null}",
+        "    error: EINVAL",
+        "  - iopf_queue_alloc: {name: extra}",
+        "    as: q2",
+        "  - iopf_queue_add_device: {queue: q2, dev: dev0}",
+        "    error: EBUSY",
+        "  - iopf_queue_free: {queue: q2}",
+        "  - iommu_sva_unbind_device: {handle: b1}",
+        "  - expect: {invariants: clean}",
+      ].join("\n"),
+    );
+  });
+});
