@@ -183,8 +183,8 @@ export class DmaApi {
 
   /** `use_dma_iommu(dev)`: the DMA API goes through the group's default (DMA) domain. */
   useDmaIommu(dev: Device): boolean {
-    // iommu_deinit_device clears dma_iommu with the group: a released device is direct again.
-    return dev.dmaIommu && this.s.core.groupOf(dev) !== null;
+    // iommu_deinit_device clears dma_iommu: a released device is direct again.
+    return dev.dmaIommu;
   }
 
   opsKind(dev: Device): DmaOpsKind {

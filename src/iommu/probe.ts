@@ -324,7 +324,8 @@ function iommuGroupFreeDevice(s: CoreState, group: IommuGroup, gdev: GroupDevice
 
 /**
  * `iommu_deinit_device`: park the device on the driver's release domain, `release_device`,
- * and when the group became empty free its default and blocking domains.
+ * when the group became empty free its default and blocking domains, and clear the device's
+ * `dma_iommu` (its DMA API no longer goes through a domain).
  */
 function iommuDeinitDevice(s: CoreState, dev: Device, group: IommuGroup): void {
   const ops = s.devIommuOps(dev);
@@ -350,6 +351,8 @@ function iommuDeinitDevice(s: CoreState, dev: Device, group: IommuGroup): void {
   }
   dev.iommuGroup = null;
   dev.iommu = null;
+  // CONFIG_IOMMU_DMA: the device is dma-direct again.
+  dev.dmaIommu = false;
 }
 
 /** `iommu_release_device`: leave the group (§2.7), then free `dev->iommu`. */

@@ -43,6 +43,17 @@ describe("ops selection and masks", () => {
     );
   });
 
+  it("a released device is dma-direct: release clears dma_iommu (iommu_deinit_device)", () => {
+    const b = dmaBed();
+    const dev = b.platformDev("dev0", 1);
+    expect(b.dma.opsKind(dev)).toBe("dma-iommu");
+    b.model.deviceDel(dev);
+    expect(dev.dmaIommu).toBe(false);
+    expect(b.dma.opsKind(dev)).toBe("dma-direct");
+    const pa = buffer(b);
+    expect(b.dma.mapSingle(dev, pa, K4, DMA_TO_DEVICE)).toBe(pa);
+  });
+
   it("PCI devices get the PCI defaults and the 32-bit IOVA workaround", () => {
     const b = dmaBed();
     const nic = b.pciHost((h) => h.addRootPort({ acs: true }).addEndpoint({ name: "nic0" }))(

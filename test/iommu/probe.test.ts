@@ -51,6 +51,21 @@ describe("device probe and release", () => {
     expect(d.dmaIommu).toBe(true);
   });
 
+  it("release clears dma_iommu (iommu_deinit_device): the DMA API of a released device is direct", () => {
+    const b = platBed({ defaultDomain: "none" });
+    const d = b.dev("d");
+    expect(d.dmaIommu).toBe(true);
+    b.model.deviceDel(d);
+    expect(d.iommuGroup).toBeNull();
+    expect(d.dmaIommu).toBe(false);
+    // Also when the IOMMU goes away under a registered device.
+    const e = b.dev("e");
+    expect(e.dmaIommu).toBe(true);
+    b.core.deviceUnregister(b.inst);
+    expect(e.registered).toBe(true);
+    expect(e.dmaIommu).toBe(false);
+  });
+
   it("the last device leaving frees the default and blocking domains; static domains survive", () => {
     const b = platBed({ defaultDomain: "none", staticBlocked: false });
     const d = b.dev("d");
