@@ -2,8 +2,9 @@
 // selftest.c, core §9.1): paging domains with a mapping store instead of page tables, a static
 // blocked domain that is also the default domain, PASID-capable mock devices, the PASID-1024
 // replace-failure quirk — and, for the simulator, a configurable shape (page sizes, aperture,
-// PASID width, static/dynamic identity, def_domain_type, group strategy) plus fault injection on
-// every op, so every rollback path of the core can run.
+// PASID width, static/dynamic identity, def_domain_type, group strategy: one for every device,
+// or by bus like real drivers) plus fault injection on every op, so every rollback path of the
+// core can run.
 //
 // SVA and I/O page faults, like the selftest mock: `domain_alloc_sva` (domains tied to their
 // instance), IOPF enabled on the device (`mock-iopfq`, refcounted) while a fault-capable domain
@@ -25,6 +26,7 @@ import { err, OK, ok, type Result } from "../../base/result.js";
 import type { BusType } from "../../bus/device.js";
 import { Device } from "../../bus/device.js";
 import { FirmwareDescription, FwNode, type IommuResvRegion } from "../../bus/firmware.js";
+import { devIsPci } from "../../bus/pci-dev.js";
 import {
   IOMMU_CAP,
   IOMMU_DOMAIN_BLOCKED,
@@ -113,8 +115,12 @@ export interface MockIommuConfig {
   readonly releaseDomain?: StaticChoice;
   /** `def_domain_type`: a constant or a per-device function; absent = no op. */
   readonly defDomainType?: IommuDomainType | ((dev: Device) => IommuDomainType);
-  /** `device_group` strategy. Default "generic". */
-  readonly deviceGroup?: "generic" | "single" | "pci";
+  /**
+   * `device_group` strategy. Default "generic". "bus" is what real drivers do (e.g.
+   * riscv_iommu_device_group): `pci_device_group` for PCI devices, `generic_device_group` for
+   * the others, so one instance can translate both kinds.
+   */
+  readonly deviceGroup?: "generic" | "single" | "pci" | "bus";
   /** Which paging allocators the driver implements. Default "flags". */
   readonly pagingOp?: "flags" | "paging" | "both" | "none";
   /** `capable()` answers (DIRTY_TRACKING is added per device unless NO_DIRTY). */
@@ -490,6 +496,8 @@ export class MockIommuDriver {
         return this.core.genericSingleDeviceGroup(dev);
       case "pci":
         return this.core.pciDeviceGroup(dev);
+      case "bus":
+        return devIsPci(dev) ? this.core.pciDeviceGroup(dev) : this.core.genericDeviceGroup(dev);
       default:
         return this.core.genericDeviceGroup(dev);
     }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { SimError } from "../../../src/base/errors.js";
 import { err, OK, unwrap } from "../../../src/base/result.js";
+import { Device } from "../../../src/bus/device.js";
+import { checkCore } from "../../../src/check/invariants.js";
 import { MockFaultInjector } from "../../../src/drivers/mock/fault-inject.js";
 import type { MockPagingDomain } from "../../../src/drivers/mock/mock-domain.js";
 import {
@@ -19,7 +21,7 @@ import {
   IOMMU_HWPT_ALLOC_PASID,
   IOMMU_READ,
 } from "../../../src/iommu/constants.js";
-import { mockBed } from "../../iommu/setup.js";
+import { mockBed, pciBed, platformFw } from "../../iommu/setup.js";
 
 describe("MockFaultInjector", () => {
   it("fails the n-th matching call, `times` times, and records what it injected", () => {
@@ -128,5 +130,41 @@ describe("mock devices and domains (selftest.c)", () => {
     expect(b.mock.ridDomain(d)).toBeUndefined();
     expect(b.mock.programmedDevices()).toEqual([]);
     expect(b.mock.toJSON()).toMatchObject({ name: "mock", rid: [], pasids: [] });
+  });
+});
+
+describe("device_group strategies", () => {
+  /** A PCI host (endpoint `a` below a root port without ACS) and one platform device, both
+   * translated by one mock instance with `deviceGroup` = `strategy`. */
+  function mixed(strategy: "generic" | "pci" | "bus") {
+    const b = pciBed((h) => h.addRootPort({ name: "rp0" }).addEndpoint({ name: "a" }), {
+      config: { claimBus: null, deviceGroup: strategy },
+    });
+    const plat = new Device("plat0", b.platform, platformFw("plat0", b.iommuDev));
+    b.model.deviceAdd(plat);
+    return { ...b, plat };
+  }
+
+  it('"bus": pci_device_group for PCI functions, generic_device_group for platform devices, on one instance', () => {
+    const b = mixed("bus");
+    const rp = b.core.groupOf(b.pdev("rp0"))!;
+    // No ACS at the root port: the endpoint shares its group (pci_device_group).
+    expect(b.core.groupOf(b.pdev("a"))).toBe(rp);
+    const g = b.core.groupOf(b.plat)!;
+    expect(g).not.toBe(rp);
+    expect(g.devices.map((d) => d.dev)).toEqual([b.plat]);
+    expect(b.plat.iommu?.iommuDev).toBe(b.inst);
+    expect(b.ctx.warnings.list()).toEqual([]);
+    expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
+  });
+
+  it('one strategy for every device fails one kind: "pci" refuses platform devices (EINVAL, WARN), "generic" splits PCI functions ACS does not isolate', () => {
+    const pci = mixed("pci");
+    expect(pci.core.groupOf(pci.plat)).toBeNull();
+    expect(pci.plat.iommu).toBeNull();
+    expect(pci.ctx.warnings.list().map((w) => w.site)).toEqual(["pci_device_group"]);
+    const gen = mixed("generic");
+    expect(gen.core.groupOf(gen.pdev("a"))).not.toBe(gen.core.groupOf(gen.pdev("rp0")));
+    expect(gen.core.groupOf(gen.plat)).not.toBeNull();
   });
 });
