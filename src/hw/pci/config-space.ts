@@ -2,6 +2,9 @@
 // write it (RW), clear it by writing 1 (RW1C), or not at all (RO / HwInit / RsvdP). Hardware
 // models set registers with `init*` (ignoring the masks); software reaches the space only
 // through `read`/`write`, which apply the masks and then call the register's write hook, if any.
+//
+// Routing reads registers on every DMA page (`peek`): aligned 16- and 32-bit registers are read
+// through 16- and 32-bit views of the same bytes (on a little-endian host, like PCI).
 
 import { SimError } from "../../base/errors.js";
 
@@ -16,9 +19,14 @@ interface HookEntry {
   readonly fn: ConfigWriteHook;
 }
 
+/** Whether typed-array words read little-endian here (then aligned registers are one load). */
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export class ConfigSpace {
   readonly size: number;
   readonly #bytes: Uint8Array;
+  readonly #u16: Uint16Array | null;
+  readonly #u32: Uint32Array | null;
   readonly #rw: Uint8Array;
   readonly #w1c: Uint8Array;
   readonly #hooks: HookEntry[] = [];
@@ -27,6 +35,8 @@ export class ConfigSpace {
     if (size !== 256 && size !== 4096) throw new SimError(`config space size ${size}`);
     this.size = size;
     this.#bytes = new Uint8Array(size);
+    this.#u16 = LITTLE_ENDIAN_HOST ? new Uint16Array(this.#bytes.buffer) : null;
+    this.#u32 = LITTLE_ENDIAN_HOST ? new Uint32Array(this.#bytes.buffer) : null;
     this.#rw = new Uint8Array(size);
     this.#w1c = new Uint8Array(size);
   }
@@ -59,6 +69,8 @@ export class ConfigSpace {
   peek(offset: number, size: ConfigAccessSize): number {
     const b = this.#bytes;
     if (size === 1) return b[offset]!;
+    if (size === 4 && (offset & 3) === 0 && this.#u32 !== null) return this.#u32[offset >>> 2] ?? 0;
+    if (size === 2 && (offset & 1) === 0 && this.#u16 !== null) return this.#u16[offset >>> 1] ?? 0;
     if (size === 2) return b[offset]! | (b[offset + 1]! << 8);
     return (
       (b[offset]! | (b[offset + 1]! << 8) | (b[offset + 2]! << 16) | (b[offset + 3]! << 24)) >>> 0

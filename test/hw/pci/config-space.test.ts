@@ -60,6 +60,20 @@ describe("ConfigSpace", () => {
     ]);
   });
 
+  test.prop([fc.uint8Array({ minLength: 64, maxLength: 64 }), fc.integer({ min: 0, max: 60 })])(
+    "peek assembles 2 and 4 bytes little-endian at any offset, aligned or not",
+    (bytes, at) => {
+      const cs = new ConfigSpace(256);
+      bytes.forEach((x, i) => cs.init(i, 1, x));
+      const b = (i: number) => cs.peek(i, 1);
+      expect(cs.peek(at, 2)).toBe(b(at) | (b(at + 1) << 8));
+      expect(cs.peek(at, 4)).toBe(
+        (b(at) | (b(at + 1) << 8) | (b(at + 2) << 16) | (b(at + 3) << 24)) >>> 0,
+      );
+      expect([cs.peek(at, 1), cs.peek(at, 2) & 0xff]).toEqual([bytes[at], bytes[at]]);
+    },
+  );
+
   test.prop([
     fc.integer({ min: 0, max: 0xffff_ffff }),
     fc.integer({ min: 0, max: 0xffff_ffff }),
