@@ -3,7 +3,8 @@
 // configuration space through the drivers/pci helpers of bus/pci.ts. `pciScanHost` plays the PCI
 // core's scan (`pci_scan_root_bus` + `pci_bus_add_devices`) and follows hot plug; firmware's
 // `iommu-map` of the host bridge becomes each device's `iommus` link, with its DMA aliases as
-// IDs (of_pci_iommu_init is called per alias).
+// IDs (of_pci_iommu_init is called per alias), and a per-function hook adds what else firmware
+// describes (reserved regions, properties).
 
 import { SimError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
@@ -124,12 +125,22 @@ export interface PciScanOptions {
    * so `pci_acs_init` enables ACS on every scanned function. Default: when `iommu` is given.
    */
   readonly enableAcs?: boolean;
+  /**
+   * What firmware says about one function beyond the `iommus` link (its device-tree node or
+   * ACPI description): called for every function scanned, at boot and on hot plug, after the
+   * `iommus` link is set and before `device_add`, so the IOMMU layer sees it when it probes the
+   * device. It may add reserved regions (an IOMMU_RESV_DIRECT region — DT `memory-region` with
+   * `iommu-addresses`, ACPI IORT RMR — makes the device `require_direct`) and properties, or
+   * rewrite the `iommus` link (e.g. an `iommu-map` with an ID base).
+   */
+  readonly firmware?: (fn: PciFunction, fw: FirmwareDescription) => void;
 }
 
 /**
- * Scans an enumerated host: adds a pci_dev for every function, depth first in devfn order, and
- * keeps following hot plug (added devices are scanned, removed ones deleted, children first).
- * Returns the unsubscribe function of the hot-plug listener.
+ * Scans an enumerated host: adds a pci_dev for every function, depth first in devfn order, with
+ * its firmware description (`iommus` link, then `opts.firmware`), and keeps following hot plug
+ * (added devices are scanned the same way, removed ones deleted, children first). Returns the
+ * unsubscribe function of the hot-plug listener.
  */
 export function pciScanHost(
   model: DeviceModel,
@@ -153,6 +164,7 @@ export function pciScanHost(
       });
       fw.iommus = { fwnode: iommu, ids };
     }
+    opts.firmware?.(fn, fw);
     const dev = new PciDev(fn, bus, fw);
     bus.track(dev);
     model.deviceAdd(dev);

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createContext } from "../../src/base/context.js";
 import { SimError } from "../../src/base/errors.js";
 import { DeviceModel } from "../../src/bus/driver-core.js";
-import { FwNode } from "../../src/bus/firmware.js";
+import { FwNode, IOMMU_RESV } from "../../src/bus/firmware.js";
 import { pciAcsEnabled, REQ_ACS_FLAGS } from "../../src/bus/pci.js";
 import { createPciBus, devIsPci, pciScanHost } from "../../src/bus/pci-dev.js";
 import { createPlatformBus } from "../../src/bus/platform.js";
@@ -124,5 +124,42 @@ describe("pci_dev view and scan", () => {
     // A re-plugged device gets a fresh pci_dev.
     port.addEndpoint({ name: "card" });
     expect(pci.pciDevs().map((d) => d.fn.name)).toEqual(["slot", "card"]);
+  });
+
+  it("gives every function, at boot and on hot plug, what the firmware hook adds before device_add", () => {
+    const { model, pci, host } = machine();
+    const port = host.addRootPort({ name: "slot", hotplug: true });
+    host.enumerate();
+    const iommu = new FwNode("iommu@0");
+    const seen: string[] = [];
+    pciScanHost(model, pci, host, {
+      iommu,
+      firmware: (fn, fw) => {
+        seen.push(fn.name);
+        // The iommus link is already there for the hook to see (or rewrite).
+        expect(fw.iommus?.fwnode).toBe(iommu);
+        fw.setProperty("pasid-num-bits", 5);
+        if (fn.name === "card") {
+          fw.addResvRegion({
+            start: 0x8000_0000n,
+            length: 0x1_0000n,
+            prot: 3,
+            type: IOMMU_RESV.DIRECT,
+          });
+        }
+      },
+    });
+    const atAdd: string[] = [];
+    pci.registerNotifier((a, d) => {
+      if (a === "ADD_DEVICE") atAdd.push(`${d.name} ${d.fw.resvRegions().length}`);
+    });
+    port.addEndpoint({ name: "card" });
+    expect(seen).toEqual(["slot", "card"]);
+    const card = pci.pciDevOf(host.function("card"))!;
+    expect(atAdd).toEqual([`${card.name} 1`]);
+    expect(card.fw.resvRegions()).toEqual([
+      { start: 0x8000_0000n, length: 0x1_0000n, prot: 3, type: IOMMU_RESV.DIRECT },
+    ]);
+    expect(pci.pciDevOf(host.function("slot"))!.fw.readU32("pasid-num-bits")).toBe(5);
   });
 });

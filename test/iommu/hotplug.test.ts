@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { OK, unwrap } from "../../src/base/result.js";
+import { err, OK, unwrap } from "../../src/base/result.js";
 import type { DeviceDriver } from "../../src/bus/device.js";
+import { IOMMU_RESV } from "../../src/bus/firmware.js";
 import type { PciDev } from "../../src/bus/pci-dev.js";
 import { checkCore } from "../../src/check/invariants.js";
 import type { PciBridge } from "../../src/hw/pci/topology.js";
@@ -71,6 +72,29 @@ describe("PCI hot plug through the whole stack", () => {
     expect(b.core.deviceClaimDmaOwner(second, "vfio")).toEqual(OK);
     const d = unwrap(b.core.pagingDomainAlloc(second));
     expect(b.core.attachGroup(d, b.core.groupOf(second)!)).toEqual(OK);
+    expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
+  });
+
+  it("a hot-plugged function whose firmware declares an IOMMU_RESV_DIRECT region requires direct mappings", () => {
+    const direct = { start: 0x9000_0000n, length: 0x2000n, prot: 3, type: IOMMU_RESV.DIRECT };
+    const b = pciBed((h) => h.addRootPort({ name: "slot", acs: true, hotplug: true }), {
+      config: { defaultDomain: "none" },
+      firmware: (fn, fw) => {
+        if (fn.name === "card") fw.addResvRegion(direct);
+      },
+    });
+    const port = b.host.function("slot") as PciBridge;
+    port.addEndpoint({ name: "card" });
+    const card = b.pdev("card");
+    const g = b.core.groupOf(card)!;
+    expect(card.iommu!.requireDirect).toBe(true);
+    expect(b.core.getResvRegions(card)).toEqual([direct]);
+    expect(b.core.groupShowResvRegions(g)).toBe("0x0000000090000000 0x0000000090001fff direct\n");
+    // The default domain maps the region 1:1.
+    expect(b.core.iovaToPhys(g.defaultDomain!, 0x9000_1234n)).toBe(0x9000_1234n);
+    // No blocking domain for it: VFIO-style ownership is refused.
+    expect(b.core.deviceClaimDmaOwner(card, "vfio")).toEqual(err("EINVAL"));
+    expect(b.pdev("slot").iommu!.requireDirect).toBe(false);
     expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
   });
 });

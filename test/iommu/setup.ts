@@ -7,7 +7,13 @@ import type { TraceEventMap, TraceEventName, TraceRecord } from "../../src/base/
 import { type BusType, Device } from "../../src/bus/device.js";
 import { DeviceModel } from "../../src/bus/driver-core.js";
 import { FirmwareDescription, FwNode, type IommuResvRegion } from "../../src/bus/firmware.js";
-import { createPciBus, type PciBusType, type PciDev, pciScanHost } from "../../src/bus/pci-dev.js";
+import {
+  createPciBus,
+  type PciBusType,
+  type PciDev,
+  type PciScanOptions,
+  pciScanHost,
+} from "../../src/bus/pci-dev.js";
 import { createMockBus, createPlatformBus } from "../../src/bus/platform.js";
 import {
   type MockIommu,
@@ -63,10 +69,16 @@ export interface PciBed extends TestBed {
  * A machine with a PCI host whose `iommu-map` points at a mock IOMMU instance (a platform
  * device). `build` shapes the hierarchy before enumeration. `scanFirst` scans PCI before the
  * IOMMU registers (bus_iommu_probe path); otherwise devices are hot-probed one by one.
+ * `firmware` is the scan's per-function firmware hook.
  */
 export function pciBed(
   build: (host: PciHost) => void,
-  opts: { config?: MockIommuConfig; core?: IommuCoreOptions; scanFirst?: boolean } = {},
+  opts: {
+    config?: MockIommuConfig;
+    core?: IommuCoreOptions;
+    scanFirst?: boolean;
+    firmware?: PciScanOptions["firmware"];
+  } = {},
 ): PciBed {
   const b = bed(opts.core ?? {});
   const pci = createPciBus();
@@ -80,7 +92,10 @@ export function pciBed(
   host.enumerate();
   let inst: MockIommu | null = null;
   if (!opts.scanFirst) inst = unwrap(mock.registerInstance("iommu0", iommuDev));
-  pciScanHost(b.model, pci, host, { iommu: iommuDev.fw.node });
+  pciScanHost(b.model, pci, host, {
+    iommu: iommuDev.fw.node,
+    ...(opts.firmware ? { firmware: opts.firmware } : {}),
+  });
   if (opts.scanFirst) inst = unwrap(mock.registerInstance("iommu0", iommuDev));
   const pdev = (name: string): PciDev => {
     const d = pci.pciDevOf(host.function(name));
