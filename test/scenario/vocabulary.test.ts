@@ -103,6 +103,31 @@ describe("validation of the new calls", () => {
     ]);
   });
 
+  it("DSA calls: opcodes, commands, flags and their failure codes", () => {
+    expect(
+      errorsOf(
+        [
+          "machine: default",
+          "steps:",
+          "  - dsa_wq_enable: {dev: dsa0, wq: 16, mode: shard}",
+          "  - dsa_submit: {dev: dsa0, wq: 0, opcode: memcopy, flags: [IDXD_OP_FLAG_BOFF]}",
+          "  - dsa_command: {dev: dsa0, command: drain_pasids}",
+          "    error: pasid_enn",
+          "  - dsa_submit: {dev: dsa0, wq: 0, opcode: noop}",
+          "    error: EAGAIN",
+        ].join("\n"),
+      ).map((e) => e.replace(/; (expected one of|flags:|one of) .*/, "")),
+    ).toEqual([
+      "v.yaml:3:36: steps[0].dsa_wq_enable.wq: expected a work queue index (0..15), got the number 16",
+      'v.yaml:3:46: steps[0].dsa_wq_enable.mode: unknown value "shard" (did you mean "shared"?)',
+      'v.yaml:4:44: steps[1].dsa_submit.opcode: unknown value "memcopy"',
+      'v.yaml:4:61: steps[1].dsa_submit.flags[0]: unknown flag "IDXD_OP_FLAG_BOFF" (did you mean "IDXD_OP_FLAG_BOF"?)',
+      'v.yaml:5:39: steps[2].dsa_command.command: unknown value "drain_pasids" (did you mean "drain_pasid"?)',
+      'v.yaml:6:12: steps[2].error: expected a command error of CMDSTS (wq_mode, pasid_en, dev_noten, …): unknown code "pasid_enn" (did you mean "pasid_en"?)',
+      'v.yaml:8:12: steps[3].error: expected retry (ENQCMD: the shared WQ refused the descriptor): unknown code "EAGAIN"',
+    ]);
+  });
+
   it("memory expectations take addresses to bytes or null", () => {
     expect(
       errorsOf(

@@ -50,8 +50,8 @@ function hardwareView(i: MachineIommu): { [k: string]: Json } | null {
 /** Records the page-request queue took (riscv), or the requests the mock was told to raise. */
 function pageRequests(i: MachineIommu): number {
   if (i.mock !== null) return i.mock.log.filter((l) => l.startsWith("trigger_iopf ")).length;
-  const pq = hardwareView(i)?.pq as { queued?: number } | undefined;
-  return pq?.queued ?? 0;
+  const queues = hardwareView(i)?.queues as { pq?: { queued?: number } } | undefined;
+  return queues?.pq?.queued ?? 0;
 }
 
 const COUNT = int(0, 0x7fff_ffff);

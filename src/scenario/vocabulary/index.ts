@@ -5,6 +5,7 @@ import { ATTACH } from "./attach.js";
 import { DEVICE_DMA } from "./device-dma.js";
 import { DEVICES } from "./devices.js";
 import { DOMAINS } from "./domains.js";
+import { DSA } from "./dsa.js";
 import { SUBJECTS } from "./expect.js";
 import { GROUPS } from "./groups.js";
 import { KINDS } from "./kinds.js";
@@ -41,6 +42,7 @@ export const VOCABULARY_AREAS: readonly {
     functions: PROCESSES,
   },
   { area: "device", title: "Device DMA (riscv driver only)", functions: DEVICE_DMA },
+  { area: "dsa", title: "The DSA-like engine (riscv driver only)", functions: DSA },
   {
     area: "seeds",
     title: "Historical APIs: IOASID allocator (§5.3), seed 002, seed 004",
