@@ -2,8 +2,11 @@ import { describe, expect, it } from "vitest";
 import { err, OK, ok, unwrap } from "../../src/base/result.js";
 import { Device, type DeviceDriver } from "../../src/bus/device.js";
 import { IOMMU_RESV } from "../../src/bus/firmware.js";
+import { createPciBus, pciScanHost } from "../../src/bus/pci-dev.js";
 import { checkCore } from "../../src/check/invariants.js";
 import { MOCK_FLAGS_DEVICE_PASID, MockIommuDriver } from "../../src/drivers/mock/mock-iommu.js";
+import { PciHost } from "../../src/hw/pci/host.js";
+import { pciDevid } from "../../src/hw/pci/regs.js";
 import {
   IOMMU_DOMAIN_DMA,
   IOMMU_DOMAIN_IDENTITY,
@@ -304,6 +307,34 @@ describe("device probe and release", () => {
     expect(dev.iommu!.fwspec).toEqual({ iommuFwnode: iommuDev.fw.node, ids: [0] });
     b.model.deviceReleaseDriver(dev);
     expect(b.core.groupOf(dev)!.ownerCnt).toBe(0);
+  });
+
+  it("dma_configure gives a PCI function a fwspec with its RID and DMA aliases as IDs", () => {
+    const b = bed();
+    // A PCI bus the core has no notifier on: only dma_configure (driver bind) probes.
+    const pci = createPciBus();
+    b.model.busRegister(pci);
+    const iommuDev = new Device("iommu0", b.platform);
+    b.model.deviceAdd(iommuDev);
+    const mock = new MockIommuDriver(b.core, { claimBus: "pci", deviceGroup: "pci" });
+    unwrap(mock.registerInstance("iommu0", iommuDev));
+    const host = new PciHost(b.ctx);
+    host
+      .addRootPort({ name: "rp", acs: true })
+      .addPcieToPciBridge({ name: "br" })
+      .addEndpoint({ name: "old", slot: 1 });
+    host.enumerate();
+    pciScanHost(b.model, pci, host, { iommu: iommuDev.fw.node });
+    const old = pci.pciDevOf(host.function("old"))!;
+    expect(old.iommu).toBeNull();
+    const drv: DeviceDriver = { name: "old-drv", bus: pci, match: (d) => d === old };
+    b.model.driverRegister(drv);
+    expect(old.driver).toBe(drv);
+    const brFn = host.function("br");
+    // of_pci_iommu_init per alias: its own RID, then the bridge's (secondary bus, 00.0).
+    const ids = [host.function("old").rid, pciDevid(brFn.config.peek(0x19, 1), 0)];
+    expect(old.iommu!.fwspec).toEqual({ iommuFwnode: iommuDev.fw.node, ids });
+    expect(b.core.groupOf(old)!.ownerCnt).toBe(1);
   });
 
   it("links devices of two buses sharing a group under distinct names", () => {

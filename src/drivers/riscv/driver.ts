@@ -219,9 +219,8 @@ export class RiscvIommuDriver {
     if (iommu === null) return err("ENODEV");
     // A Bare-mode IOMMU passes everything through anyway.
     if (iommu.ddtMode <= DDTP_MODE.BARE) return err("ENODEV");
-    const fwspec = dev.iommu!.fwspec!;
-    let ids: readonly number[] = fwspec.ids;
-    if (ids.length === 0 && dev.fw.iommus?.fwnode === fwspec.iommuFwnode) ids = dev.fw.iommus.ids;
+    // The device IDs are the fwspec's (of_iommu_xlate / IORT: the RID and its DMA aliases).
+    const ids = dev.iommu!.fwspec!.ids;
     if (ids.length === 0) return err("ENODEV");
     const r = probeInfo(iommu, dev, [...ids]);
     if (!r.ok) return r;
