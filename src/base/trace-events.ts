@@ -173,6 +173,21 @@ export interface TraceEventMap {
   /** A kernel log line of the DMA layer. */
   "dma:log": { level: string; device: string | null; message: string };
 
+  // ---- device drivers (system "driver"); track = the device (vfio_dma: the owner) ----
+  /** A kernel log line of a device driver (idxd, the e1000-like nic, vfio, iommufd). */
+  "driver:log": { driver: string; level: string; device: string | null; message: string };
+  /** A command the idxd driver wrote to CMD and the error code CMDSTS ended with. */
+  "driver:idxd_cmd": { device: string; cmd: string; operand: number; status: number };
+  /** A user DMA map or unmap of VFIO type1 / iommufd; result "ok" or the errno. */
+  "driver:vfio_dma": {
+    owner: string;
+    op: string;
+    iova: bigint;
+    size: bigint;
+    vaddr: bigint | null;
+    result: string;
+  };
+
   // ---- the CPU side (system "mm") ----
   "mm:fault": { mm: number; addr: bigint; flags: string; result: string };
   "mm:invalidate_range": { mm: number; start: bigint; end: bigint };
