@@ -14,7 +14,7 @@ import { createPciBus } from "../bus/pci-dev.js";
 import { createPlatformBus } from "../bus/platform.js";
 import { checkCore } from "../check/invariants.js";
 import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
-import { createRiscvIommu } from "../drivers/riscv/factory.js";
+import { createRiscvIommu, type RiscvIommuSetup } from "../drivers/riscv/factory.js";
 import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { RiscvIommu } from "../hw/riscv-iommu/iommu.js";
 import {
@@ -205,18 +205,27 @@ function registerIommu(
     };
   }
   const o = i.options.riscv;
-  const setup = createRiscvIommu({
-    ...parts,
-    name: i.name,
-    hwdev,
-    capabilities: { ...pdCapabilities(i.pasidBits), ...o.capabilities },
-    options: {
-      ...(o.irqs === undefined ? {} : { irqs: o.irqs }),
-      ...(o.msi === undefined ? {} : { msi: o.msi }),
-      ...(o.ddtMode === undefined ? {} : { ddtMode: o.ddtMode }),
-      ...(o.pscidBits === undefined ? {} : { pscidBits: o.pscidBits }),
-    },
-  });
+  let setup: RiscvIommuSetup;
+  try {
+    setup = createRiscvIommu({
+      ...parts,
+      name: i.name,
+      hwdev,
+      capabilities: { ...pdCapabilities(i.pasidBits), ...o.capabilities },
+      options: {
+        ...(o.irqs === undefined ? {} : { irqs: o.irqs }),
+        ...(o.msi === undefined ? {} : { msi: o.msi }),
+        ...(o.ddtMode === undefined ? {} : { ddtMode: o.ddtMode }),
+        ...(o.pscidBits === undefined ? {} : { pscidBits: o.pscidBits }),
+      },
+    });
+  } catch (e) {
+    // A capability set the hardware cannot have (Sv57 without Sv48, …) is the description's.
+    if (e instanceof SimError) {
+      throw new InputError(`iommus.${i.name}.options: ${e.message}`, i.fieldLocs.options ?? i.loc);
+    }
+    throw e;
+  }
   if (!setup.probe.ok) return { iommu: setup.probe, hardware: setup.hardware };
   return {
     iommu: ok({

@@ -85,7 +85,9 @@ export class MachinePci {
     const firstIommu = desc.iommus[0]?.name ?? null;
     for (const b of desc.pci) {
       if (b.type !== "root_port") continue;
-      const iommu = below(b.name)[0]?.iommu ?? firstIommu;
+      // A port with no device below goes with the first IOMMU; `iommu: null` means none.
+      const dev = below(b.name)[0];
+      const iommu = dev === undefined ? firstIommu : dev.iommu;
       this.#fns.set(b.name, hostFor(iommu).addRootPort(portOptions(b, this.#needsHotplug(b.name))));
     }
     for (const b of topological(desc.pci)) this.#buildBridge(b);

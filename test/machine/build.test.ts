@@ -233,6 +233,16 @@ describe("buildMachine", () => {
     expect(() => buildMachine(mixed)).toThrow(/groups either PCI functions .* or platform devices/);
   });
 
+  it("a capability set the RISC-V IOMMU hardware cannot have is an input error", () => {
+    const desc = machineDescription({
+      extends: "default",
+      iommus: { iommu1: { options: { capabilities: { Sv48: false } } } },
+    });
+    expect(() => buildMachine(desc)).toThrow(
+      "iommus.iommu1.options: capabilities: Sv57 requires Sv48",
+    );
+  });
+
   it("is deterministic: the same description and seed give the same JSON view", () => {
     const a = JSON.stringify(buildMachine("default", { seed: 7 }).toJSON());
     const b = JSON.stringify(buildMachine("default", { seed: 7 }).toJSON());

@@ -98,6 +98,18 @@ describe("machine endpoints", () => {
     expect(m.endpoints.bridges[0]!.host.translationAgent).toBeNull();
     m.memory.writeBytes(0x8000_2000n, new Uint8Array([7, 7]));
     expect([...testDevice(m, "d0").read(0x8000_2000n, 2).data]).toEqual([7, 7]);
+    // Next to IOMMUs, a port whose device has `iommu: null` gets a host bridge of its own.
+    const mixed = buildMachine(
+      machineDescription({
+        extends: "default",
+        pci: { rp9: { type: "root_port", slot: 9, acs: true } },
+        devices: { bare0: { parent: "rp9", iommu: null, endpoint: "test" } },
+      }),
+    );
+    expect(mixed.pci.hosts.map((h) => h.iommu)).toEqual(["iommu0", "iommu1", null]);
+    expect(mixed.core.groupOf(mixed.device("bare0")!)).toBeNull();
+    mixed.memory.writeBytes(0x8000_3000n, new Uint8Array([9]));
+    expect([...testDevice(mixed, "bare0").read(0x8000_3000n, 1).data]).toEqual([9]);
   });
 
   it("devices behind a mock IOMMU have no DMA engine, and say why", () => {

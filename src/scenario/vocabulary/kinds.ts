@@ -7,6 +7,7 @@
 import { IOMMU_CAP } from "../../iommu/constants.js";
 import { IommuAttachHandle } from "../../iommu/domain.js";
 import { IoasidSet } from "../../iommu/ioasid.js";
+import type { IommuSva } from "../../iommu/sva.js";
 import type { Machine, MachineIommu } from "../../machine/machine.js";
 import type { Process } from "../../mm/process.js";
 import { ResolveError } from "../values.js";
@@ -34,7 +35,18 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
       },
     },
   },
-  domain: { doc: "an IOMMU domain, bound with as: (e.g. from iommu_paging_domain_alloc)" },
+  domain: {
+    doc: "an IOMMU domain, bound with as: (e.g. from iommu_paging_domain_alloc); an SVA bond's name means its domain",
+    via: {
+      kind: "sva",
+      map: (_m, bond) => {
+        const d = (bond as IommuSva).domain;
+        if (d === null)
+          throw new ResolveError(`SVA bond ${(bond as IommuSva).label} has no domain`);
+        return d;
+      },
+    },
+  },
   handle: {
     doc: "an attach handle (caller-allocated: a new name creates a fresh handle)",
     create: (_m, name) => new IommuAttachHandle(name),
