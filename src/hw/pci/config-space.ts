@@ -4,7 +4,8 @@
 // through `read`/`write`, which apply the masks and then call the register's write hook, if any.
 //
 // Routing reads registers on every DMA page (`peek`): aligned 16- and 32-bit registers are read
-// through 16- and 32-bit views of the same bytes (on a little-endian host, like PCI).
+// through 16- and 32-bit views of the same bytes (the host is little-endian, like PCI), and every
+// change (`write`, `init`, `setBits`) is announced to the owner, which may cache what it derived.
 
 import { SimError } from "../../base/errors.js";
 
@@ -30,8 +31,10 @@ export class ConfigSpace {
   readonly #rw: Uint8Array;
   readonly #w1c: Uint8Array;
   readonly #hooks: HookEntry[] = [];
+  readonly #onChange: (() => void) | null;
 
-  constructor(size: number) {
+  /** `onChange` runs after every change of the contents, by software or by hardware. */
+  constructor(size: number, onChange: (() => void) | null = null) {
     if (size !== 256 && size !== 4096) throw new SimError(`config space size ${size}`);
     this.size = size;
     this.#bytes = new Uint8Array(size);
@@ -39,6 +42,7 @@ export class ConfigSpace {
     this.#u32 = LITTLE_ENDIAN_HOST ? new Uint32Array(this.#bytes.buffer) : null;
     this.#rw = new Uint8Array(size);
     this.#w1c = new Uint8Array(size);
+    this.#onChange = onChange;
   }
 
   /** A software read: naturally aligned, 1, 2 or 4 bytes; beyond the space reads as 0. */
@@ -60,6 +64,7 @@ export class ConfigSpace {
       const old = this.#bytes[o]!;
       this.#bytes[o] = ((old & ~rw) | (v & rw)) & ~(v & w1c) & 0xff;
     }
+    this.#onChange?.();
     for (const h of this.#hooks) {
       if (offset < h.end && offset + size > h.start) h.fn(offset, size, value >>> 0);
     }
@@ -80,6 +85,7 @@ export class ConfigSpace {
   /** Sets a register's value as hardware does (masks ignored). */
   init(offset: number, size: ConfigAccessSize, value: number): void {
     for (let i = 0; i < size; i++) this.#bytes[offset + i] = (value >>> (8 * i)) & 0xff;
+    this.#onChange?.();
   }
 
   /** Sets or clears `bits` of a register as hardware does. */

@@ -29,7 +29,7 @@ import {
   type PciPortOptions,
 } from "./options.js";
 import { formatRid, pciDevfn } from "./regs.js";
-import { ridHops, rootRequesterId, routeUpstream } from "./router.js";
+import { ridHops, rootRequesterId, routeUpstreamCached } from "./router.js";
 import {
   PciBridge,
   PciBus,
@@ -279,7 +279,7 @@ export class PciHost implements PciFabric {
     sourceDevfn = -1,
   ): PciRoute {
     this.#own(fn);
-    routeUpstream(fn, page, out, flags, sourceDevfn, this.peerToPeer);
+    routeUpstreamCached(fn, page, out, flags, sourceDevfn, this.peerToPeer, this.#generation);
     if (out.kind !== "root-complex" && this.ctx.trace.enabled) {
       this.ctx.trace.emit("pci:route", this.name, {
         device: fn.name,

@@ -5,6 +5,12 @@
 // hop (PCIe-to-PCI bridges take ownership of forwarded requests; conventional bridges re-issue
 // them as themselves). The request ends at the root complex (where the IOMMU sees it), at a peer
 // whose BAR claims it, or blocked.
+//
+// DMA routes every page. Most pages (RAM) are decoded by no BAR or window on the way, and then
+// only the page-independent checks matter: each function keeps, per request flags, a summary of
+// that outcome and of the pages its path decodes (UpstreamPath), rebuilt when the host's
+// generation moves (any configuration register or topology change). Other pages are routed in
+// full.
 
 import {
   PCI_ACS_CAP,
@@ -23,6 +29,7 @@ import {
   pciDevid,
 } from "./regs.js";
 import {
+  newPciRoute,
   PCI_REQ_PASID,
   PCI_REQ_TRANSLATED,
   type PciBlockReason,
@@ -30,6 +37,7 @@ import {
   type PciBus,
   type PciFunction,
   type PciRoute,
+  UpstreamPath,
 } from "./topology.js";
 
 /**
@@ -265,4 +273,89 @@ function peerAcross(
     return peer(out, f, bar, ingress);
   }
   return null;
+}
+
+/** A page number below every BAR and window: a request for it meets no decoder on its way. */
+const NO_PAGE = -1;
+
+/**
+ * routeUpstream, answered from the function's path summary when `page` lies outside every BAR
+ * and window on the buses the request crosses (the summary is rebuilt when `generation`, the
+ * host's, has moved). The same result in every case; allocates only to rebuild a summary.
+ */
+export function routeUpstreamCached(
+  fn: PciFunction,
+  page: number,
+  out: PciRoute,
+  flags: number,
+  sourceDevfn: number,
+  peerToPeerAtRoot: boolean,
+  generation: number,
+): PciRoute {
+  const key = flags & (PCI_REQ_TRANSLATED | PCI_REQ_PASID);
+  let path = fn.upstreamPaths[key];
+  if (path === undefined) {
+    path = new UpstreamPath();
+    fn.upstreamPaths[key] = path;
+  }
+  if (path.generation !== generation || path.sourceDevfn !== sourceDevfn) {
+    summarise(path, fn, key, sourceDevfn, peerToPeerAtRoot);
+    path.generation = generation;
+    path.sourceDevfn = sourceDevfn;
+  }
+  if (page >= path.lowest && page <= path.highest && inRanges(path.ranges, page)) {
+    return routeUpstream(fn, page, out, key, sourceDevfn, peerToPeerAtRoot);
+  }
+  out.kind = path.kind;
+  out.rid = path.rid;
+  out.target = null;
+  out.bar = -1;
+  out.via = path.via;
+  out.reason = path.reason;
+  return out;
+}
+
+/** Fills `path`: the route of a page nothing decodes, and every page a decoder on the way covers. */
+function summarise(
+  path: UpstreamPath,
+  fn: PciFunction,
+  flags: number,
+  sourceDevfn: number,
+  peerToPeerAtRoot: boolean,
+): void {
+  const r = routeUpstream(fn, NO_PAGE, newPciRoute(), flags, sourceDevfn, peerToPeerAtRoot);
+  path.kind = r.kind;
+  path.rid = r.rid;
+  path.via = r.via;
+  path.reason = r.reason;
+  // The router only decodes with functions on the buses it crosses (siblings, peers across a
+  // port, bridges above): their BARs and windows, whatever their enables (a superset is safe).
+  const ranges = path.ranges;
+  ranges.length = 0;
+  for (let bus: PciBus = fn.bus; ; bus = bus.self.bus) {
+    for (const f of bus.functions()) {
+      for (let i = 0; i < f.barCount; i++) {
+        const { first, count } = f.barPages(i);
+        if (count > 0) ranges.push(first, first + count - 1);
+      }
+      const w = f instanceof PciBridge ? f.windowPages() : null;
+      if (w !== null) ranges.push(w.first, w.last);
+    }
+    if (bus.self === null) break;
+  }
+  let lowest = Number.POSITIVE_INFINITY;
+  let highest = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < ranges.length; i += 2) {
+    lowest = Math.min(lowest, ranges[i]!);
+    highest = Math.max(highest, ranges[i + 1]!);
+  }
+  path.lowest = lowest;
+  path.highest = highest;
+}
+
+function inRanges(ranges: readonly number[], page: number): boolean {
+  for (let i = 0; i < ranges.length; i += 2) {
+    if (page >= ranges[i]! && page <= ranges[i + 1]!) return true;
+  }
+  return false;
 }

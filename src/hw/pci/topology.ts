@@ -122,6 +122,25 @@ export function newPciRoute(): PciRoute {
   return { kind: "root-complex", rid: 0, target: null, bar: -1, via: null, reason: null };
 }
 
+/**
+ * @internal What the router derived from one function's upstream path for requests with `flags`
+ * tagged with `sourceDevfn` (router.ts fills it; it holds while the host's `generation` does):
+ * how a request ends when no BAR or window on the buses it crosses decodes its page, and the
+ * pages those BARs and windows cover, where the request is routed in full.
+ */
+export class UpstreamPath {
+  generation = -1;
+  sourceDevfn = -1;
+  kind: PciRouteKind = "root-complex";
+  rid = 0;
+  via: PciFunction | null = null;
+  reason: PciBlockReason | null = null;
+  /** Decoded page ranges on the path as [first, last] pairs, and their overall bounds. */
+  readonly ranges: number[] = [];
+  lowest = 0;
+  highest = -1;
+}
+
 /** A hot-plug event on a slot, as its presence-detect logic signals it. */
 export interface PciHotplugEvent {
   readonly op: "add" | "remove";
@@ -138,7 +157,10 @@ export interface PciFabric {
   readonly rootBus: PciBus;
   readonly peerToPeer: boolean;
   readonly enumerated: boolean;
-  /** Bumped whenever decoding may have changed (BARs, windows, bus numbers, topology). */
+  /**
+   * Bumped whenever decoding or routing may have changed: any configuration register of any
+   * function, or the topology.
+   */
   readonly generation: number;
   changed(): void;
   claimName(kind: "function" | "device" | "switch", name: string, owner: object): void;
@@ -262,6 +284,7 @@ export class PciBus {
   invalidate(): void {
     this.#deviceList = null;
     this.#functionList = null;
+    this.host.changed();
   }
 
   functionAt(devfn: number): PciFunction | undefined {
@@ -366,6 +389,8 @@ export class PciFunction {
   readonly part: string | null;
   /** Devfns other than its own that this function (really) tags its requests with. */
   readonly dmaAliasDevfns: readonly number[];
+  /** @internal the router's summaries of the upstream path, one per request flags value */
+  readonly upstreamPaths: UpstreamPath[] = [];
   readonly #barSizes: readonly number[];
   readonly #pri: PriEngine | null;
 
@@ -380,7 +405,11 @@ export class PciFunction {
     this.dmaAliasDevfns = spec.dmaAliases;
     this.#barSizes = spec.bars;
     const bridge = isBridgeKind(spec.kind);
-    const cs = new ConfigSpace(spec.pcie ? PCI_CFG_SPACE_EXP_SIZE : PCI_CFG_SPACE_SIZE);
+    // Any register change may change decoding or routing (BARs, windows, bus numbers, enables,
+    // ACS controls): the host's generation moves on.
+    const cs = new ConfigSpace(spec.pcie ? PCI_CFG_SPACE_EXP_SIZE : PCI_CFG_SPACE_SIZE, () =>
+      this.host.changed(),
+    );
     this.config = cs;
     cs.init(PCI_VENDOR_ID, 2, spec.vendorId);
     cs.init(PCI_DEVICE_ID, 2, spec.deviceId);
@@ -420,8 +449,6 @@ export class PciFunction {
     if (spec.pasid) layout.pasid(spec.pasid);
     this.caps = layout.offsets;
     this.#pri = spec.pri ? { outstanding: 0, groups: new Map() } : null;
-    // Decoding registers (command, BARs, bus numbers, windows) change routing.
-    cs.onWrite(0, 0x40, () => this.host.changed());
     if (this.caps.pri) {
       const ctrlAt = this.caps.pri + PCI_PRI_CTRL;
       cs.onWrite(ctrlAt, 2, (offset, _size, value) => {

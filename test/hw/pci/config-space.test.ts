@@ -46,6 +46,18 @@ describe("ConfigSpace", () => {
     expect(cs.read(0x100, 4)).toBe(0);
   });
 
+  it("announces every change, by software or hardware, but not reads or dropped writes", () => {
+    let changes = 0;
+    const cs = new ConfigSpace(256, () => changes++);
+    cs.write(0x04, 2, 1);
+    cs.init(0x40, 4, 7);
+    cs.setBits(0x40, 4, 8, true);
+    cs.read(0x40, 4);
+    cs.peek(0x40, 4);
+    cs.write(0x100, 4, 1); // beyond the space: dropped
+    expect(changes).toBe(3);
+  });
+
   it("runs write hooks for writes overlapping their range only", () => {
     const cs = new ConfigSpace(4096);
     const seen: Array<[number, number]> = [];

@@ -6,14 +6,22 @@ import type { AcsBit, PciPortOptions } from "../../../src/hw/pci/options.js";
 import {
   PCI_ACS_CTRL,
   PCI_ACS_EGRESS_CTL_V,
+  PCI_BASE_ADDRESS_0,
   PCI_COMMAND,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
+  PCI_EXP_DEVCAP2,
+  PCI_EXP_DEVCAP2_EE_PREFIX,
+  PCI_MEMORY_LIMIT,
   pciDevfn,
   pciDevid,
 } from "../../../src/hw/pci/regs.js";
+import { routeUpstream } from "../../../src/hw/pci/router.js";
 import {
   newPciRoute,
   PCI_REQ_PASID,
   PCI_REQ_TRANSLATED,
+  PciBridge,
   type PciFunction,
 } from "../../../src/hw/pci/topology.js";
 import { buildTree, treeArb } from "./trees.js";
@@ -106,6 +114,30 @@ describe("requester IDs", () => {
     const r = newPciRoute();
     f1.routeUpstream(0, r, 0, pciDevfn(0, 0));
     expect(r.rid).toBe(f0.rid);
+    // Its own RID again, then the alias again: each request carries the devfn it is tagged with.
+    expect([f1.routeUpstream(0, r).rid, f1.routeUpstream(0, r, 0, f0.devfn).rid]).toEqual([
+      f1.rid,
+      f0.rid,
+    ]);
+  });
+});
+
+describe("routing follows every register change at once", () => {
+  it("sees hardware-set bits (init, setBits) as well as software writes", () => {
+    const { rp, a } = switchHost();
+    const r = newPciRoute();
+    expect(a.routeUpstream(0x10, r, PCI_REQ_PASID).kind).toBe("root-complex");
+    // The root port loses End-End TLP prefix support: PASID-prefixed requests stop there.
+    rp.config.setBits(rp.caps.pcie + PCI_EXP_DEVCAP2, 4, PCI_EXP_DEVCAP2_EE_PREFIX, false);
+    a.routeUpstream(0x10, r, PCI_REQ_PASID);
+    expect([r.kind, r.reason, r.via]).toEqual(["blocked", "tlp-prefix-blocked", rp]);
+    expect(a.routeUpstream(0x10, r).kind).toBe("root-complex");
+    // Bus mastering cleared by a hardware model's init, then set again by software.
+    const cmd = a.config.peek(PCI_COMMAND, 2);
+    a.config.init(PCI_COMMAND, 2, cmd & ~PCI_COMMAND_MASTER);
+    expect(a.routeUpstream(0x10, r).reason).toBe("bus-master-disabled");
+    a.config.write(PCI_COMMAND, 2, cmd);
+    expect(a.routeUpstream(0x10, r).kind).toBe("root-complex");
   });
 });
 
@@ -342,6 +374,73 @@ test.prop([treeArb])(
     for (const f of h.functions()) {
       const r = f.routeUpstream(0x10, newPciRoute());
       expect([r.kind, r.rid]).toEqual(["root-complex", f.upstreamRequesterId()]);
+    }
+  },
+);
+
+// The host answers most pages from each function's path summary: whatever software or hardware
+// changes in configuration space, it must route exactly as the router does from scratch.
+const stepArb = fc.oneof(
+  fc.record({
+    t: fc.constant("route" as const),
+    from: fc.nat(),
+    page: fc.nat(),
+    flags: fc.integer({ min: 0, max: 3 }),
+    alias: fc.boolean(),
+  }),
+  fc.record({
+    t: fc.constantFrom(
+      "acs" as const,
+      "egress" as const,
+      "command" as const,
+      "bar" as const,
+      "window" as const,
+      "prefix" as const,
+    ),
+    fn: fc.nat(),
+    value: fc.nat({ max: 0xffff }),
+  }),
+);
+
+test.prop([treeArb, fc.boolean(), fc.array(stepArb, { maxLength: 30 })])(
+  "routes from the path summaries exactly as from scratch, across configuration changes",
+  (desc, peerToPeer, steps) => {
+    const h = buildTree(desc, { peerToPeer });
+    const fns = h.functions();
+    const pagesOf = (f: PciFunction): number[] => {
+      const out: number[] = [];
+      for (let i = 0; i < f.barCount; i++) {
+        const { first, count } = f.barPages(i);
+        out.push(first, first + count - 1, first + count);
+      }
+      const w = f instanceof PciBridge ? f.windowPages() : null;
+      if (w) out.push(w.first - 1, w.first, w.last, w.last + 1);
+      return out;
+    };
+    for (const st of steps) {
+      if (st.t === "route") {
+        const from = fns[st.from % fns.length]!;
+        const pages = [0, 0x10, 0x8_0000, ...fns.flatMap(pagesOf)];
+        const p = Math.max(0, pages[st.page % pages.length]!);
+        const aliases = from.dmaSourceDevfns();
+        const src = st.alias ? aliases[st.page % aliases.length]! : -1;
+        const got = h.routeUpstream(from, p, newPciRoute(), st.flags, src);
+        const want = routeUpstream(from, p, newPciRoute(), st.flags, src, peerToPeer);
+        expect(got).toEqual(want);
+        continue;
+      }
+      const f = fns[st.fn % fns.length]!;
+      const cs = f.config;
+      if (st.t === "acs" && f.caps.acs) cs.write(f.caps.acs + PCI_ACS_CTRL, 2, st.value);
+      if (st.t === "egress" && f.caps.acs) cs.init(f.caps.acs + PCI_ACS_EGRESS_CTL_V, 4, st.value);
+      if (st.t === "command") {
+        cs.setBits(PCI_COMMAND, 2, st.value & 1 ? PCI_COMMAND_MASTER : PCI_COMMAND_MEMORY, false);
+      }
+      if (st.t === "bar" && f.barCount > 0) cs.write(PCI_BASE_ADDRESS_0, 4, st.value << 12);
+      if (st.t === "window" && f instanceof PciBridge) cs.write(PCI_MEMORY_LIMIT, 2, st.value);
+      if (st.t === "prefix" && f.caps.pcie) {
+        cs.setBits(f.caps.pcie + PCI_EXP_DEVCAP2, 4, PCI_EXP_DEVCAP2_EE_PREFIX, false);
+      }
     }
   },
 );
