@@ -12,7 +12,7 @@
 //             the PASID and its page requests are flushed before the PASID is detached. The
 //             PASID itself stays with the mm until its final mmdrop.
 
-import { SimError } from "../../base/errors.js";
+import { invariant, SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import { err, ok, type Result } from "../../base/result.js";
 import { DESC, DESC_SIZE } from "../../hw/endpoints/dsa-regs.js";
@@ -23,14 +23,13 @@ import type { MmStruct } from "../../mm/mm-types.js";
 import type { Process, ProcessFile } from "../../mm/process.js";
 import type { IdxdWq, IdxdWqUser } from "./idxd-device.js";
 
-/** What an ENQCMD did: accepted, Retry (the WQ is full), #GP (no PASID), or a fault reading the descriptor. */
+/** What an ENQCMD did: accepted, Retry (the WQ is full), or a fault reading the descriptor. */
 export type EnqcmdResult =
-  | { readonly status: "accepted" | "retry" | "gp" }
+  | { readonly status: "accepted" | "retry" }
   | { readonly status: "fault"; readonly fault: CpuFault };
 
 const ACCEPTED: EnqcmdResult = Object.freeze({ status: "accepted" });
 const RETRY: EnqcmdResult = Object.freeze({ status: "retry" });
-const GP: EnqcmdResult = Object.freeze({ status: "gp" });
 
 /** `struct idxd_user_context`: one open file of a user WQ. */
 export class IdxdUserContext implements ProcessFile, IdxdWqUser {
@@ -64,9 +63,10 @@ export class IdxdUserContext implements ProcessFile, IdxdWqUser {
     const desc = new Uint8Array(DESC_SIZE);
     const fault = cpu.loadInto(task.mm, descVa, desc, task);
     if (fault !== null) return { status: "fault", fault };
-    // IA32_PASID: the mm's PASID, or #GP (the kernel's fixup then sends SIGSEGV).
+    // IA32_PASID: the #GP fixup loads the mm's PASID, which the bond gave it and which stays
+    // until the mm's final drop (a task without one would get SIGSEGV).
     const pasid = this.wq.idxd.env.core.mmGetPasid(task.mm);
-    if (pasid === IOMMU_PASID_INVALID) return GP;
+    invariant(pasid !== IOMMU_PASID_INVALID, `mm ${task.mm.id} lost its PASID while bound`);
     // ENQCMD (user): PASID field = IA32_PASID, privilege 0.
     desc[DESC.PASID] = pasid & 0xff;
     desc[DESC.PASID + 1] = (pasid >>> 8) & 0xff;
