@@ -255,8 +255,8 @@ describe("driver unbind with user files open", () => {
     expect(order).toEqual([
       "DISABLE_WQ",
       "DRAIN_PASID",
-      "iommu_core:sva_unbind",
       "iommu_core:detach_device_pasid",
+      "iommu_core:sva_unbind",
       "DISABLE_WQ",
       "DISABLE_DEVICE",
       "iommu_core:detach_device_pasid",
