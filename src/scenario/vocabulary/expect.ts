@@ -7,6 +7,7 @@ import type { PciFunction } from "../../hw/pci/topology.js";
 import { domainTypeName } from "../../iommu/constants.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 import type { IommuGroup } from "../../iommu/group.js";
+import { IommuFaultParam } from "../../iommu/iopf-queue.js";
 import { describedName, type Machine } from "../../machine/machine.js";
 import { CPU_SUBJECTS } from "./expect-cpu.js";
 import { IOMMU_SUBJECTS } from "./expect-iommu.js";
@@ -124,6 +125,14 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         get: (_m, s) => (s as Device).iommu?.iommuDev?.name ?? null,
       },
       view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as Device).toJSON() },
+      iopf: {
+        type: JSON_VALUE,
+        doc: "its IOPF state (dev->iommu->fault_param): {device, queue, users, partial: [{flags, pasid, grpid, perm, addr}], pending_groups}, or null off any IOPF queue",
+        get: (_m, s) => {
+          const p = (s as Device).iommu?.faultParam;
+          return p instanceof IommuFaultParam ? p.toJSON() : null;
+        },
+      },
       engine: {
         type: JSON_VALUE,
         doc: "the view of its device model (DMA engine: test, dsa, nic), or null (none, or behind a mock IOMMU)",
