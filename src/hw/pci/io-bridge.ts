@@ -20,9 +20,13 @@
 // Requests and Page Requests to the root complex).
 //
 // Hot path (`readPages`/`writePages`): plain page numbers, one reusable route, request and
-// response; no BigInt. Copies of up to 16 bytes per page are byte loops and allocate nothing;
-// larger ones copy through one short-lived subarray view per page, which V8 does faster than a
-// byte loop (measured: 64 bytes ≈ 90 ns vs 140 ns for the whole access).
+// response; no BigInt. Copying between a page and the device's buffer allocates nothing when it
+// is up to 16 bytes (a byte loop), up to 128 bytes at 4-byte aligned places (a loop over 32-bit
+// views: the page's own and one per device buffer, made once), a whole page into the buffer, or
+// the whole buffer into a page (`set` with the array itself: JS has no bulk copy of part of an
+// array into another without a view of the part). Other copies, larger and partial or
+// misaligned, go through one short-lived subarray view per page, which V8 copies faster than
+// any loop (256 bytes: ≈ 50 ns against ≈ 80 ns for words; 4 KiB: ≈ 80 ns against ≈ 3 µs).
 
 import { PAGE_SHIFT, PAGE_SIZE } from "../../base/bits.js";
 import { SimError } from "../../base/errors.js";
@@ -156,8 +160,9 @@ export class DmaStatus {
   }
 }
 
-/** Copies up to this size are byte loops (no view allocated); larger ones use `set`. */
+/** Copies up to this size are byte loops; aligned ones up to WORD_COPY_MAX loop over words. */
 const LOOP_COPY_MAX = 16;
+const WORD_COPY_MAX = 128;
 
 export class IoBridge {
   readonly host: PciHost;
@@ -171,6 +176,10 @@ export class IoBridge {
   readonly #resp = new DmaResponse();
   readonly #atsReq = new AtsRequest();
   readonly #scratch = new Uint8Array(8);
+  /** 32-bit views of device buffers (whole ArrayBuffers), made on first use; the last one used. */
+  readonly #words = new WeakMap<ArrayBufferLike, Uint32Array>();
+  #lastBuffer: ArrayBufferLike | null = null;
+  #lastWords: Uint32Array | null = null;
 
   constructor(host: PciHost, memory: PhysicalMemory) {
     this.host = host;
@@ -339,7 +348,6 @@ export class IoBridge {
     this.#syncPorts();
     const agent = this.#portsAgent;
     const host = this.host;
-    const mem = this.memory;
     const flags =
       (attrs.translated ? PCI_REQ_TRANSLATED : 0) | (attrs.pasidValid ? PCI_REQ_PASID : 0);
     const route = this.#route;
@@ -384,10 +392,7 @@ export class IoBridge {
           }
           ppn = resp.ppn;
         }
-        const bytes = write ? mem.writablePageU8(ppn) : mem.pageU8(ppn);
-        if (bytes !== null) {
-          if (write) copyInto(bytes, o, buf, bufOffset + done, n);
-          else copyInto(buf, bufOffset + done, bytes, o, n);
+        if (this.#copyPage(write, ppn, o, buf, bufOffset + done, n)) {
           out.peer = null;
           out.pages?.push(ppn);
         } else {
@@ -410,6 +415,64 @@ export class IoBridge {
     out.done = done;
     if (host.ctx.trace.enabled) this.#traceDma(fn, attrs, page, offset, length, write, out);
     return out;
+  }
+
+  /**
+   * Copies `n` bytes between page `ppn` at `o` and `buf` at `at` (`write`: into the page);
+   * false when the page is not RAM.
+   */
+  #copyPage(
+    write: boolean,
+    ppn: number,
+    o: number,
+    buf: Uint8Array,
+    at: number,
+    n: number,
+  ): boolean {
+    const mem = this.memory;
+    const byte = buf.byteOffset + at;
+    if (n > LOOP_COPY_MAX && n <= WORD_COPY_MAX && ((byte | o | n) & 3) === 0) {
+      const words = this.#wordsOf(buf);
+      if ((byte + n) >>> 2 <= words.length) {
+        const pw = write ? mem.writablePageU32(ppn) : mem.pageU32(ppn);
+        if (pw === null) return false;
+        const b = byte >>> 2;
+        const p = o >>> 2;
+        const count = n >>> 2;
+        if (write) for (let i = 0; i < count; i++) pw[p + i] = words[b + i]!;
+        else for (let i = 0; i < count; i++) words[b + i] = pw[p + i]!;
+        return true;
+      }
+    }
+    const page = write ? mem.writablePageU8(ppn) : mem.pageU8(ppn);
+    if (page === null) return false;
+    if (n <= LOOP_COPY_MAX) {
+      if (write) for (let i = 0; i < n; i++) page[o + i] = buf[at + i]!;
+      else for (let i = 0; i < n; i++) buf[at + i] = page[o + i]!;
+    } else if (!write && n === PAGE_SIZE) {
+      buf.set(page, at);
+    } else if (write && at === 0 && n === buf.length) {
+      page.set(buf, o);
+    } else if (write) {
+      page.set(buf.subarray(at, at + n), o);
+    } else {
+      buf.set(page.subarray(o, o + n), at);
+    }
+    return true;
+  }
+
+  /** A 32-bit view of all of `buf`'s ArrayBuffer (too short if it was resized or detached). */
+  #wordsOf(buf: Uint8Array): Uint32Array {
+    const buffer = buf.buffer;
+    if (buffer === this.#lastBuffer) return this.#lastWords!;
+    let words = this.#words.get(buffer);
+    if (words === undefined) {
+      words = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+      this.#words.set(buffer, words);
+    }
+    this.#lastBuffer = buffer;
+    this.#lastWords = words;
+    return words;
   }
 
   /** An access of `n` bytes at `page`:`offset` in BAR `bar` of `target`; false without a model. */
@@ -635,14 +698,6 @@ function abort(
   out.reason = reason;
   out.page = page;
   out.offset = offset;
-}
-
-function copyInto(dst: Uint8Array, dstAt: number, src: Uint8Array, srcAt: number, n: number): void {
-  if (n <= LOOP_COPY_MAX) {
-    for (let i = 0; i < n; i++) dst[dstAt + i] = src[srcAt + i]!;
-  } else {
-    dst.set(src.subarray(srcAt, srcAt + n), dstAt);
-  }
 }
 
 function pageOf(address: bigint): number {
