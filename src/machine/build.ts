@@ -14,6 +14,7 @@ import { createPciBus } from "../bus/pci-dev.js";
 import { createPlatformBus } from "../bus/platform.js";
 import { checkCore } from "../check/invariants.js";
 import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
+import { installDmaApi } from "../dma/mapping.js";
 import { createRiscvIommu, type RiscvIommuSetup } from "../drivers/riscv/factory.js";
 import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { RiscvIommu } from "../hw/riscv-iommu/iommu.js";
@@ -75,6 +76,14 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     configDefaultPassthrough: desc.boot.configDefaultPassthrough,
     configDefaultDmaStrict: desc.boot.configDefaultDmaStrict,
   });
+  // The DMA layer is there from boot, before any IOMMU registers (its hooks give DMA domains
+  // their IOVA cookies and flush queues).
+  const dma = installDmaApi(core, {
+    memory,
+    frames,
+    nrCpus: desc.cpus,
+    forcedac: desc.boot.forcedac,
+  });
 
   // The IOMMUs' own devices come first: they are what devices' firmware `iommus` links name.
   const hwdevs = new Map<string, Device>();
@@ -130,6 +139,7 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     pci: machinePci,
     endpoints,
     mm,
+    dma,
     iommus,
     createPlatformDevice,
     checks: [coreInvariants],

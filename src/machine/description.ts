@@ -45,6 +45,8 @@ export interface BootOptions {
   readonly configDefaultPassthrough: boolean;
   /** `CONFIG_IOMMU_DEFAULT_DMA_STRICT` (else lazy invalidation, DMA-FQ). */
   readonly configDefaultDmaStrict: boolean;
+  /** `iommu.forcedac=`: PCI devices do not try 32-bit IOVAs first. */
+  readonly forcedac: boolean;
 }
 
 export const IOMMU_DRIVER_NAMES = ["mock", "riscv"] as const;
@@ -168,6 +170,8 @@ export type DeviceDescription = PciFunctionDescription | PlatformDeviceDescripti
 
 export interface MachineDescription {
   readonly name: string;
+  /** CPUs (harts): the DMA API's per-CPU IOVA caches and flush-queue rings. */
+  readonly cpus: number;
   readonly ram: readonly RamRegionDescription[];
   readonly boot: BootOptions;
   readonly iommus: readonly IommuDescription[];
@@ -209,6 +213,7 @@ export function readDescriptionInto(
   const get = (k: string) => entry(full, k)?.value;
 
   const descName = optionalField(get("name"), childPath(path, "name"), d, name(), "machine");
+  const cpus = optionalField(get("cpus"), childPath(path, "cpus"), d, integer({ min: 1, max: 64 }), 1);
   const ram = readMemory(get("memory"), childPath(path, "memory"), d);
   const boot = readBoot(get("boot"), childPath(path, "boot"), d);
   const iommus = readList(get("iommus"), childPath(path, "iommus"), d, readIommu);
@@ -219,13 +224,22 @@ export function readDescriptionInto(
   const before = d.count;
   const pci = pciRead && assignSlots(pciRead);
   if (iommus && pci && devices) crossCheck(path, d, iommus, pci, devices);
-  if (descName === undefined || !ram || !boot || !iommus || !pci || !devices || d.count > before) {
+  if (
+    descName === undefined ||
+    cpus === undefined ||
+    !ram ||
+    !boot ||
+    !iommus ||
+    !pci ||
+    !devices ||
+    d.count > before
+  ) {
     return undefined;
   }
-  return { name: descName, ram, boot, iommus, pci, devices };
+  return { name: descName, cpus, ram, boot, iommus, pci, devices };
 }
 
-const TOP_FIELDS = ["extends", "name", "memory", "boot", "iommus", "pci", "devices"];
+const TOP_FIELDS = ["extends", "name", "cpus", "memory", "boot", "iommus", "pci", "devices"];
 
 /** Replaces `extends: <built-in>` by the built-in's node with this one laid over it. */
 function expandExtends(
@@ -376,6 +390,7 @@ const bootFields = struct({
   "iommu.strict": optional(kernelBool()),
   CONFIG_IOMMU_DEFAULT_PASSTHROUGH: optional(kernelBool(), false),
   CONFIG_IOMMU_DEFAULT_DMA_STRICT: optional(kernelBool(), true),
+  "iommu.forcedac": optional(kernelBool(), false),
 });
 
 function readBoot(
@@ -390,6 +405,7 @@ function readBoot(
     strict: b["iommu.strict"],
     configDefaultPassthrough: b.CONFIG_IOMMU_DEFAULT_PASSTHROUGH,
     configDefaultDmaStrict: b.CONFIG_IOMMU_DEFAULT_DMA_STRICT,
+    forcedac: b["iommu.forcedac"],
   };
 }
 

@@ -13,6 +13,7 @@ import type { BusType, Device, DeviceDriver } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import { devIsPci } from "../bus/pci-dev.js";
 import type { IommuProgrammingView } from "../check/invariants.js";
+import type { DmaApi } from "../dma/mapping.js";
 import type { MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import type { RiscvIommuSetup } from "../drivers/riscv/factory.js";
 import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
@@ -86,6 +87,8 @@ export interface MachineParts {
   readonly endpoints: MachineEndpoints;
   /** The CPU side's machine-wide state, on the machine's memory and frames. */
   readonly mm: MmSubsystem;
+  /** The DMA API (dma-iommu and dma-direct), installed at boot. */
+  readonly dma: DmaApi;
   /** Creates a fresh (not yet added) platform device for a described one. */
   readonly createPlatformDevice: (desc: PlatformDeviceDescription) => Device;
   /** Invariant checkers; each returns the violations it finds. */
@@ -103,6 +106,7 @@ export class Machine {
   readonly pci: MachinePci;
   readonly endpoints: MachineEndpoints;
   readonly mm: MmSubsystem;
+  readonly dma: DmaApi;
   /** Processes (spawn, fork, exit, wait). */
   readonly processes: ProcessTable;
   /** The hart running the processes' loads and stores. */
@@ -128,6 +132,7 @@ export class Machine {
     this.pci = parts.pci;
     this.endpoints = parts.endpoints;
     this.mm = parts.mm;
+    this.dma = parts.dma;
     this.processes = new ProcessTable(parts.mm);
     this.cpu = new Cpu(parts.mm);
     this.#iommus = parts.iommus;
@@ -318,6 +323,7 @@ export class Machine {
       endpoints: this.endpoints.toJSON(),
       io_bridges: this.endpoints.bridges.map((b) => b.toJSON()),
       processes: this.processes.toJSON(),
+      dma: this.dma.toJSON(),
       mms: this.mm.liveMms().map((mm) => ({
         ...(mm.toJSON() as { [k: string]: Json }),
         init_mm: mm === this.#initMm,

@@ -26,7 +26,13 @@ import {
 import { parseYaml } from "../machine/input/yaml.js";
 import type { MachinePlan, ScenarioHost, ScenarioMachine } from "./host.js";
 import { type Compiled, compileValue, Scope } from "./values.js";
-import type { FailureCodes, FunctionSpec, SubjectSpec, Vocabulary } from "./vocabulary/types.js";
+import {
+  type FailureCodes,
+  type FunctionSpec,
+  type SubjectSpec,
+  VALUE_KIND,
+  type Vocabulary,
+} from "./vocabulary/types.js";
 
 export interface CallStep<M> {
   readonly kind: "call";
@@ -82,6 +88,8 @@ export interface Scenario<M, P> {
 }
 
 const TOP_FIELDS = ["name", "description", "drivers", "seed", "boot_log", "machine", "steps"];
+/** Return types `as:` can bind: objects, and numbers (usable in later value expressions). */
+const BINDABLE: readonly string[] = ["object", "u64", "int"];
 const MODIFIERS = ["as", "error", "returns", "warns", "note"];
 
 /** Parses and validates a scenario file's text. Throws InputErrors listing every problem. */
@@ -328,8 +336,12 @@ function readStep<M>(
         childPath(path, "as"),
         `expected a name to bind the result to, got ${describeNode(asNode.value)}`,
       );
-    } else if (fn.returns.type === "void" || fn.returns.type.kind !== "object") {
-      d.error(asNode.keyLoc, childPath(path, "as"), `${fn.name} returns no object to bind`);
+    } else if (fn.returns.type === "void" || !BINDABLE.includes(fn.returns.type.kind)) {
+      d.error(
+        asNode.keyLoc,
+        childPath(path, "as"),
+        `${fn.name} returns no object or number to bind`,
+      );
     } else if (errNode) {
       d.error(
         asNode.keyLoc,
@@ -337,7 +349,8 @@ function readStep<M>(
         'a step expecting an error binds nothing: drop "as:" or "error:"',
       );
     } else {
-      const problem = scope.bind(n, fn.returns.type.object);
+      const t = fn.returns.type;
+      const problem = scope.bind(n, t.kind === "object" ? t.object : VALUE_KIND);
       if (problem) d.error(asNode.value.loc, childPath(path, "as"), problem);
       else bind = n;
     }

@@ -10,7 +10,7 @@ import type { TraceRecord } from "../base/trace.js";
 import type { MachinePlan, ScenarioHost, ScenarioMachine } from "./host.js";
 import type { CallStep, ExpectStep, Scenario, Step, WarnsExpectation } from "./load.js";
 import { type Mismatch, match, ResolveError, type RunEnv, resolve } from "./values.js";
-import { isResult } from "./vocabulary/types.js";
+import { isResult, VALUE_KIND } from "./vocabulary/types.js";
 
 export interface RunOptions {
   /** Overrides the scenario's `seed:`. */
@@ -253,12 +253,19 @@ function executeCall<M>(step: CallStep<M>, env: RunEnv<M>): Outcome {
         failure: mismatchFailure(`${step.fn.name} returned an unexpected value`, mm),
       };
   }
-  if (
-    step.bind !== undefined &&
-    step.fn.returns.type !== "void" &&
-    step.fn.returns.type.kind === "object"
-  ) {
-    env.bindings.set(step.bind, { kind: step.fn.returns.type.object, value });
+  if (step.bind !== undefined && step.fn.returns.type !== "void") {
+    const t = step.fn.returns.type;
+    if (t.kind === "object") {
+      if (value === null || value === undefined) {
+        return {
+          ...resultOf(value),
+          failure: { message: `${step.fn.name} returned null: nothing to bind to "${step.bind}"` },
+        };
+      }
+      env.bindings.set(step.bind, { kind: t.object, value });
+    } else {
+      env.bindings.set(step.bind, { kind: VALUE_KIND, value });
+    }
   }
   return resultOf(value);
 }

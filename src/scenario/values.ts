@@ -8,7 +8,13 @@ import { type Json, jsonValue } from "../base/json.js";
 import type { Diagnostics } from "../machine/input/diagnostics.js";
 import { childPath, describeNode, type InputNode } from "../machine/input/node.js";
 import { NAME_PATTERN, scalarBigInt, suggest } from "../machine/input/schema.js";
-import { Bytes, type PropSpec, type ValueType, type Vocabulary } from "./vocabulary/types.js";
+import {
+  Bytes,
+  type PropSpec,
+  VALUE_KIND,
+  type ValueType,
+  type Vocabulary,
+} from "./vocabulary/types.js";
 
 export type Compiled =
   /** A constant: number (int, flags), bigint (u64), boolean, string (enum, errno, text) or null. */
@@ -22,6 +28,17 @@ export type Compiled =
     }
   /** `$name` in an expected value: the very object bound to (or named) `name`. */
   | { readonly kind: "ref"; readonly name: string }
+  /**
+   * A number computed from a binding: `iova` (a value bound with as:), `buf.dma_handle` (a field
+   * of a bound object), optionally `+ n` / `- n`.
+   */
+  | {
+      readonly kind: "expr";
+      readonly name: string;
+      readonly field: string | undefined;
+      readonly delta: bigint;
+      readonly as: "bigint" | "number";
+    }
   /** A special word of a property (`default`, `blocking`), read from the subject at run time. */
   | {
       readonly kind: "word";
@@ -84,6 +101,35 @@ export class Scope {
     return `"${name}" is not bound (no earlier step has "as: ${name}")${suggest(name, this.#boundOf(kind, via))}`;
   }
 
+  /**
+   * Checks a value expression's binding: a value bound with as:, or an object bound with as:
+   * whose kind offers `field`. A message when it is neither.
+   */
+  checkExpr(name: string, field: string | undefined): string | undefined {
+    const bound = this.#bindings.get(name);
+    if (bound === undefined) {
+      return `"${name}" is not bound (no earlier step has "as: ${name}")${suggest(name, [...this.#bindings.keys()])}`;
+    }
+    if (field === undefined) {
+      return bound === VALUE_KIND
+        ? undefined
+        : `"${name}" is ${article(this.#label(bound))}, not a number${this.#fieldHint(bound)}`;
+    }
+    if (bound === VALUE_KIND) return `"${name}" is a number: it has no field "${field}"`;
+    const fields = Object.keys(this.vocabulary.kinds[bound]?.fields ?? {});
+    if (!fields.includes(field)) {
+      return `${article(this.#label(bound))} has no field "${field}"${suggest(field, fields)}${fields.length ? `; fields: ${fields.join(", ")}` : ""}`;
+    }
+    return undefined;
+  }
+
+  #fieldHint(kind: string): string {
+    const fields = Object.keys(this.vocabulary.kinds[kind]?.fields ?? {});
+    return fields.length
+      ? ` (use one of its fields: ${fields.map((f) => `.${f}`).join(", ")})`
+      : "";
+  }
+
   /** Checks a `$name` reference (any kind). */
   checkRef(name: string): string | undefined {
     if (this.#bindings.has(name)) return undefined;
@@ -131,6 +177,14 @@ export function compileValue(
   const s = node.kind === "scalar" && typeof node.value === "string" ? node.value : undefined;
   if (opts.expected && s?.startsWith("$")) {
     const ref = s.slice(1);
+    // `$buf + 0x1000`, `$buf.dma_handle`: a number computed from a binding.
+    const x = EXPR.exec(ref.trim());
+    if (x && (x[2] !== undefined || x[3] !== undefined) && scope.bindingKind(x[1]!) !== undefined) {
+      return (
+        compileExpr(ref, type.kind === "int" ? "number" : "bigint", scope, node, path, d) ??
+        undefined
+      );
+    }
     const problem = NAME_PATTERN.test(ref)
       ? scope.checkRef(ref)
       : `"${s}" is not a valid reference`;
@@ -168,12 +222,16 @@ export function compileValue(
       return { kind: "object", name: s, object: type.object, create: r.create };
     }
     case "int": {
+      const e = s === undefined ? undefined : compileExpr(s, "number", scope, node, path, d);
+      if (e !== undefined) return e ?? undefined;
       const v = scalarBigInt(node);
       if (v === undefined || v < BigInt(type.min) || v > BigInt(type.max)) return bad(type.what);
       if (type.only && !type.only.includes(Number(v))) return bad(type.what);
       return { kind: "const", value: Number(v) };
     }
     case "u64": {
+      const e = s === undefined ? undefined : compileExpr(s, "bigint", scope, node, path, d);
+      if (e !== undefined) return e ?? undefined;
       const v = scalarBigInt(node);
       if (v === undefined || v < 0n || v >= 1n << 64n) return bad("a 64-bit unsigned value");
       return { kind: "const", value: v };
@@ -228,6 +286,36 @@ export function compileValue(
     case "json":
       return compileJson(node, scope, path, d);
   }
+}
+
+const EXPR =
+  /^([A-Za-z_][\w-]*)(?:\.([A-Za-z_]\w*))?(?:\s*([+-])\s*(0x[0-9a-f_]+|0b[01_]+|\d[\d_]*))?$/i;
+
+/**
+ * `name`, `name.field`, `name + 0x1000`: a number computed from a binding. Undefined when the
+ * text is no expression (not even a name); null when it is one but does not check (reported).
+ */
+function compileExpr(
+  text: string,
+  as: "bigint" | "number",
+  scope: Scope,
+  node: InputNode,
+  path: string,
+  d: Diagnostics,
+): Compiled | null | undefined {
+  const m = EXPR.exec(text.trim());
+  if (!m) return undefined;
+  // A bare word that names nothing is just a bad number: the type's own message says so.
+  if (m[2] === undefined && m[3] === undefined && scope.bindingKind(m[1]!) === undefined) {
+    return undefined;
+  }
+  const problem = scope.checkExpr(m[1]!, m[2]);
+  if (problem) {
+    d.error(node.loc, path, problem);
+    return null;
+  }
+  const n = m[4] === undefined ? 0n : BigInt(m[4].replaceAll("_", ""));
+  return { kind: "expr", name: m[1]!, field: m[2], delta: m[3] === "-" ? -n : n, as };
 }
 
 /** `{0x4000_0000: "hello", 0x4000_1000: null}`: address → expected bytes, or null (not mapped). */
@@ -491,6 +579,8 @@ export function resolve<M>(c: Compiled, env: RunEnv<M>, subject?: unknown): unkn
       return resolveRef(c.name, env);
     case "word":
       return (c.get as (m: M, s: unknown) => unknown)(env.m, subject);
+    case "expr":
+      return resolveExpr(c, env);
     case "map":
       return Object.fromEntries(c.entries.map(([k, v]) => [k, resolve(v, env, subject)]));
     case "list":
@@ -517,6 +607,30 @@ function resolveObject<M>(name: string, kind: string, create: boolean, env: RunE
     if (other !== undefined) return spec.via.map(env.m, other);
   }
   throw new ResolveError(`${kind} "${name}" does not exist (any more)`);
+}
+
+function resolveExpr<M>(c: Extract<Compiled, { kind: "expr" }>, env: RunEnv<M>): unknown {
+  const b = env.bindings.get(c.name);
+  if (!b) throw new ResolveError(`"${c.name}" is not bound`);
+  const base =
+    c.field === undefined ? b.value : env.vocabulary.kinds[b.kind]?.fields?.[c.field]?.(b.value);
+  if (typeof base !== "bigint" && typeof base !== "number") {
+    throw new ResolveError(
+      `${c.field === undefined ? c.name : `${c.name}.${c.field}`} is not a number`,
+    );
+  }
+  const v = BigInt(base) + c.delta;
+  if (c.as === "number") {
+    if (v < BigInt(Number.MIN_SAFE_INTEGER) || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new ResolveError(`${c.name} ${c.delta} does not fit an integer`);
+    }
+    return Number(v);
+  }
+  if (v < 0n || v >= 1n << 64n)
+    throw new ResolveError(
+      `${c.name}${c.field ? `.${c.field}` : ""} + ${c.delta} leaves the 64-bit range`,
+    );
+  return v;
 }
 
 function resolveRef<M>(name: string, env: RunEnv<M>): unknown {
@@ -559,6 +673,12 @@ function matchAt<M>(
 ): Mismatch | undefined {
   const fail = (expected: Json): Mismatch => ({ at, expected, actual: jsonValue(actual) });
   switch (c.kind) {
+    case "expr": {
+      const want = resolve(c, env, subject);
+      return sameValue(want, isLive(actual) ? jsonValue(actual) : actual)
+        ? undefined
+        : fail(jsonValue(want));
+    }
     case "object":
     case "ref":
     case "word": {

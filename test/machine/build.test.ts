@@ -259,6 +259,7 @@ describe("buildMachine", () => {
       "endpoints",
       "io_bridges",
       "processes",
+      "dma",
       "mms",
       "drivers",
       "groups",

@@ -54,6 +54,7 @@ describe("machine descriptions", () => {
       strict: false,
       configDefaultPassthrough: false,
       configDefaultDmaStrict: true,
+      forcedac: false,
     });
     expect(d.iommus[0]).toMatchObject({
       name: "io0",
@@ -100,7 +101,7 @@ describe("machine descriptions", () => {
     expect(errs).toEqual([
       "m.yaml:1:16: memory.size: must be 4 KiB aligned",
       'm.yaml:2:22: boot."iommu.strict": expected true or false, got the string "maybe"',
-      'm.yaml:2:29: boot."iommu.passthru": unknown field (did you mean "iommu.passthrough"?); expected one of iommu.passthrough, iommu.strict, CONFIG_IOMMU_DEFAULT_PASSTHROUGH, CONFIG_IOMMU_DEFAULT_DMA_STRICT',
+      'm.yaml:2:29: boot."iommu.passthru": unknown field (did you mean "iommu.passthrough"?); expected one of iommu.passthrough, iommu.strict, CONFIG_IOMMU_DEFAULT_PASSTHROUGH, CONFIG_IOMMU_DEFAULT_DMA_STRICT, iommu.forcedac',
       'm.yaml:4:17: iommus.io0.driver: unknown value "mok" (did you mean "mock"?); expected one of mock, riscv',
       "m.yaml:4:34: iommus.io0.pasid_bits: expected an integer in 0..20, got the number 21",
       "m.yaml:4:51: iommus.io0.page_sizes[0]: page size 3072 is not a power of two ≥ 4096",

@@ -121,7 +121,7 @@ describe("scenario validation reports every problem with file:line:column", () =
       't.yaml:4:12: steps[0].error: unknown errno "EBUSYY" (did you mean "EBUSY"?)',
       't.yaml:5:27: steps[1].fake_detach.domain: "x" is not bound (no earlier step has "as: x")',
       "t.yaml:6:5: steps[1].error: fake_detach cannot fail (the kernel declares it void)",
-      "t.yaml:8:5: steps[2].as: fake_tick returns no object to bind",
+      "t.yaml:8:5: steps[2].as: fake_tick returns no object or number to bind",
     ]);
   });
 

@@ -176,6 +176,52 @@ describe("validation of the new calls", () => {
   });
 });
 
+describe("value bindings", () => {
+  it("as: binds a returned number; later steps compute with it", () => {
+    expectPass(
+      withProcess([
+        "  - mmap: {task: p1, addr: 0, len: 0x2000, prot: [PROT_READ, PROT_WRITE], flags: [MAP_PRIVATE, MAP_ANONYMOUS]}",
+        "    as: buf",
+        "  - cpu_write: {task: p1, addr: buf + 0x1ffe, data: [1, 2]}",
+        "  - cpu_load: {task: p1, addr: buf+0x1ffe, size: 2}",
+        "    returns: 0x201",
+        "  - mmap: {task: p1, addr: buf, len: 0x1000, prot: PROT_READ, flags: [MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE]}",
+        "    error: EEXIST",
+        "  - munmap: {task: p1, addr: buf, len: 0x2000}",
+        "  - mmap: {task: p1, addr: 0, len: 0x1000, prot: PROT_READ, flags: [MAP_PRIVATE, MAP_ANONYMOUS]}",
+        "    returns: $buf + 0x1000",
+        "    note: top-down placement takes the highest free gap again",
+      ]),
+    );
+  });
+
+  it("expressions are checked: unbound names, objects without fields, unknown fields", () => {
+    expect(
+      errorsOf(
+        withProcess([
+          "  - mmap: {task: p1, addr: 0, len: 0x1000, prot: PROT_READ, flags: [MAP_PRIVATE, MAP_ANONYMOUS]}",
+          "    as: buf",
+          "  - cpu_read: {task: p1, addr: bfu + 1, len: 1}",
+          "  - cpu_read: {task: p1, addr: p1, len: 1}",
+          "  - cpu_read: {task: p1, addr: buf.start, len: 1}",
+          "  - cpu_read: {task: p1, addr: buff, len: 1}",
+          "  - cpu_read: {task: p1, addr: 0, len: buf}",
+          "    note: a number binding works where an integer is expected",
+          "  - iommu_sva_unbind_device: {handle: b9}",
+          "    as: x",
+        ]),
+      ),
+    ).toEqual([
+      'v.yaml:10:32: steps[3].cpu_read.addr: "bfu" is not bound (no earlier step has "as: bfu") (did you mean "buf"?)',
+      'v.yaml:11:32: steps[4].cpu_read.addr: "p1" is a process, not a number',
+      'v.yaml:12:32: steps[5].cpu_read.addr: "buf" is a number: it has no field "start"',
+      'v.yaml:13:32: steps[6].cpu_read.addr: expected a 64-bit unsigned value, got the string "buff"',
+      'v.yaml:16:39: steps[8].iommu_sva_unbind_device.handle: "b9" is not bound (no earlier step has "as: b9")',
+      "v.yaml:17:5: steps[8].as: iommu_sva_unbind_device returns no object or number to bind",
+    ]);
+  });
+});
+
 describe("runs", () => {
   it("processes, memory, CPU faults and their signal codes", () => {
     expectPass(

@@ -163,7 +163,15 @@ export interface ObjectKindSpec<M> {
   readonly via?: { readonly kind: string; map(m: M, other: unknown): unknown };
   /** A name not yet bound creates a fresh object (caller-allocated: attach handles, owner cookies). */
   readonly create?: (m: M, name: string) => unknown;
+  /**
+   * Numbers an object of this kind offers to value expressions: `buf.dma_handle + 0x10` where a
+   * u64 or an integer is expected.
+   */
+  readonly fields?: Readonly<Record<string, (obj: unknown) => bigint | number>>;
 }
+
+/** The binding kind of `as:` on a call returning a number (u64 or an integer). */
+export const VALUE_KIND = "value";
 
 export interface Vocabulary<M> {
   readonly functions: readonly FunctionSpec<M>[];
