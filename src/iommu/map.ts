@@ -2,7 +2,8 @@
 //
 // The map/unmap path is hot (the DMA API calls it per mapping): internally it works on page
 // numbers in 4 KiB units as plain numbers and allocates nothing. The bigint entry points check
-// and convert their arguments once; `iommuMapPfn` / `iommuUnmapPfn` are the BigInt-free forms.
+// and convert their arguments once, without allocating (through 32-bit halves);
+// `iommuMapPfn` / `iommuUnmapPfn` / `iommuUnmapFastPfn` are the BigInt-free forms.
 
 import { SimError } from "../base/errors.js";
 import { err, OK, type Result } from "../base/result.js";
@@ -12,20 +13,43 @@ import type { IommuDomain, IommuFaultHandler, IotlbGather } from "./domain.js";
 import type { CoreState } from "./state.js";
 
 const TWO32 = 0x1_0000_0000;
+const TWO20 = 0x10_0000;
 const MAX_PFN = 2 ** 52;
+const U64_LIMIT = 1n << 64n;
 
-/** Trailing zero bits of a positive integer below 2^53. */
-function ctz(x: number): number {
-  const lo = x >>> 0;
-  if (lo !== 0) return 31 - Math.clz32(lo & -lo);
-  const hi = Math.floor(x / TWO32) >>> 0;
-  return 32 + (31 - Math.clz32(hi & -hi));
+/**
+ * A u64 bigint's 32-bit halves, read without allocating: stored into a BigUint64Array, read back
+ * through a Uint32Array over the same bytes (in the platform's byte order).
+ */
+const U64 = new BigUint64Array(1);
+const HALVES = new Uint32Array(U64.buffer);
+U64[0] = 1n;
+const LO = HALVES[0] === 1 ? 0 : 1;
+const HI = 1 - LO;
+
+/** 2^n for n in [0, 63], so page sizes and counts never go through Math.pow. */
+const POW2 = new Float64Array(64);
+for (let i = 0; i < 64; i++) POW2[i] = 2 ** i;
+
+/** `x` (an integer in [0, 2^53)) is not a multiple of 2^`order`. */
+function misaligned(x: number, order: number): boolean {
+  // The low 31 bits survive the int32 conversion of the bit operators.
+  return order < 31 ? (x & ((1 << order) - 1)) !== 0 : x % POW2[order]! !== 0;
+}
+
+/** The u64 whose halves are `lo`, `hi` is not a multiple of 2^`shift` (shift < 64). */
+function misaligned64(lo: number, hi: number, shift: number): boolean {
+  if (shift < 32) return (lo & (POW2[shift]! - 1)) !== 0;
+  return lo !== 0 || (hi & (POW2[shift - 32]! - 1)) !== 0;
 }
 
 /**
- * `iommu_pgsize` in page-number form: the largest supported page (log2 shift) allowed by the
- * remaining size and the alignment of both addresses, and (into `s.pgsizeCount`) how many such
- * pages to map before a larger page size becomes usable.
+ * `iommu_pgsize` in page-number form (4 KiB units), `shifts` being the domain's page sizes as
+ * ascending log2 byte shifts: the largest supported page allowed by the remaining size and the
+ * alignment of both addresses (as a shift), and into `s.pgsizeCount` how many such pages to map
+ * before a larger page size becomes usable. Bit operators see the low 32 bits of their operands
+ * (exactly, for integers below 2^53), so the usual addresses need no division; nothing is
+ * allocated.
  */
 function iommuPgsize(
   s: CoreState,
@@ -34,54 +58,61 @@ function iommuPgsize(
   paddrPfn: number,
   sizePages: number,
 ): number {
-  const align =
-    iovaPfn === 0 && paddrPfn === 0
-      ? Number.POSITIVE_INFINITY
-      : Math.min(
-          iovaPfn === 0 ? Number.POSITIVE_INFINITY : ctz(iovaPfn),
-          paddrPfn === 0 ? Number.POSITIVE_INFINITY : ctz(paddrPfn),
-        );
-  let idx = -1;
-  for (let i = 0; i < shifts.length; i++) {
-    const order = shifts[i]! - 12;
-    if (2 ** order > sizePages || order > align) break;
-    idx = i;
-  }
-  if (idx < 0) throw new SimError("iommu_pgsize: no suitable page size (BUG_ON)");
-  const shift = shifts[idx]!;
-  const pages = 2 ** (shift - 12);
-  let size = sizePages;
-  const next = shifts[idx + 1];
-  if (next !== undefined) {
-    const m = 2 ** (next - 12);
-    // A bigger page is only possible when both addresses sit at the same offset in it.
-    if (iovaPfn % m === paddrPfn % m) {
-      const offset = m - (iovaPfn % m);
-      if (offset + m <= size) size = offset;
+  // __fls(size): no page larger than what is left.
+  let maxOrder =
+    sizePages < TWO32 ? 31 - Math.clz32(sizePages) : 63 - Math.clz32(sizePages / TWO32);
+  // __ffs(iova | paddr): no page larger than the alignment of both (unbounded when both are 0).
+  const lo = iovaPfn | paddrPfn;
+  if (lo !== 0) {
+    const align = 31 - Math.clz32(lo & -lo);
+    if (align < maxOrder) maxOrder = align;
+  } else {
+    const hi = (iovaPfn / TWO32) | (paddrPfn / TWO32);
+    if (hi !== 0) {
+      const align = 63 - Math.clz32(hi & -hi);
+      if (align < maxOrder) maxOrder = align;
     }
   }
-  s.pgsizeCount = Math.floor(size / pages);
-  return shift;
+  const n = shifts.length;
+  let idx = -1;
+  while (idx + 1 < n && shifts[idx + 1]! - 12 <= maxOrder) idx++;
+  if (idx < 0) throw new SimError("iommu_pgsize: no suitable page size (BUG_ON)");
+  const order = shifts[idx]! - 12;
+  let size = sizePages;
+  if (idx + 1 < n) {
+    // A bigger page is only possible when both addresses sit at the same offset in it; then
+    // map only up to its boundary, if a whole bigger page fits after it.
+    const next = shifts[idx + 1]! - 12;
+    if (next < 31) {
+      const mask = (1 << next) - 1;
+      if (((iovaPfn ^ paddrPfn) & mask) === 0) {
+        const offset = mask + 1 - (iovaPfn & mask);
+        if (offset + mask + 1 <= size) size = offset;
+      }
+    } else {
+      const m = POW2[next]!;
+      const off = iovaPfn % m;
+      if (off === paddrPfn % m && m - off + m <= size) size = m - off;
+    }
+  }
+  // size >= 2^order, so below 2^31 the shift count is below 31 too.
+  s.pgsizeCount = size < 0x8000_0000 ? size >>> order : Math.floor(size / POW2[order]!);
+  return order + 12;
 }
 
 /** The checks iommu_map makes before alignment: null when they pass, else the failure. */
 function mapPrecheck(s: CoreState, domain: IommuDomain): Result | null {
   domain.assertLive("iommu_map");
   if (!domain.isPaging()) return err("EINVAL");
-  if (
-    s.warnOn(
-      !domain.ops?.mapPages || domain.pgShifts.length === 0,
-      "iommu_map",
-      "domain has no map_pages or no page sizes",
-    )
-  ) {
+  if (domain.ops === null || domain.ops.mapPages === undefined || domain.pgShifts.length === 0) {
+    s.warnOn(true, "iommu_map", "domain has no map_pages or no page sizes");
     return err("ENODEV");
   }
   return null;
 }
 
 function checkAddr(x: bigint, what: string): void {
-  if (x < 0n || x >= 1n << 64n) throw new SimError(`${what} 0x${x.toString(16)} is not a u64`);
+  if (x < 0n || x >= U64_LIMIT) throw new SimError(`${what} 0x${x.toString(16)} is not a u64`);
 }
 
 /** `iommu_map`: map `[iova, iova+size)` to `paddr`, split into the largest possible pages. */
@@ -98,23 +129,36 @@ export function iommuMap(
   checkAddr(size, "size");
   const pre = mapPrecheck(s, domain);
   if (pre !== null) return pre;
-  const minPg = 1n << BigInt(domain.pgShifts[0]!);
-  if (((iova | paddr | size) & (minPg - 1n)) !== 0n) {
-    s.log(
-      "err",
-      null,
-      `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x${minPg.toString(16)}`,
+  const minShift = domain.pgShifts[0]!;
+  U64[0] = iova;
+  const ivLo = HALVES[LO]!;
+  const ivHi = HALVES[HI]!;
+  U64[0] = paddr;
+  const paLo = HALVES[LO]!;
+  const paHi = HALVES[HI]!;
+  U64[0] = size;
+  const szLo = HALVES[LO]!;
+  const szHi = HALVES[HI]!;
+  if (
+    !misaligned64(ivLo, ivHi, minShift) &&
+    !misaligned64(paLo, paHi, minShift) &&
+    !misaligned64(szLo, szHi, minShift)
+  ) {
+    return mapAligned(
+      s,
+      domain,
+      ivHi * TWO20 + (ivLo >>> 12),
+      paHi * TWO20 + (paLo >>> 12),
+      szHi * TWO20 + (szLo >>> 12),
+      prot,
     );
-    return err("EINVAL");
   }
-  return mapAligned(
-    s,
-    domain,
-    Number(iova >> 12n),
-    Number(paddr >> 12n),
-    Number(size >> 12n),
-    prot,
+  s.log(
+    "err",
+    null,
+    `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x${(1n << BigInt(minShift)).toString(16)}`,
   );
+  return err("EINVAL");
 }
 
 /** `iommu_map` with page numbers and a page count (4 KiB units): the BigInt-free hot path. */
@@ -128,8 +172,12 @@ export function iommuMapPfn(
 ): Result {
   const pre = mapPrecheck(s, domain);
   if (pre !== null) return pre;
-  const minPages = 2 ** (domain.pgShifts[0]! - 12);
-  if (iovaPfn % minPages !== 0 || paddrPfn % minPages !== 0 || npages % minPages !== 0) {
+  const minOrder = domain.pgShifts[0]! - 12;
+  if (
+    misaligned(iovaPfn, minOrder) ||
+    misaligned(paddrPfn, minOrder) ||
+    misaligned(npages, minOrder)
+  ) {
     s.log("err", null, "unaligned iommu_map");
     return err("EINVAL");
   }
@@ -175,10 +223,12 @@ function mapAligned(
       size: BigInt(npages) << 12n,
     });
   }
-  const sync = ops.iotlbSyncMap?.(domain, iovaPfn, npages) ?? OK;
-  if (!sync.ok) {
-    iommuUnmapPfn(s, domain, iovaPfn, npages);
-    return sync;
+  if (ops.iotlbSyncMap !== undefined) {
+    const sync = ops.iotlbSyncMap(domain, iovaPfn, npages);
+    if (!sync.ok) {
+      iommuUnmapPfn(s, domain, iovaPfn, npages);
+      return sync;
+    }
   }
   return OK;
 }
@@ -188,18 +238,27 @@ export function iommuUnmap(s: CoreState, domain: IommuDomain, iova: bigint, size
   checkAddr(iova, "iova");
   checkAddr(size, "size");
   domain.assertLive("iommu_unmap");
-  const minPg = domain.pgShifts.length > 0 ? 1n << BigInt(domain.pgShifts[0]!) : 1n;
-  if (((iova | size) & (minPg - 1n)) !== 0n && domain.isPaging() && domain.ops?.unmapPages) {
+  const shifts = domain.pgShifts;
+  const minShift = shifts.length > 0 ? shifts[0]! : 0;
+  U64[0] = iova;
+  const ivLo = HALVES[LO]!;
+  const ivHi = HALVES[HI]!;
+  U64[0] = size;
+  const szLo = HALVES[LO]!;
+  const szHi = HALVES[HI]!;
+  const aligned = !misaligned64(ivLo, ivHi, minShift) && !misaligned64(szLo, szHi, minShift);
+  if (!aligned && domain.isPaging() && domain.ops?.unmapPages) {
     s.log(
       "err",
       null,
-      `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x${minPg.toString(16)}`,
+      `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x${(1n << BigInt(minShift)).toString(16)}`,
     );
     s.gather.init();
     domain.ops.iotlbSync?.(domain, s.gather);
     return 0n;
   }
-  return BigInt(iommuUnmapPfn(s, domain, Number(iova >> 12n), Number(size >> 12n))) << 12n;
+  const iovaPfn = ivHi * TWO20 + (ivLo >>> 12);
+  return s.pagesToBytes(iommuUnmapPfn(s, domain, iovaPfn, szHi * TWO20 + (szLo >>> 12)));
 }
 
 /** `iommu_unmap` in page numbers: 4 KiB pages unmapped. */
@@ -242,17 +301,13 @@ function unmapPages(
 ): number {
   if (!domain.isPaging()) return 0;
   const ops = domain.ops;
-  if (
-    s.warnOn(
-      !ops?.unmapPages || domain.pgShifts.length === 0,
-      "__iommu_unmap",
-      "domain has no unmap_pages or no page sizes",
-    )
-  ) {
+  const shifts = domain.pgShifts;
+  if (ops === null || ops.unmapPages === undefined || shifts.length === 0) {
+    s.warnOn(true, "__iommu_unmap", "domain has no unmap_pages or no page sizes");
     return 0;
   }
-  const minPages = 2 ** (domain.pgShifts[0]! - 12);
-  if (iovaPfn % minPages !== 0 || npages % minPages !== 0) {
+  const minOrder = shifts[0]! - 12;
+  if (misaligned(iovaPfn, minOrder) || misaligned(npages, minOrder)) {
     s.log("err", null, "unaligned iommu_unmap");
     return 0;
   }
@@ -260,8 +315,8 @@ function unmapPages(
   let unmapped = 0;
   // Until `size` is covered or a hole is hit.
   while (unmapped < npages) {
-    const shift = iommuPgsize(s, domain.pgShifts, iova, iova, npages - unmapped);
-    const n = ops!.unmapPages!(domain, iova, shift, s.pgsizeCount, gather);
+    const shift = iommuPgsize(s, shifts, iova, iova, npages - unmapped);
+    const n = ops.unmapPages(domain, iova, shift, s.pgsizeCount, gather);
     if (n === 0) break;
     // A driver that does not use the gather must still get its iotlb_sync.
     if (gather.isEmpty()) gather.addRange(iova, npages);

@@ -78,6 +78,8 @@ export class CoreState {
   readonly gather = new IotlbGather();
   /** Second result of `iommu_pgsize` (how many pages of the chosen size). */
   pgsizeCount = 0;
+  #lastUnmapPages = 0;
+  #lastUnmapBytes = 0n;
   #nextDomainId = 0;
 
   constructor(
@@ -85,6 +87,18 @@ export class CoreState {
     readonly model: DeviceModel,
     readonly policy: CorePolicy,
   ) {}
+
+  /**
+   * `pages` 4 KiB pages as bytes. `iommu_unmap` returns the same size call after call: reusing
+   * the last (immutable) bigint keeps that path allocation-free.
+   */
+  pagesToBytes(pages: number): bigint {
+    if (pages !== this.#lastUnmapPages) {
+      this.#lastUnmapPages = pages;
+      this.#lastUnmapBytes = BigInt(pages) << 12n;
+    }
+    return this.#lastUnmapBytes;
+  }
 
   /** Kernel `WARN_ON(cond)`: a machine warning when `cond` holds; returns `cond`. */
   warnOn(cond: boolean, site: string, message: string): boolean {

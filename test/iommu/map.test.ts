@@ -46,6 +46,30 @@ describe("iommu_map", () => {
     expect(b.core.logs().filter((l) => l.message.startsWith("unaligned")).length).toBe(3);
   });
 
+  it("checks alignment over all 64 bits: pages of 8 GiB, addresses beyond 2^53", () => {
+    const SZ_8G = 1n << 33n;
+    const b = domainBed(SZ_8G);
+    // Misaligned only in the high 32 bits of the address.
+    expect(b.core.map(b.dom, 1n << 32n, 0n, SZ_8G, RW)).toEqual(err("EINVAL"));
+    expect(b.core.map(b.dom, 0n, 3n << 32n, SZ_8G, RW)).toEqual(err("EINVAL"));
+    expect(b.core.map(b.dom, 0n, 0n, 3n << 32n, RW)).toEqual(err("EINVAL"));
+    expect(b.core.unmap(b.dom, 1n << 32n, SZ_8G)).toBe(0n);
+    expect(b.core.logs().filter((l) => l.message.startsWith("unaligned")).length).toBe(4);
+    b.mock.log.length = 0;
+    expect(b.core.map(b.dom, 0n, SZ_8G, SZ_8G, RW)).toEqual(OK);
+    expect(mapLog(b.mock.log)).toEqual(["map_pages 0x0 0x200000 33 1"]);
+    // 2^60 + 4 KiB is not a double: the page numbers come out exact all the same.
+    const hi = domainBed(SZ_4K);
+    const iova = (1n << 60n) + 0x1000n;
+    const pa = (1n << 55n) + 0x7000n;
+    hi.mock.log.length = 0;
+    expect(hi.core.map(hi.dom, iova, pa, 0x2000n, RW)).toEqual(OK);
+    expect(mapLog(hi.mock.log)).toEqual(["map_pages 0x1000000000001 0x80000000007 12 2"]);
+    expect(hi.core.iovaToPhys(hi.dom, iova + 0x1234n)).toBe(pa + 0x1234n);
+    expect(hi.core.unmap(hi.dom, iova, 0x2000n)).toBe(0x2000n);
+    expect(hi.core.map(hi.dom, iova + 0x800n, pa, 0x1000n, RW)).toEqual(err("EINVAL"));
+  });
+
   it("splits greedily into the largest pages the size and both alignments allow", () => {
     const b = domainBed();
     b.mock.log.length = 0;
