@@ -160,6 +160,12 @@ export class DmaStatus {
   }
 }
 
+/** All ones of 1, 2, 4 and 8 bytes: what a CPU load nothing claims returns. */
+const ALL_ONES: readonly bigint[] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(
+  (n) => (1n << BigInt(8 * n)) - 1n,
+);
+const TWO32N = 1n << 32n;
+
 /** Copies up to this size are byte loops; aligned ones up to WORD_COPY_MAX loop over words. */
 const LOOP_COPY_MAX = 16;
 const WORD_COPY_MAX = 128;
@@ -175,7 +181,11 @@ export class IoBridge {
   readonly #req = new DmaRequest();
   readonly #resp = new DmaResponse();
   readonly #atsReq = new AtsRequest();
-  readonly #scratch = new Uint8Array(8);
+  /** CPU MMIO data of 1, 2, 4 and 8 bytes (views of one 8-byte scratch, by size). */
+  readonly #scratch: readonly Uint8Array[];
+  /** The BAR and offset `#mmioTarget` and `#claim` found. */
+  #bar = 0;
+  #offset = 0;
   /** 32-bit views of device buffers (whole ArrayBuffers), made on first use; the last one used. */
   readonly #words = new WeakMap<ArrayBufferLike, Uint32Array>();
   #lastBuffer: ArrayBufferLike | null = null;
@@ -184,6 +194,8 @@ export class IoBridge {
   constructor(host: PciHost, memory: PhysicalMemory) {
     this.host = host;
     this.memory = memory;
+    const scratch = new Uint8Array(8);
+    this.#scratch = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((n) => scratch.subarray(0, n));
   }
 
   // ---------------------------------------------------------------- device models
@@ -363,7 +375,7 @@ export class IoBridge {
       }
       if (route.kind === "peer") {
         const target = route.target!;
-        if (!this.#bar(target, route.bar, p, o, buf, bufOffset + done, n, write)) {
+        if (!this.#barAccess(target, route.bar, p, o, buf, bufOffset + done, n, write)) {
           abort(out, "UR", "no-device-model", p, o);
           break;
         }
@@ -399,12 +411,12 @@ export class IoBridge {
           const claim = host.peerToPeer ? this.#claim(ppn) : null;
           if (
             claim === null ||
-            !this.#bar(claim.fn, claim.bar, ppn, o, buf, bufOffset + done, n, write)
+            !this.#barAccess(claim, this.#bar, ppn, o, buf, bufOffset + done, n, write)
           ) {
             abort(out, "UR", "not-memory", p, o);
             break;
           }
-          out.peer = claim.fn;
+          out.peer = claim;
           out.pages?.push(-1);
         }
       }
@@ -476,7 +488,7 @@ export class IoBridge {
   }
 
   /** An access of `n` bytes at `page`:`offset` in BAR `bar` of `target`; false without a model. */
-  #bar(
+  #barAccess(
     target: PciFunction,
     bar: number,
     page: number,
@@ -488,15 +500,18 @@ export class IoBridge {
   ): boolean {
     const model = this.#models.get(target);
     if (!model) return false;
-    const off = (page - target.barPages(bar).first) * PAGE_SIZE + offset;
+    const off = (page - (target.barBase(bar) >>> 12)) * PAGE_SIZE + offset;
     const view = buf.subarray(at, at + n);
     if (write) model.barWrite(bar, off, view);
     else model.barRead(bar, off, view);
     return true;
   }
 
-  /** The endpoint BAR that decodes `page`, found the way the root complex routes downstream. */
-  #claim(page: number): { fn: PciFunction; bar: number } | null {
+  /**
+   * The endpoint whose BAR (then in `#bar`) decodes `page`, found the way the root complex routes
+   * downstream.
+   */
+  #claim(page: number): PciFunction | null {
     let bus = this.host.rootBus;
     for (;;) {
       let next: PciBridge | null = null;
@@ -508,7 +523,10 @@ export class IoBridge {
           }
         } else {
           const bar = f.barForPage(page);
-          if (bar >= 0) return { fn: f, bar };
+          if (bar >= 0) {
+            this.#bar = bar;
+            return f;
+          }
         }
       }
       if (next === null) return null;
@@ -603,28 +621,38 @@ export class IoBridge {
 
   /** A CPU load of `size` bytes at physical address `pa`; all ones when nothing claims it. */
   mmioRead(pa: bigint, size: 1 | 2 | 4 | 8): bigint {
-    const t = this.#mmioTarget(pa, size);
-    if (t === null) return (1n << BigInt(8 * size)) - 1n;
-    const b = this.#scratch.subarray(0, size);
-    t.model.barRead(t.bar, t.offset, b);
-    let v = 0n;
-    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
-    return v;
+    const model = this.#mmioTarget(pa, size);
+    if (model === null) return ALL_ONES[size]!;
+    const b = this.#scratch[size]!;
+    model.barRead(this.#bar, this.#offset, b);
+    // Little-endian, in two 32-bit halves: one BigInt for up to 4 bytes.
+    let lo = 0;
+    for (let i = Math.min(size, 4) - 1; i >= 0; i--) lo = lo * 256 + b[i]!;
+    if (size < 8) return BigInt(lo);
+    let hi = 0;
+    for (let i = 7; i >= 4; i--) hi = hi * 256 + b[i]!;
+    return (BigInt(hi) << 32n) | BigInt(lo);
   }
 
   /** A CPU store of `size` bytes at `pa` (dropped when nothing claims it). */
   mmioWrite(pa: bigint, size: 1 | 2 | 4 | 8, value: bigint): void {
-    const t = this.#mmioTarget(pa, size);
-    if (t === null) return;
-    const b = this.#scratch.subarray(0, size);
-    for (let i = 0; i < size; i++) b[i] = Number((value >> BigInt(8 * i)) & 0xffn);
-    t.model.barWrite(t.bar, t.offset, b);
+    const model = this.#mmioTarget(pa, size);
+    if (model === null) return;
+    const b = this.#scratch[size]!;
+    // The low `size` bytes of the value (two's complement, like the shifts of a wider store).
+    const lo = Number(BigInt.asUintN(32, value));
+    for (let i = 0; i < size && i < 4; i++) b[i] = (lo >>> (8 * i)) & 0xff;
+    if (size === 8) {
+      const hi = Number(BigInt.asUintN(32, value >> 32n));
+      for (let i = 0; i < 4; i++) b[4 + i] = (hi >>> (8 * i)) & 0xff;
+    }
+    model.barWrite(this.#bar, this.#offset, b);
   }
 
   /** A CPU block store (e.g. MOVDIR64B's 64-byte posted write) at `pa`. */
   mmioWriteBlock(pa: bigint, data: Uint8Array): void {
-    const t = this.#mmioTarget(pa, data.length);
-    if (t !== null) t.model.barWrite(t.bar, t.offset, data);
+    const model = this.#mmioTarget(pa, data.length);
+    if (model !== null) model.barWrite(this.#bar, this.#offset, data);
   }
 
   /**
@@ -638,29 +666,28 @@ export class IoBridge {
     }
     if ((pa & 63n) !== 0n)
       throw new SimError(`ENQCMD destination ${jsonAddr(pa)} is not 64-byte aligned`);
-    const t = this.#mmioTarget(pa, 64);
-    if (t === null || !t.model.barDeferrableWrite) return false;
-    return t.model.barDeferrableWrite(t.bar, t.offset, data, pasid, privileged);
+    const model = this.#mmioTarget(pa, 64);
+    if (model === null || !model.barDeferrableWrite) return false;
+    return model.barDeferrableWrite(this.#bar, this.#offset, data, pasid, privileged);
   }
 
-  #mmioTarget(
-    pa: bigint,
-    size: number,
-  ): { model: PciDeviceModel; bar: number; offset: number } | null {
-    if (pa < 0n || pa >= 1n << 32n) return null; // BARs are 32-bit here
-    const page = Number(pa >> BigInt(PAGE_SHIFT));
-    const claim = this.#claim(page);
-    if (claim === null) return null;
-    const model = this.#models.get(claim.fn);
+  /** The model whose BAR (`#bar`, at `#offset`) a CPU access at `pa` reaches, or null. */
+  #mmioTarget(pa: bigint, size: number): PciDeviceModel | null {
+    if (pa < 0n || pa >= TWO32N) return null; // BARs are 32-bit here
+    const address = Number(pa);
+    const fn = this.#claim(Math.floor(address / PAGE_SIZE));
+    if (fn === null) return null;
+    const model = this.#models.get(fn);
     if (!model) return null;
-    const base = claim.fn.barAddress(claim.bar);
-    const offset = Number(pa - base);
-    if (offset + size > claim.fn.barSize(claim.bar)) {
+    const bar = this.#bar;
+    const offset = address - fn.barBase(bar);
+    if (offset + size > fn.barSize(bar)) {
       throw new SimError(
         `MMIO access of ${size} bytes at ${jsonAddr(pa)} crosses the end of a BAR`,
       );
     }
-    return { model, bar: claim.bar, offset };
+    this.#offset = offset;
+    return model;
   }
 
   // ---------------------------------------------------------------- views

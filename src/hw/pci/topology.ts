@@ -516,15 +516,19 @@ export class PciFunction {
 
   /** The BAR's address as programmed (32-bit memory BAR). */
   barAddress(i: number): bigint {
-    this.barSize(i);
-    return BigInt(this.config.peek(PCI_BASE_ADDRESS_0 + 4 * i, 4) & PCI_BASE_ADDRESS_MEM_MASK);
+    return BigInt(this.barBase(i));
   }
 
-  /** The BAR's first page number and page count (hot path: plain numbers). */
+  /** The BAR's address as programmed, as a number (hot path). */
+  barBase(i: number): number {
+    this.barSize(i);
+    return (this.config.peek(PCI_BASE_ADDRESS_0 + 4 * i, 4) & PCI_BASE_ADDRESS_MEM_MASK) >>> 0;
+  }
+
+  /** The BAR's first page number and page count. */
   barPages(i: number): { first: number; count: number } {
     const size = this.barSize(i);
-    const base = this.config.peek(PCI_BASE_ADDRESS_0 + 4 * i, 4) & PCI_BASE_ADDRESS_MEM_MASK;
-    return { first: base >>> 12, count: size >>> 12 };
+    return { first: this.barBase(i) >>> 12, count: size >>> 12 };
   }
 
   /** Index of the BAR that decodes `page` (Memory Space Enable honoured), or -1. */

@@ -193,4 +193,35 @@ describe("requests", () => {
     expect(m.bridge.mmioEnqueue(bar, new Uint8Array(64), 1)).toBe(false);
     expect(() => m.bridge.mmioRead(bar + 0xffcn, 8)).toThrow(/crosses the end of a BAR/);
   });
+
+  it("CPU MMIO loads and stores 1, 2, 4 and 8 bytes little-endian; unclaimed loads are all ones", () => {
+    const m = machine((h) => {
+      h.addRootPort().addEndpoint({ name: "t0", bars: [0x2000] });
+    });
+    const dev = new TestDevice(m.bridge, m.host.function("t0"));
+    const bar = dev.fn.barAddress(0);
+    const mem = dev.barMemory(0);
+    m.bridge.mmioWrite(bar + 0x1000n, 8, 0x8877_6655_4433_2211n);
+    expect([...mem.subarray(0x1000, 0x1008)]).toEqual([
+      0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+    ]);
+    m.bridge.mmioWrite(bar + 0x1001n, 1, 0x1abn); // only the low byte lands
+    m.bridge.mmioWrite(bar + 0x1002n, 2, -2n); // two's complement: fe ff
+    expect([...mem.subarray(0x1000, 0x1005)]).toEqual([0x11, 0xab, 0xfe, 0xff, 0x55]);
+    m.bridge.mmioWrite(bar + 0x1004n, 4, 0x1_ffff_fffen);
+    expect(m.bridge.mmioRead(bar + 0x1000n, 8)).toBe(0xffff_fffe_fffe_ab11n);
+    expect(m.bridge.mmioRead(bar + 0x1004n, 4)).toBe(0xffff_fffen);
+    expect(m.bridge.mmioRead(bar + 0x1002n, 2)).toBe(0xfffen);
+    expect(m.bridge.mmioRead(bar + 0x1001n, 1)).toBe(0xabn);
+    m.bridge.mmioWrite(bar + 0x1008n, 8, -1n);
+    expect(m.bridge.mmioRead(bar + 0x1008n, 8)).toBe((1n << 64n) - 1n);
+    const none = 0x10_0000n; // no BAR there
+    expect([1, 2, 4, 8].map((n) => m.bridge.mmioRead(none, n as 1 | 2 | 4 | 8))).toEqual([
+      0xffn,
+      0xffffn,
+      0xffff_ffffn,
+      (1n << 64n) - 1n,
+    ]);
+    expect(m.bridge.mmioRead(1n << 32n, 4)).toBe(0xffff_ffffn);
+  });
 });
