@@ -1,12 +1,10 @@
 // A RISC-V machine for the idxd driver: the built-in `default` machine (dsa0 behind iommu0, with
-// PASID, ATS and PRI) without its placeholder drivers, the DMA API installed the way the kernel
-// has it (the machine does not install it yet), and the idxd driver registered on the PCI bus,
-// which binds dsa0.
+// PASID, ATS and PRI) without its placeholder drivers, with the DMA API the machine installs at
+// boot, and the idxd driver registered on the PCI bus, which binds dsa0.
 
 import { expect } from "vitest";
 import { unwrap } from "../../../src/base/result.js";
 import type { PciDev } from "../../../src/bus/pci-dev.js";
-import { installDmaApi } from "../../../src/dma/mapping.js";
 import { IdxdDriver } from "../../../src/drivers/dsa/idxd.js";
 import type { IdxdDevice, IdxdOptions } from "../../../src/drivers/dsa/idxd-device.js";
 import type { DsaDevice } from "../../../src/hw/endpoints/dsa.js";
@@ -38,7 +36,7 @@ export function dsaMachine(o: DsaMachineOptions = {}) {
     }),
     { driver: "riscv" },
   );
-  const dma = installDmaApi(m.core, { memory: m.memory, frames: m.frames });
+  const dma = m.dma;
   const env = {
     core: m.core,
     dma,

@@ -1,11 +1,10 @@
 // A RISC-V machine for the e1000-like driver: the built-in `default` machine (nic0 behind iommu0)
-// without its placeholder drivers, the DMA API installed as the kernel has it (the machine does
-// not install it yet), and the NIC driver registered on the PCI bus, which binds nic0.
+// without its placeholder drivers, with the DMA API the machine installs at boot, and the NIC
+// driver registered on the PCI bus, which binds nic0.
 
 import { expect } from "vitest";
 import { pciDevId } from "../../../src/bus/pci.js";
 import type { PciDev } from "../../../src/bus/pci-dev.js";
-import { installDmaApi } from "../../../src/dma/mapping.js";
 import { type NicAdapter, NicDriver, type NicOptions } from "../../../src/drivers/nic/e1000.js";
 import type { NicDevice } from "../../../src/hw/endpoints/nic.js";
 import { DmaRequest, DmaResponse } from "../../../src/hw/pci/translation-agent.js";
@@ -26,7 +25,7 @@ export function nicMachine(o: NicMachineOptions = {}) {
     }),
     { driver: "riscv" },
   );
-  const dma = installDmaApi(m.core, { memory: m.memory, frames: m.frames });
+  const dma = m.dma;
   const env = { dma, memory: m.memory, frames: m.frames, bridges: m.endpoints.bridges };
   const driver = new NicDriver(env, m.buses.pci, o.nic);
   const dev = m.device("nic0") as PciDev;
