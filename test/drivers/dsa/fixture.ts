@@ -22,6 +22,8 @@ import type { Process } from "../../../src/mm/process.js";
 
 export interface DsaMachineOptions {
   readonly boot?: Record<string, unknown>;
+  /** Merged into the description's `iommus`. */
+  readonly iommus?: Record<string, unknown>;
   readonly idxd?: IdxdOptions;
   /** Register the driver (default true). */
   readonly bind?: boolean;
@@ -33,6 +35,7 @@ export function dsaMachine(o: DsaMachineOptions = {}) {
       extends: "default",
       devices: { dsa0: { driver: null }, nic0: { driver: null } },
       ...(o.boot ? { boot: o.boot } : {}),
+      ...(o.iommus ? { iommus: o.iommus } : {}),
     }),
     { driver: "riscv" },
   );

@@ -3,9 +3,12 @@
 // memcpy maps its buffers with dma_map_single and runs on the dedicated kernel WQ with that PASID.
 
 import { describe, expect, it } from "vitest";
+import { unwrap } from "../../../src/base/result.js";
 import { idxdDmaMemcpy, idxdKernelWq } from "../../../src/drivers/dsa/idxd-kernel.js";
 import { DSA_COMP } from "../../../src/hw/endpoints/dsa-regs.js";
+import { SV57 } from "../../../src/hw/pgtable/modes.js";
 import { IOMMU_PASID_INVALID } from "../../../src/iommu/constants.js";
+import { mmAlloc } from "../../../src/mm/fork.js";
 import { dsaMachine, kernelBuffer, pattern } from "./fixture.js";
 
 describe("idxd probe", () => {
@@ -205,5 +208,45 @@ describe("teardown", () => {
     ]);
     expect(r.m.frames.framesInUse).toBeLessThan(frames);
     r.invariants();
+  });
+});
+
+describe("historical supervisor SVA (seed 003, opt-in)", () => {
+  it("binds init_mm at a PASID with privileged WQ requests; DMA-API addresses then mean nothing to the device", () => {
+    const r = dsaMachine({ bind: false, idxd: { supervisorSva: true } });
+    const initMm = r.m.initMm();
+    r.m.model.driverRegister(r.driver);
+    const idxd = r.idxd;
+    expect(idxd.supervisorSva).not.toBeNull();
+    expect(idxd.pasid).toBe(r.m.core.mmGetPasid(initMm));
+    expect(r.hw.wqs[0]!.toJSON()).toMatchObject({ pasid: idxd.pasid, priv: true });
+    // The PASID walks the kernel's page table, not the DMA domain: an IOVA is no kernel address.
+    const src = kernelBuffer(r, pattern(64, 9));
+    const dst = kernelBuffer(r, new Uint8Array(64));
+    expect(idxdDmaMemcpy(idxd, dst, src, 64)).toEqual({ ok: false, errno: "ETIMEDOUT" });
+    expect(r.m.memory.readBytes(dst, 64)).toEqual(new Uint8Array(64));
+    expect(r.hw.swerr).toMatchObject({ valid: true, pasid: idxd.pasid });
+    r.m.unbindDriver(r.dev);
+    expect(r.m.core.groupOf(r.dev)!.toJSON()).toMatchObject({ pasid_array: [] });
+  });
+
+  it("a failed bind (init_mm in a format the IOMMU cannot walk) leaves the driver without kernel PASID DMA", () => {
+    const r = dsaMachine({
+      bind: false,
+      iommus: { iommu0: { options: { capabilities: { Sv57: false } } } },
+      idxd: { supervisorSva: true },
+    });
+    r.m.core.setInitMm(unwrap(mmAlloc(r.m.mm, { mode: SV57 })));
+    r.m.model.driverRegister(r.driver);
+    expect(r.idxd.pasidEnabled).toBe(false);
+    expect(r.idxd.logs.slice(0, 2)).toEqual([
+      { level: "warn", message: "iommu sva bind failed: -EOPNOTSUPP" },
+      { level: "warn", message: "No in-kernel DMA with PASID. -EOPNOTSUPP" },
+    ]);
+    // The kernel WQ still works, on the RID.
+    const data = pattern(32, 1);
+    const dst = kernelBuffer(r, new Uint8Array(32));
+    expect(idxdDmaMemcpy(r.idxd, dst, kernelBuffer(r, data), 32).ok).toBe(true);
+    expect(r.m.memory.readBytes(dst, 32)).toEqual(data);
   });
 });
