@@ -13,8 +13,8 @@ import { FirmwareDescription, FwNode, IOMMU_RESV, type IommuResvRegion } from ".
 import { createPciBus } from "../bus/pci-dev.js";
 import { createPlatformBus } from "../bus/platform.js";
 import { checkCore } from "../check/invariants.js";
-import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import { installDmaApi } from "../dma/mapping.js";
+import { type MockIommuConfig, MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import { createRiscvIommu, type RiscvIommuSetup } from "../drivers/riscv/factory.js";
 import { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
 import type { RiscvIommu } from "../hw/riscv-iommu/iommu.js";

@@ -213,7 +213,13 @@ export function readDescriptionInto(
   const get = (k: string) => entry(full, k)?.value;
 
   const descName = optionalField(get("name"), childPath(path, "name"), d, name(), "machine");
-  const cpus = optionalField(get("cpus"), childPath(path, "cpus"), d, integer({ min: 1, max: 64 }), 1);
+  const cpus = optionalField(
+    get("cpus"),
+    childPath(path, "cpus"),
+    d,
+    integer({ min: 1, max: 64 }),
+    1,
+  );
   const ram = readMemory(get("memory"), childPath(path, "memory"), d);
   const boot = readBoot(get("boot"), childPath(path, "boot"), d);
   const iommus = readList(get("iommus"), childPath(path, "iommus"), d, readIommu);

@@ -128,6 +128,27 @@ describe("validation of the new calls", () => {
     ]);
   });
 
+  it("DMA API calls: directions, gfp, attrs, coherent buffers and their fields", () => {
+    expect(
+      errorsOf(
+        [
+          "machine: default",
+          "steps:",
+          "  - dma_map_single: {dev: acc0, ptr: 0x80000000, size: 0x1000, dir: DMA_TO_DEV}",
+          "  - dma_alloc_coherent: {dev: acc0, size: 0x1000, gfp: GFP_NOWAIT}",
+          "    as: cb",
+          "  - dma_free_coherent: {dev: acc0, size: 0x1000, cpu_addr: cb, dma_handle: cb.dma_handel}",
+          "  - dma_map_single: {dev: acc0, ptr: 0, size: 1, dir: 0, attrs: [DMA_ATTR_PRIVILEDGED]}",
+        ].join("\n"),
+      ).map((e) => e.replace(/; (expected one of|flags:) .*/, "")),
+    ).toEqual([
+      'v.yaml:3:69: steps[0].dma_map_single.dir: unknown constant "DMA_TO_DEV" (did you mean "DMA_TO_DEVICE"?)',
+      'v.yaml:4:56: steps[1].dma_alloc_coherent.gfp: unknown value "GFP_NOWAIT"',
+      'v.yaml:6:76: steps[2].dma_free_coherent.dma_handle: a coherent DMA buffer has no field "dma_handel" (did you mean "dma_handle"?); fields: dma_handle, cpu_addr',
+      'v.yaml:7:66: steps[3].dma_map_single.attrs[0]: unknown flag "DMA_ATTR_PRIVILEDGED" (did you mean "DMA_ATTR_PRIVILEGED"?)',
+    ]);
+  });
+
   it("memory expectations take addresses to bytes or null", () => {
     expect(
       errorsOf(

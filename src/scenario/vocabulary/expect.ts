@@ -125,6 +125,11 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         get: (_m, s) => (s as Device).iommu?.iommuDev?.name ?? null,
       },
       view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as Device).toJSON() },
+      dma: {
+        type: JSON_VALUE,
+        doc: "its DMA API state: {device, ops (dma-iommu or dma-direct), dma_mask, coherent_dma_mask, dma_parms, domain, domain_type, mode (strict or lazy), pci_32bit_workaround}",
+        get: (m, s) => m.dma.deviceView(s as Device),
+      },
       iopf: {
         type: JSON_VALUE,
         doc: "its IOPF state (dev->iommu->fault_param): {device, queue, users, partial: [{flags, pasid, grpid, perm, addr}], pending_groups}, or null off any IOPF queue",

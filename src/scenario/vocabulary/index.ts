@@ -4,6 +4,7 @@ import type { Machine } from "../../machine/machine.js";
 import { ATTACH } from "./attach.js";
 import { DEVICE_DMA } from "./device-dma.js";
 import { DEVICES } from "./devices.js";
+import { DMA_API } from "./dma-api.js";
 import { DOMAINS } from "./domains.js";
 import { DSA } from "./dsa.js";
 import { SUBJECTS } from "./expect.js";
@@ -41,6 +42,7 @@ export const VOCABULARY_AREAS: readonly {
     title: "Processes, address spaces and the CPU",
     functions: PROCESSES,
   },
+  { area: "dma", title: "The DMA API and kernel memory", functions: DMA_API },
   { area: "device", title: "Device DMA (riscv driver only)", functions: DEVICE_DMA },
   { area: "dsa", title: "The DSA-like engine (riscv driver only)", functions: DSA },
   {

@@ -4,6 +4,7 @@
 // cookies are caller-allocated in the kernel, so a new name simply creates one. Some kinds stand
 // in for another: a device's name means its group, a process's name its mm.
 
+import type { DmaCoherent } from "../../dma/coherent.js";
 import { IOMMU_CAP } from "../../iommu/constants.js";
 import { IommuAttachHandle } from "../../iommu/domain.js";
 import { IoasidSet } from "../../iommu/ioasid.js";
@@ -90,6 +91,14 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
   sva: {
     label: "SVA bond",
     doc: "an SVA bond (struct iommu_sva), bound with as: from iommu_sva_bind_device",
+  },
+  dma_coherent: {
+    label: "coherent DMA buffer",
+    doc: "a coherent DMA buffer, bound with as: from dma_alloc_coherent; its .dma_handle and .cpu_addr (physical address of its first byte; pages are contiguous with GFP_ATOMIC or a single page) are numbers",
+    fields: {
+      dma_handle: (b) => (b as DmaCoherent).dmaHandle,
+      cpu_addr: (b) => (b as DmaCoherent).phys(0n),
+    },
   },
   iopf_queue: {
     label: "IOPF queue",

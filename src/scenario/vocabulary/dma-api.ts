@@ -1,0 +1,277 @@
+// The DMA API (kernel/dma/mapping.c over dma-iommu and dma-direct; docs/dma-api.md) as a kernel
+// driver calls it, and the kernel memory its buffers live in. The simulator has no kernel
+// virtual addresses: a buffer's `ptr` is its physical address, which the kernel reaches through
+// its direct map (`phys_read`, `phys_write`).
+
+import { SimError } from "../../base/errors.js";
+import type { Device } from "../../bus/device.js";
+import type { DmaCoherent } from "../../dma/coherent.js";
+import {
+  DMA_ATTR_ALLOC_SINGLE_PAGES,
+  DMA_ATTR_FORCE_CONTIGUOUS,
+  DMA_ATTR_NO_KERNEL_MAPPING,
+  DMA_ATTR_NO_WARN,
+  DMA_ATTR_PRIVILEGED,
+  DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_ATTR_WEAK_ORDERING,
+  DMA_ATTR_WRITE_COMBINE,
+  DMA_BIDIRECTIONAL,
+  DMA_FROM_DEVICE,
+  DMA_NONE,
+  DMA_TO_DEVICE,
+  type DmaDataDirection,
+  type Gfp,
+} from "../../dma/constants.js";
+import { kernelMap, kernelUnmap } from "../../machine/kernel-vm.js";
+import type { Machine } from "../../machine/machine.js";
+import { DEV } from "./kinds.js";
+import {
+  BYTES,
+  Bytes,
+  constant,
+  enumOf,
+  type FunctionSpec,
+  flags,
+  int,
+  object,
+  type ParamSpec,
+  param,
+  returnsResult,
+  returnsValue,
+  U64,
+  VOID,
+} from "./types.js";
+
+const DIR: ParamSpec = param(
+  constant({ DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE }),
+  { doc: "enum dma_data_direction" },
+);
+
+const ATTRS: ParamSpec = param(
+  flags({
+    DMA_ATTR_WEAK_ORDERING,
+    DMA_ATTR_WRITE_COMBINE,
+    DMA_ATTR_NO_KERNEL_MAPPING,
+    DMA_ATTR_SKIP_CPU_SYNC,
+    DMA_ATTR_FORCE_CONTIGUOUS,
+    DMA_ATTR_ALLOC_SINGLE_PAGES,
+    DMA_ATTR_NO_WARN,
+    DMA_ATTR_PRIVILEGED,
+  }),
+  { optional: true, doc: "unsigned long attrs (default 0)" },
+);
+
+const GFP: ParamSpec = param(enumOf(["GFP_KERNEL", "GFP_ATOMIC"]), {
+  optional: true,
+  doc: "gfp_t (default GFP_KERNEL)",
+});
+
+const CPU: ParamSpec = param(int(0, 63, "a CPU number"), {
+  optional: true,
+  doc: "the CPU the call runs on: its IOVA cache and flush-queue ring (default 0)",
+});
+
+const SIZE = param(U64, { doc: "size_t size" });
+
+function dirOf(a: unknown): DmaDataDirection {
+  return a as DmaDataDirection;
+}
+
+/** `__get_free_pages`: 2^order naturally aligned frames, lowest first (0 when none). */
+function getFreePages(m: Machine, order: number): bigint {
+  const n = 2 ** order;
+  const ppn = m.frames.allocContiguous(n, n);
+  if (ppn < 0) return 0n;
+  for (let i = 0; i < n; i++) m.memory.zeroPage(ppn + i);
+  return BigInt(ppn) << 12n;
+}
+
+export const DMA_API: readonly FunctionSpec<Machine>[] = [
+  {
+    name: "dma_set_mask_and_coherent",
+    area: "dma",
+    params: { dev: DEV, mask: param(U64, { doc: "u64 mask, e.g. 0xffffffffffffffff" }) },
+    returns: returnsResult("void"),
+    ts: "machine.dma.setMaskAndCoherent(dev, mask)",
+    doc: "Sets the streaming and coherent DMA masks. EIO when the device has no dma_mask or dma-direct cannot reach memory below the mask.",
+    call: (m, a) => m.dma.setMaskAndCoherent(a.dev as Device, a.mask as bigint),
+  },
+  {
+    name: "dma_set_mask",
+    area: "dma",
+    params: { dev: DEV, mask: param(U64) },
+    returns: returnsResult("void"),
+    ts: "machine.dma.setMask(dev, mask)",
+    doc: "Sets the streaming DMA mask (EIO as dma_set_mask_and_coherent).",
+    call: (m, a) => m.dma.setMask(a.dev as Device, a.mask as bigint),
+  },
+  {
+    name: "dma_map_single",
+    area: "dma",
+    params: {
+      dev: DEV,
+      ptr: param(U64, { doc: "the buffer (its physical address stands for the kernel pointer)" }),
+      size: SIZE,
+      dir: DIR,
+      attrs: ATTRS,
+      cpu: CPU,
+    },
+    returns: returnsValue(U64),
+    ts: "machine.dma.mapSingle(dev, ptr, size, dir, attrs, cpu)",
+    doc: "Maps a buffer for DMA: an IOVA from the device's DMA domain mapped with the direction's permissions (dma-iommu), or the physical address (dma-direct). Returns DMA_MAPPING_ERROR (0xffffffffffffffff) on failure: no IOVA space, iommu_map failed, an untrusted device and a partial page, no dma_mask.",
+    call: (m, a) =>
+      m.dma.mapSingle(
+        a.dev as Device,
+        a.ptr as bigint,
+        a.size as bigint,
+        dirOf(a.dir),
+        (a.attrs as number | undefined) ?? 0,
+        (a.cpu as number | undefined) ?? 0,
+      ),
+  },
+  {
+    name: "dma_mapping_error",
+    area: "dma",
+    params: { dev: DEV, dma_addr: param(U64) },
+    returns: returnsResult("void"),
+    ts: "machine.dma.mappingError(dev, dma_addr)",
+    doc: "ENOMEM for DMA_MAPPING_ERROR, else 0.",
+    call: (m, a) => m.dma.mappingError(a.dev as Device, a.dma_addr as bigint),
+  },
+  {
+    name: "dma_unmap_single",
+    area: "dma",
+    params: {
+      dev: DEV,
+      addr: param(U64, { doc: "dma_addr_t" }),
+      size: SIZE,
+      dir: DIR,
+      attrs: ATTRS,
+      cpu: CPU,
+    },
+    returns: VOID,
+    ts: "machine.dma.unmapSingle(dev, addr, size, dir, attrs, cpu)",
+    doc: "Unmaps: the page table is cleared, then strict domains invalidate the IOTLB before the IOVA is freed; lazy (DMA_FQ) domains queue the IOVA until a flush, and the device may still reach the old page until then. WARNs for an address the domain does not know.",
+    call: (m, a) =>
+      m.dma.unmapSingle(
+        a.dev as Device,
+        a.addr as bigint,
+        a.size as bigint,
+        dirOf(a.dir),
+        (a.attrs as number | undefined) ?? 0,
+        (a.cpu as number | undefined) ?? 0,
+      ),
+  },
+  {
+    name: "dma_alloc_coherent",
+    area: "dma",
+    params: { dev: DEV, size: SIZE, gfp: GFP, cpu: CPU },
+    returns: returnsValue(object("dma_coherent")),
+    ts: "machine.dma.allocCoherent(dev, size, gfp, cpu)",
+    doc: "A coherent buffer: zeroed pages mapped for the device; bind it with as: (its .dma_handle and .cpu_addr are numbers), null when it cannot be had.",
+    call: (m, a) =>
+      m.dma.allocCoherent(
+        a.dev as Device,
+        a.size as bigint,
+        ((a.gfp as string | undefined) ?? "GFP_KERNEL") as Gfp,
+        (a.cpu as number | undefined) ?? 0,
+      ),
+  },
+  {
+    name: "dma_free_coherent",
+    area: "dma",
+    params: {
+      dev: DEV,
+      size: SIZE,
+      cpu_addr: param(object("dma_coherent"), { nullable: true, doc: "the allocation" }),
+      dma_handle: param(U64),
+      cpu: CPU,
+    },
+    returns: VOID,
+    ts: "machine.dma.freeCoherent(dev, size, cpu_addr, dma_handle, cpu)",
+    doc: "Unmaps (strict or lazy, as dma_unmap_single) and frees a coherent buffer; null does nothing.",
+    call: (m, a) =>
+      m.dma.freeCoherent(
+        a.dev as Device,
+        a.size as bigint,
+        a.cpu_addr as DmaCoherent | null,
+        a.dma_handle as bigint,
+        (a.cpu as number | undefined) ?? 0,
+      ),
+  },
+  {
+    name: "__get_free_pages",
+    area: "dma",
+    params: {
+      gfp_mask: GFP,
+      order: param(int(0, 10, "an order 0..10"), {
+        optional: true,
+        doc: "2^order pages (default 0)",
+      }),
+    },
+    returns: returnsValue(U64),
+    ts: "machine.frames.allocContiguous(1 << order)",
+    doc: "Kernel memory: 2^order zeroed, naturally aligned pages; their (physical) address, 0 when none are free.",
+    call: (m, a) => getFreePages(m, (a.order as number | undefined) ?? 0),
+  },
+  {
+    name: "free_pages",
+    area: "dma",
+    params: {
+      addr: param(U64),
+      order: param(int(0, 10, "an order 0..10"), { optional: true, doc: "default 0" }),
+    },
+    returns: VOID,
+    ts: "machine.frames.free(addr >> 12, 1 << order)",
+    doc: "Gives kernel pages back (a device may still reach them through a stale mapping).",
+    call: (m, a) => {
+      const addr = a.addr as bigint;
+      if ((addr & 0xfffn) !== 0n)
+        throw new SimError(`free_pages: 0x${addr.toString(16)} is not a page address`);
+      m.frames.free(Number(addr >> 12n), 2 ** ((a.order as number | undefined) ?? 0));
+    },
+  },
+  {
+    name: "kernel_map",
+    area: "dma",
+    params: {
+      addr: param(U64, { doc: "kernel virtual address (e.g. 0xffffffc000000000)" }),
+      phys: param(U64, { doc: "physical address of the pages" }),
+      size: SIZE,
+    },
+    returns: returnsResult("void"),
+    ts: "kernelMap(machine.initMm(), addr, phys, size)",
+    doc: "vmap: maps kernel pages (supervisor read/write, global) into init_mm's page table. EEXIST over a mapping, EINVAL unaligned or non-canonical, ENOMEM without table pages.",
+    call: (m, a) => kernelMap(m.initMm(), a.addr as bigint, a.phys as bigint, a.size as bigint),
+  },
+  {
+    name: "kernel_unmap",
+    area: "dma",
+    params: { addr: param(U64), size: SIZE },
+    returns: returnsValue(U64),
+    ts: "kernelUnmap(machine.initMm(), addr, size)",
+    doc: "vunmap: clears the kernel range in init_mm's page table and flushes the CPU TLB (flush_tlb_kernel_range) — no mmu notifier, so no IOMMU hears of it. Returns the bytes unmapped.",
+    call: (m, a) => kernelUnmap(m.initMm(), a.addr as bigint, a.size as bigint),
+  },
+  {
+    name: "phys_write",
+    area: "dma",
+    params: {
+      addr: param(U64, { doc: "physical address (the kernel's direct map)" }),
+      data: param(BYTES),
+    },
+    returns: VOID,
+    ts: "machine.memory.writeBytes(addr, data)",
+    doc: "The kernel writes memory through its direct map.",
+    call: (m, a) => m.memory.writeBytes(a.addr as bigint, (a.data as Bytes).data),
+  },
+  {
+    name: "phys_read",
+    area: "dma",
+    params: { addr: param(U64), len: param(int(1, 1 << 24, "a length in bytes")) },
+    returns: returnsValue(BYTES),
+    ts: "machine.memory.readBytes(addr, len)",
+    doc: "The kernel reads memory through its direct map.",
+    call: (m, a) => new Bytes(m.memory.readBytes(a.addr as bigint, a.len as number)),
+  },
+];
