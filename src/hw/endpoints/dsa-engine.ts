@@ -42,6 +42,7 @@ import {
 import type { PageRequestInterface, PrgOutcome } from "./pri.js";
 
 const TWO20 = 0x10_0000;
+const TWO32 = 0x1_0000_0000;
 
 function u32(b: Uint8Array, at: number): number {
   return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
@@ -256,9 +257,13 @@ export class DsaEngine {
       if (job.size === 0 || job.size > env.wqMaxTransfer(job.wq)) return DSA_COMP.XFER_ERANGE;
     }
     if (op === DSA_OPCODE.MEMMOVE) {
-      const src = job.address(DESC.ADDR1);
-      const dst = job.address(DESC.ADDR2);
-      job.descending = dst > src && dst < src + BigInt(job.size);
+      // dst - src in (0, size): the destination starts inside the source. From the 32-bit
+      // halves: exact while the high halves differ by at most 2^20, and beyond that far larger
+      // than any size with the right sign.
+      const diff =
+        (job.hi(DESC.ADDR2) - job.hi(DESC.ADDR1)) * TWO32 +
+        (job.lo(DESC.ADDR2) - job.lo(DESC.ADDR1));
+      job.descending = diff > 0 && diff < job.size;
     }
     return DSA_COMP.NONE;
   }

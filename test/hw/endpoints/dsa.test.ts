@@ -112,6 +112,35 @@ describe("operations through a shared WQ with the submitter's PASID", () => {
     }
   });
 
+  it("memmove overlap is found across a 4 GiB boundary of the addresses", () => {
+    const low = 0xffff_c000n; // pages up to 0x1_0000_4000
+    for (const [src, dst] of [
+      [0x2100n, 0x4900n], // destination above 4 GiB inside the source: copied downward
+      [0x4900n, 0x2100n],
+    ] as const) {
+      const r = dsaMachine();
+      const pt = svaSpace(r);
+      const frames = mapPages(r, pt, low, 8);
+      expect([enableDevice(r), setupWq(r, 0, { size: 8 })]).toEqual([0, 0]);
+      const init = fill(0x8000, 5);
+      writeVa(r, frames, low, low, init);
+      enqueue(
+        r,
+        descriptor({
+          opcode: DSA_OPCODE.MEMMOVE,
+          flags: 0,
+          a1: low + src,
+          a2: low + dst,
+          size: 0x3000,
+        }),
+      );
+      r.dsa.run();
+      const expected = init.slice();
+      expected.copyWithin(Number(dst), Number(src), Number(src) + 0x3000);
+      expect(readVa(r, frames, low, low, 0x8000)).toEqual(expected);
+    }
+  });
+
   it("memfill repeats the 8-byte pattern from the destination's start", () => {
     const { r, frames } = sva();
     const pattern = 0x0807_0605_0403_0201n;
