@@ -136,3 +136,28 @@ describe("remove", () => {
     r.invariants();
   });
 });
+
+describe("a NIC behind an external-facing port (untrusted)", () => {
+  it("sub-page buffers cannot be mapped without bounce buffers: RX refill stops, TX frames are dropped", () => {
+    const r = nicMachine({
+      devices: { tb0: { endpoint: "nic", present: true } },
+      name: "tb0",
+      nic: { loopback: true },
+    });
+    expect(r.dev.untrusted).toBe(true);
+    // The rings are whole pages and map; the first 2 KiB RX buffer does not.
+    expect(r.adapter.toJSON()).toMatchObject({
+      up: true,
+      rx: { buffers: 0 },
+      stats: { alloc_rx_buff_failed: 1 },
+    });
+    expect(r.dma.logs()).toContainEqual(
+      expect.objectContaining({ level: "warn", message: expect.stringMatching(/bounce buffers/) }),
+    );
+    expect(r.adapter.xmit(frame(60, 1))).toBe("NETDEV_TX_OK");
+    expect(r.adapter.stats.txDropped).toBe(1);
+    r.m.settle();
+    expect(r.adapter.poll()).toEqual({ tx: 0, rx: 0 });
+    expect(r.hw.lastError).toBeNull();
+  });
+});

@@ -14,13 +14,17 @@ import { machineDescription } from "../../../src/machine/load.js";
 export interface NicMachineOptions {
   readonly boot?: Record<string, unknown>;
   readonly nic?: NicOptions;
+  /** Merged into the description's `devices`. */
+  readonly devices?: Record<string, unknown>;
+  /** The NIC the rig looks at (default nic0). */
+  readonly name?: string;
 }
 
 export function nicMachine(o: NicMachineOptions = {}) {
   const m = buildMachine(
     machineDescription({
       extends: "default",
-      devices: { dsa0: { driver: null }, nic0: { driver: null } },
+      devices: { dsa0: { driver: null }, nic0: { driver: null }, ...o.devices },
       ...(o.boot ? { boot: o.boot } : {}),
     }),
     { driver: "riscv" },
@@ -28,9 +32,10 @@ export function nicMachine(o: NicMachineOptions = {}) {
   const dma = m.dma;
   const env = { dma, memory: m.memory, frames: m.frames, bridges: m.endpoints.bridges };
   const driver = new NicDriver(env, m.buses.pci, o.nic);
-  const dev = m.device("nic0") as PciDev;
+  const name = o.name ?? "nic0";
+  const dev = m.device(name) as PciDev;
   m.model.driverRegister(driver);
-  const hw = m.endpoints.model("nic0") as NicDevice;
+  const hw = m.endpoints.model(name) as NicDevice;
   const iommu = m.iommus().find((i) => i.instance === dev.iommu!.iommuDev)!.riscv!.hardware;
   const req = new DmaRequest();
   const out = new DmaResponse();
@@ -42,7 +47,7 @@ export function nicMachine(o: NicMachineOptions = {}) {
     hw,
     get adapter(): NicAdapter {
       const a = driver.adapterOf(dev);
-      if (!a) throw new Error("the NIC driver is not bound to nic0");
+      if (!a) throw new Error(`the NIC driver is not bound to ${name}`);
       return a;
     },
     /** What a device access at `iova` reaches through the IOMMU: a physical address or the fault. */

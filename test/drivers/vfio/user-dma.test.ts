@@ -220,3 +220,77 @@ describe("user DMA through iommufd", () => {
     expect(other.attachIoasPt(ioas)).toEqual(err("EINVAL"));
   });
 });
+
+describe("reserved IOVA ranges, limits and traces", () => {
+  const RESV = 0x2_0000_0000n;
+  function withReserved() {
+    return vfioMachine({
+      extends: "default",
+      devices: {
+        acc0: { reserved_regions: [{ type: "reserved", start: "0x200000000", size: "64K" }] },
+      },
+    });
+  }
+
+  it("type1: a mapping in a group's reserved range is EINVAL, and a group whose range holds a mapping cannot join (EINVAL, ownership released)", () => {
+    const r = withReserved();
+    const acc = r.bindVfio("acc0");
+    const legacy = r.bindVfio("legacy0");
+    const c = r.vfio.openContainer();
+    unwrap(legacy.group.open());
+    unwrap(legacy.group.setContainer(c));
+    unwrap(c.setIommu(VFIO_TYPE1v2_IOMMU));
+    unwrap(c.mapDma(r.proc, BUF_VA, RESV, 0x1000n, RW));
+    unwrap(acc.group.open());
+    expect(acc.group.setContainer(c)).toEqual(err("EINVAL"));
+    const group = r.groupOf(acc.dev);
+    expect(group.toJSON()).toMatchObject({ owner_cnt: 0, owner: null });
+    expect(group.domain).toBe(group.defaultDomain);
+    // Without that mapping the group joins, and the range is closed to new mappings.
+    expect(c.unmapDma(RESV, 0x1000n)).toEqual(ok(0x1000n));
+    unwrap(acc.group.setContainer(c));
+    expect(c.mapDma(r.proc, BUF_VA, RESV + 0x8000n, 0x1000n, RW)).toEqual(err("EINVAL"));
+    unwrap(c.mapDma(r.proc, BUF_VA, RESV + 0x10000n, 0x1000n, RW));
+    r.invariants();
+  });
+
+  it("iommufd: a mapping in an attached device's reserved range is EINVAL", () => {
+    const r = withReserved();
+    const vdev = r.bindVfio("acc0");
+    unwrap(vdev.openCdev());
+    const ictx = new IommufdCtx(r.m.core);
+    unwrap(vdev.bindIommufd(ictx));
+    const ioas = ictx.ioasAlloc();
+    unwrap(vdev.attachIoasPt(ioas));
+    const MAP = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE;
+    expect(ictx.ioasMap(ioas, r.proc, BUF_VA, RESV, 0x1000n, MAP)).toEqual(err("EINVAL"));
+    unwrap(ictx.ioasMap(ioas, r.proc, BUF_VA, RESV + 0x10000n, 0x1000n, MAP));
+  });
+
+  it("ENOSPC past dma_entry_limit; every map and unmap is traced with its result", () => {
+    const r = vfioMachine();
+    const { container } = type1(r);
+    unwrap(container.setIommu(VFIO_TYPE1v2_IOMMU));
+    const rec = r.m.ctx.trace.record();
+    unwrap(container.mapDma(r.proc, BUF_VA, X, 0x1000n, RW));
+    container.iommu!.dmaAvail = 0;
+    expect(container.mapDma(r.proc, BUF_VA + 0x1000n, X + 0x1000n, 0x1000n, RW)).toEqual(
+      err("ENOSPC"),
+    );
+    unwrap(container.unmapDma(X, 0x1000n));
+    expect(container.iommu!.dmaAvail).toBe(1);
+    const events = rec.stop().filter((t) => t.event === "driver:vfio_dma");
+    expect(events.map((t) => t.fields)).toEqual([
+      { owner: container.name, op: "map", iova: X, size: 0x1000n, vaddr: BUF_VA, result: "ok" },
+      {
+        owner: container.name,
+        op: "map",
+        iova: X + 0x1000n,
+        size: 0x1000n,
+        vaddr: BUF_VA + 0x1000n,
+        result: "ENOSPC",
+      },
+      { owner: container.name, op: "unmap", iova: X, size: 0x1000n, vaddr: null, result: "ok" },
+    ]);
+  });
+});
