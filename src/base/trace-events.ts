@@ -199,6 +199,11 @@ export interface TraceEventMap {
   "mm:mm_free": { mm: number };
   "mm:fork": { parent: number; child: number; result: string };
   "mm:process_exit": { pid: number; comm: string; code: number };
+  /** vmap of init_mm: the kernel virtual address, or null when it failed (NULL). */
+  "mm:vmap": { addr: bigint | null; pages: number };
+  "mm:vunmap": { addr: bigint; pages: number };
+  /** The CPUs' flush of a kernel range (no mmu notifier hears it). */
+  "mm:flush_tlb_kernel_range": { start: bigint; end: bigint };
 }
 
 export type TraceEventName = keyof TraceEventMap;

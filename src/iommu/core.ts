@@ -12,7 +12,7 @@ import { err, OK, ok, type Result } from "../base/result.js";
 import type { BusType, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import type { IommuResvRegion } from "../bus/firmware.js";
-import type { MmStruct } from "../mm/mm-types.js";
+import type { MmStruct, MmSubsystem } from "../mm/mm-types.js";
 import {
   iommuAttachDevice,
   iommuAttachGroupHandle,
@@ -126,6 +126,7 @@ import {
   iommuSvaBindDevice,
   iommuSvaGetPasid,
   iommuSvaUnbindDevice,
+  svaInitMm,
 } from "./sva.js";
 
 /** The buses `iommu_subsys_init` puts its notifier on (`iommu_buses[]`), when present. */
@@ -687,14 +688,25 @@ export class IommuCore {
     this.s.sva.archPgtableDmaCompat = fn;
   }
 
-  /** Installs `init_mm`, the kernel address space of historical supervisor binds. */
-  setInitMm(mm: MmStruct): void {
-    this.s.sva.initMm = mm;
+  /**
+   * Installs the machine's CPU side: historical supervisor binds (seed 003) bind its `init_mm`
+   * (`initMm(sys)`, the kernel address space with its vmap mappings), created on first use.
+   */
+  setMmSubsystem(sys: MmSubsystem): void {
+    this.s.sva.mmSys = sys;
   }
 
-  /** `init_mm`, once installed. */
+  /**
+   * Legacy: installs a stand-in for `init_mm`, used by supervisor binds only while no mm
+   * subsystem is installed (`setMmSubsystem`).
+   */
+  setInitMm(mm: MmStruct): void {
+    this.s.sva.initMmStandIn = mm;
+  }
+
+  /** `init_mm` as supervisor binds see it: once created (or the legacy stand-in), else null. */
   get initMm(): MmStruct | null {
-    return this.s.sva.initMm;
+    return svaInitMm(this.s, false);
   }
 
   // ---------------------------------------------------------------- I/O page faults (§7)

@@ -9,7 +9,7 @@ import { Ida } from "../base/ida.js";
 import type { BusNotifier, BusType, DevIommu, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import { mmdrop } from "../mm/mm-refs.js";
-import type { MmStruct } from "../mm/mm-types.js";
+import type { MmStruct, MmSubsystem } from "../mm/mm-types.js";
 import { domainTypeName, type IommuDomainType } from "./constants.js";
 import { type DmaIommuHooks, defaultDmaIommuHooks } from "./dma-cookie.js";
 import { type IommuDomain, IotlbGather, type MapOut } from "./domain.js";
@@ -38,8 +38,13 @@ export interface SvaGlobals {
    * for x86 LAM). Default: always.
    */
   archPgtableDmaCompat: (mm: MmStruct) => boolean;
-  /** `init_mm`: the kernel address space supervisor binds use (historical, seed 003). */
-  initMm: MmStruct | null;
+  /** The machine's CPU side: supervisor binds (seed 003) use its `init_mm`. */
+  mmSys: MmSubsystem | null;
+  /**
+   * A stand-in for `init_mm` installed with `setInitMm` (legacy: used only while no mm
+   * subsystem is installed).
+   */
+  initMmStandIn: MmStruct | null;
   /** Address spaces whose `iommu_mm` exists, in creation order (until their final mmdrop). */
   readonly mms: Set<MmStruct>;
 }
@@ -71,7 +76,12 @@ export class CoreState {
   readonly logs: KernelLog[] = [];
   /** I/O page fault queues and groups (io-pgfault.c). */
   readonly iopf = new IopfState();
-  readonly sva: SvaGlobals = { archPgtableDmaCompat: () => true, initMm: null, mms: new Set() };
+  readonly sva: SvaGlobals = {
+    archPgtableDmaCompat: () => true,
+    mmSys: null,
+    initMmStandIn: null,
+    mms: new Set(),
+  };
   dma: DmaIommuHooks = defaultDmaIommuHooks;
   /** Preallocated out-parameters of the map/unmap path. */
   readonly mapOut: MapOut = { mappedPages: 0 };

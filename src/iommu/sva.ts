@@ -5,8 +5,10 @@
 // resolves each request through the mm on the IOPF queue's work queue.
 //
 // Also the historical supervisor bind (seed 003, §6.8; removed in v6.2): `IOMMU_SVA_BIND_SUPERVISOR`
-// binds the kernel address space (`init_mm`) through a driver op that accepts privileged
-// requests. Kernel mappings get no IOTLB flush: nothing tells the IOMMU when the kernel unmaps.
+// binds the kernel address space (`init_mm` of the mm subsystem, mm/init-mm.ts) through a driver
+// op that accepts privileged requests. Kernel mappings get no IOTLB flush: vunmap's
+// flush_tlb_kernel_range reaches the CPUs only, never an mmu notifier, so nothing tells the
+// IOMMU when the kernel unmaps.
 
 import { SimError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
@@ -23,6 +25,7 @@ import {
   VM_WRITE,
 } from "../mm/flags.js";
 import { mmput } from "../mm/fork.js";
+import { initMm } from "../mm/init-mm.js";
 import { handleMmFault } from "../mm/memory.js";
 import { mmgetNotZero, mmgrab } from "../mm/mm-refs.js";
 import type { MmStruct } from "../mm/mm-types.js";
@@ -92,6 +95,16 @@ export function iommuMmOf(mm: MmStruct): IommuMmData | null {
 }
 
 /**
+ * `&init_mm`: the kernel address space of the installed mm subsystem (created on first use when
+ * `create`), else the legacy stand-in, else null.
+ */
+export function svaInitMm(s: CoreState, create: boolean): MmStruct | null {
+  const sys = s.sva.mmSys;
+  if (sys !== null) return create ? initMm(sys) : sys.kernelMm;
+  return s.sva.initMmStandIn;
+}
+
+/**
  * `iommu_alloc_mm_data`: the mm's PASID data, created on first bind with a PASID from the global
  * allocator (ENOSPC when none is left); EBUSY when the architecture forbids DMA on the mm's
  * tables; EOVERFLOW when the mm's PASID is beyond what `dev` can send.
@@ -134,7 +147,7 @@ export function iommuSvaBindDevice(
   flags: number,
 ): Result<IommuSva> {
   const r = svaBindDevice(s, dev, mm, flags);
-  const bound = r.ok ? r.value.domain!.mm! : (mm ?? s.sva.initMm);
+  const bound = r.ok ? r.value.domain!.mm! : (mm ?? svaInitMm(s, false));
   s.ctx.trace.emit("iommu_core:sva_bind", dev.name, {
     device: dev.name,
     mm: bound?.id ?? -1,
@@ -167,10 +180,13 @@ function svaBindDevice(
       s.log("err", dev, "Supervisor PASID with user provided mm");
       return err("EINVAL");
     }
-    if (s.sva.initMm === null) {
-      throw new SimError("IOMMU_SVA_BIND_SUPERVISOR: the machine has no init_mm (setInitMm)");
+    const kernel = svaInitMm(s, true);
+    if (kernel === null) {
+      throw new SimError(
+        "IOMMU_SVA_BIND_SUPERVISOR: the core has no init_mm (install the mm subsystem: setMmSubsystem)",
+      );
     }
-    mm = s.sva.initMm;
+    mm = kernel;
   } else {
     if (mmArg === null) throw new SimError("iommu_sva_bind_device: mm is NULL");
     mm = mmArg;

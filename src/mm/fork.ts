@@ -52,6 +52,8 @@ export function mmAlloc(sys: MmSubsystem, options: MmAllocOptions = {}): Result<
 /** mmput: drops a user; the last one runs exit_mmap, then drops the users' mm_count. */
 export function mmput(mm: MmStruct): void {
   if (mm.users <= 0) throw new SimError(`mmput on mm ${mm.id} whose users are gone`);
+  // init_mm's two static users are nobody's to put.
+  if (mm.kernel && mm.users <= 2) throw new SimError("mmput of init_mm's own users");
   if (--mm.users > 0) return;
   exitMmap(mm);
   mmdrop(mm);

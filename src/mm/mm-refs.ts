@@ -28,6 +28,7 @@ export function mmgrab(mm: MmStruct): void {
 /** mmdrop: drops a structure reference; the last one runs __mmdrop. */
 export function mmdrop(mm: MmStruct): void {
   if (mm.count <= 0) throw new SimError(`mmdrop on freed mm ${mm.id}`);
+  if (mm.kernel && mm.count <= 1) throw new SimError("mmdrop of init_mm's own reference");
   if (--mm.count === 0) mmdropFinal(mm);
 }
 

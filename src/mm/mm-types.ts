@@ -2,7 +2,7 @@
 // kernel's include/linux/mm_types.h and mmu_notifier.h): the machine-wide mm state, the address
 // space (`mm_struct`), its VMAs and its mmu-notifier subscriptions. Behaviour lives in the files
 // named after the kernel's: memory.ts (faults, zap), mmap.ts, mprotect.ts, fork.ts (lifetime,
-// fork), mmu-notifier.ts, tlb.ts.
+// fork), mmu-notifier.ts, tlb.ts, init-mm.ts (the kernel's address space) and vmalloc.ts.
 
 import { hex, PAGE_SHIFT } from "../base/bits.js";
 import type { SimContext } from "../base/context.js";
@@ -12,6 +12,7 @@ import { type Json, jsonAddr } from "../base/json.js";
 import type { Result } from "../base/result.js";
 import type { WorkQueue } from "../base/workqueue.js";
 import type { FrameAllocator, PhysicalMemory } from "../hw/memory.js";
+import { type PagingMode, SV48 } from "../hw/pgtable/modes.js";
 import type { PageTable } from "../hw/pgtable/page-table.js";
 import { type MmuNotifierEvent, VM_SHARED, vmFlagsString } from "./flags.js";
 import type { MmLayout } from "./layout.js";
@@ -28,6 +29,10 @@ export interface MmSubsystemOptions {
   readonly maxMapCount?: number;
   /** RLIMIT_STACK in bytes, which sets mmap_base. Default 8 MiB. */
   readonly stackRlimit?: number;
+  /** The paging mode of the kernel's own page table (init_mm's satp). Default Sv48. */
+  readonly kernelMode?: PagingMode;
+  /** num_online_cpus(), which scales vmalloc's lazy TLB-flush threshold. Default 1. */
+  readonly nrCpus?: number;
 }
 
 /** A task's fault counters (`min_flt`/`maj_flt`): what `regs` stands for in handle_mm_fault. */
@@ -52,6 +57,10 @@ export class MmSubsystem {
   readonly mmapMinAddr: bigint;
   readonly maxMapCount: number;
   readonly stackRlimit: number;
+  readonly kernelMode: PagingMode;
+  readonly nrCpus: number;
+  /** @internal init-mm.ts: init_mm once created; use `initMm(sys)`. */
+  kernelMm: MmStruct | null = null;
   /** call_srcu callbacks of mmu_notifier_put; mmu_notifier_synchronize flushes them. */
   readonly srcu: WorkQueue;
   /** vm events: every handled fault (PGFAULT), remote or not. */
@@ -76,6 +85,14 @@ export class MmSubsystem {
     this.mmapMinAddr = options.mmapMinAddr ?? 4096n;
     this.maxMapCount = options.maxMapCount ?? 65530;
     this.stackRlimit = options.stackRlimit ?? 8 * 2 ** 20;
+    this.kernelMode = options.kernelMode ?? SV48;
+    if (this.kernelMode.gStage) {
+      throw new SimError(`${this.kernelMode.name} is not a first-stage mode for the kernel`);
+    }
+    this.nrCpus = options.nrCpus ?? 1;
+    if (!Number.isInteger(this.nrCpus) || this.nrCpus < 1) {
+      throw new SimError(`nrCpus must be a positive integer, got ${this.nrCpus}`);
+    }
     if (this.mmapMinAddr < 0n || (this.mmapMinAddr & 0xfffn) !== 0n) {
       throw new SimError(`mmap_min_addr ${hex(this.mmapMinAddr)} is not page aligned`);
     }
@@ -139,7 +156,10 @@ export class MmSubsystem {
 /** Lifetime of an address space: users > 0, then exited (exit_mmap ran), then freed. */
 export type MmState = "live" | "exited" | "freed";
 
-/** `struct mm_struct`: one address space. Create with `mmAlloc` (fork.ts). */
+/**
+ * `struct mm_struct`: one address space. Create with `mmAlloc` (fork.ts); the kernel's is
+ * `initMm(sys)` (init-mm.ts).
+ */
 export class MmStruct {
   readonly sys: MmSubsystem;
   /** mm_id: small and unique among live mms (reused after __mmdrop). */
@@ -178,6 +198,11 @@ export class MmStruct {
   /** map_count. */
   get mapCount(): number {
     return this.vmas.length;
+  }
+
+  /** init_mm, the kernel's address space (init-mm.ts): never torn down. */
+  get kernel(): boolean {
+    return false;
   }
 
   /** Root table page number: what satp / an IOMMU process context's iosatp.PPN point at. */

@@ -59,6 +59,7 @@ export function vmMmap(
   checkU64(addr, "addr");
   checkU64(len, "len");
   if (mm.state !== "live") throw new SimError(`mmap on mm ${mm.id}, which has exited`);
+  if (mm.kernel) throw new SimError("mmap on init_mm: kernel mappings are made with vmap");
   if ((flags & MAP_ANONYMOUS) === 0) throw new SimError("file mappings are not modelled");
   if ((flags & ~KNOWN_FLAGS) !== 0) {
     throw new SimError(`mmap flags 0x${(flags & ~KNOWN_FLAGS).toString(16)} are not modelled`);
@@ -224,6 +225,7 @@ export function vmMunmap(mm: MmStruct, start: bigint, len: bigint): Result {
   checkU64(start, "start");
   checkU64(len, "len");
   if (mm.state !== "live") throw new SimError(`munmap on mm ${mm.id}, which has exited`);
+  if (mm.kernel) throw new SimError("munmap on init_mm: kernel mappings go with vunmap");
   const res = doMunmap(mm, start, len);
   if (mm.sys.ctx.trace.enabled) {
     mm.sys.ctx.trace.emit("mm:munmap", mm.track, {

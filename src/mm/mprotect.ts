@@ -53,6 +53,7 @@ export function doMprotect(mm: MmStruct, start: bigint, len: bigint, prot: numbe
     throw new SimError(`len must be an unsigned 64-bit bigint, got ${String(len)}`);
   }
   if (mm.state !== "live") throw new SimError(`mprotect on mm ${mm.id}, which has exited`);
+  if (mm.kernel) throw new SimError("mprotect on init_mm: it has no VMAs");
   const res = mprotect(mm, start, len, prot);
   if (mm.sys.ctx.trace.enabled) {
     mm.sys.ctx.trace.emit("mm:mprotect", mm.track, {

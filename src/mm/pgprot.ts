@@ -92,3 +92,16 @@ export function pteProtnone(pte: number): boolean {
 export function pteSpecial(pte: number): boolean {
   return (pte & PAGE_SPECIAL) !== 0;
 }
+
+// Kernel mappings (asm/pgtable.h): _PAGE_KERNEL is READ | WRITE | PRESENT | ACCESSED | DIRTY |
+// GLOBAL — supervisor-only (U = 0), never faulted for A/D, and global: G = 1 tells the hardware
+// the translation is the same in every address space, so a per-ASID (PSCID) flush spares it.
+
+/** PAGE_KERNEL. */
+export const PAGE_KERNEL = PTE_V | PTE_R | PTE_W | PTE_A | PTE_D | PTE_G;
+/** PAGE_KERNEL_READ. */
+export const PAGE_KERNEL_READ = PAGE_KERNEL & ~PTE_W;
+/** PAGE_KERNEL_EXEC. */
+export const PAGE_KERNEL_EXEC = PAGE_KERNEL | PTE_X;
+/** PAGE_KERNEL_READ_EXEC. */
+export const PAGE_KERNEL_READ_EXEC = PAGE_KERNEL_READ | PTE_X;

@@ -2,7 +2,8 @@
 //
 // On RISC-V every flush of a user range ends in mmu_notifier_arch_invalidate_secondary_tlbs
 // with the same range, so an IOMMU sharing the page table invalidates its IOTLB exactly when the
-// CPU does. flush_tlb_mm covers [0, ULONG_MAX).
+// CPU does. flush_tlb_mm covers [0, ULONG_MAX). Kernel ranges (flush_tlb_kernel_range) reach
+// the CPUs only.
 //
 // An MmuGather (struct mmu_gather) batches one operation: it widens a range over the PTEs it
 // cleared or changed, and at finish flushes once — the whole mm when the operation freed page
@@ -11,6 +12,7 @@
 // through a stale TLB entry.
 
 import { PAGE_SHIFT } from "../base/bits.js";
+import { SimError } from "../base/errors.js";
 import type { MmStruct } from "./mm-types.js";
 import { FLUSH_ALL_END, mmuNotifierArchInvalidateSecondaryTlbs } from "./mmu-notifier.js";
 
@@ -30,6 +32,17 @@ export function flushTlbPage(mm: MmStruct, addr: bigint): void {
 /** flush_tlb_mm: everything of `mm`. */
 export function flushTlbMm(mm: MmStruct): void {
   flushTlbRange(mm, 0n, FLUSH_ALL_END);
+}
+
+/**
+ * flush_tlb_kernel_range: every CPU drops its translations of [start, end) of the kernel's
+ * address space `mm` (init_mm). Unlike the user-range flushes above it calls no mmu notifier:
+ * an IOMMU walking init_mm keeps what it cached. (The CPUs here have no TLB; the flush is a
+ * trace event.)
+ */
+export function flushTlbKernelRange(mm: MmStruct, start: bigint, end: bigint): void {
+  if (!mm.kernel) throw new SimError(`flush_tlb_kernel_range on mm ${mm.id}, not init_mm`);
+  mm.sys.ctx.trace.emit("mm:flush_tlb_kernel_range", mm.track, { start, end });
 }
 
 export class MmuGather {

@@ -16,7 +16,6 @@ import type { RiscvSvaDomain } from "../../src/drivers/riscv/sva.js";
 import type { PrgOutcome } from "../../src/hw/endpoints/pri.js";
 import { TestDevice } from "../../src/hw/endpoints/test-device.js";
 import { SV57 } from "../../src/hw/pgtable/modes.js";
-import { PTE_A, PTE_D, PTE_G, PTE_R, PTE_W } from "../../src/hw/pgtable/pte.js";
 import {
   IOMMU_DOMAIN_DMA,
   IOMMU_PASID_INVALID,
@@ -32,16 +31,15 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../../src/mm/flags.js";
-import { mmAlloc } from "../../src/mm/fork.js";
+import { initMm, vmallocRange } from "../../src/mm/init-mm.js";
 import { MmSubsystem } from "../../src/mm/mm-types.js";
 import { vmMmap, vmMunmap } from "../../src/mm/mmap.js";
 import { ProcessTable } from "../../src/mm/process.js";
+import { vmap, vmUnmapAliases, vunmap } from "../../src/mm/vmalloc.js";
 import { bed, bytes, commands, dma } from "../drivers/riscv/setup.js";
 import { riscvPciHost } from "./conformance/riscv-pci.js";
 
 const A = 0x4000_0000n;
-/** A kernel virtual address (Sv48, upper half): where the kernel maps a page of its own. */
-const KVA = 0xffff_ffc0_0010_0000n;
 
 function machine() {
   const b = bed([{ name: "iommu0" }]);
@@ -188,14 +186,15 @@ describe("I/O page faults end to end on the RISC-V IOMMU", () => {
 });
 
 describe("seed 003 on the RISC-V machine: supervisor SVA (historical) and its replacement", () => {
+  /** The kernel maps a page of its own (vmap, PAGE_KERNEL: global, supervisor-only). */
   function kernel(m: M) {
-    const initMm = unwrap(mmAlloc(m.sys));
-    m.core.setInitMm(initMm);
+    m.core.setMmSubsystem(m.sys);
     const frame = m.frames.alloc();
     const pa = BigInt(frame) << 12n;
     m.memory.writeBytes(pa, bytes(0x4b, 0x45, 0x52, 0x4e));
-    expect(initMm.pgtable.map(KVA, pa, 4096n, PTE_R | PTE_W | PTE_G | PTE_A | PTE_D)).toBe("ok");
-    return { initMm, frame, pa };
+    const kva = vmap(m.sys, [frame])!;
+    expect(kva).toBe(vmallocRange(m.sys.kernelMode).start);
+    return { initMm: initMm(m.sys), frame, pa, kva };
   }
 
   it("a supervisor bind walks the kernel's table for privileged requests (PC.ta.ENS); a kernel unmap is never flushed: the device keeps reaching the page", () => {
@@ -207,31 +206,40 @@ describe("seed 003 on the RISC-V machine: supervisor SVA (historical) and its re
     expect(dom.mm).toBe(k.initMm);
     expect(dom.ens).toBe(true);
     // User requests on that PASID are not privileged: the kernel page (U = 0) refuses them.
-    expect(dma(m.hw, m.rid, KVA, { pasid, length: 4 })).toMatchObject({ ok: false, cause: 13 });
-    const first = dma(m.hw, m.rid, KVA, { pasid, priv: true, length: 4 });
+    expect(dma(m.hw, m.rid, k.kva, { pasid, length: 4 })).toMatchObject({ ok: false, cause: 13 });
+    const first = dma(m.hw, m.rid, k.kva, { pasid, priv: true, length: 4 });
     expect(first.ok && [...first.data]).toEqual([0x4b, 0x45, 0x52, 0x4e]);
     expect(m.hw.ioatc.processContexts().find((pc) => pc.processId === pasid)?.ENS).toBe(true);
-    // The kernel unmaps the page and reuses the frame: flush_tlb_kernel_range reaches no IOMMU.
+    // The kernel vunmaps the page, purges (the CPUs' flush_tlb_kernel_range) and reuses the
+    // frame: no mmu notifier hears of it, so no command reaches the IOMMU.
     const cmds = m.ctx.trace.record();
-    expect(k.initMm.pgtable.unmap(KVA, 4096n).status).toBe("ok");
+    vunmap(m.sys, k.kva);
+    vmUnmapAliases(m.sys);
+    expect(k.initMm.pgtable.lookup(k.kva)).toBeNull();
     m.memory.writeBytes(k.pa, bytes(0x6e, 0x65, 0x77, 0x21));
-    expect(commands(cmds.stop())).toEqual([]);
+    const trace = cmds.stop();
+    expect(
+      trace.filter((r) => r.event === "mm:flush_tlb_kernel_range").map((r) => r.fields),
+    ).toEqual([{ start: k.kva, end: k.kva + 0x2000n }]);
+    expect(trace.filter((r) => r.event === "mm:invalidate_range")).toEqual([]);
+    expect(commands(trace)).toEqual([]);
+    expect(dom.notifications).toBe(0);
     // The IOTLB still holds the translation: the device reads whatever the frame holds now.
-    const stale = dma(m.hw, m.rid, KVA, { pasid, priv: true, length: 4 });
+    const stale = dma(m.hw, m.rid, k.kva, { pasid, priv: true, length: 4 });
     expect(stale.ok && stale.pa).toBe(k.pa);
     expect(stale.ok && [...stale.data]).toEqual([0x6e, 0x65, 0x77, 0x21]);
     // Even the domain's own flush (IOTINVAL.VMA for its PSCID) keeps it: kernel PTEs are global
     // (G = 1), and a PSCID-scoped invalidation spares global entries (spec, IOTINVAL.VMA table).
     const fl = m.ctx.trace.record();
-    dom.invalidateRange(KVA, KVA + 4096n);
+    dom.invalidateRange(k.kva, k.kva + 4096n);
     expect(commands(fl.stop())[0]).toBe(
-      `IOTINVAL.VMA AV=1 PSCV=1 GV=0 PSCID=${dom.pscid} ADDR=0xffffffc000100000`,
+      `IOTINVAL.VMA AV=1 PSCV=1 GV=0 PSCID=${dom.pscid} ADDR=0x${k.kva.toString(16)}`,
     );
-    expect(dma(m.hw, m.rid, KVA, { pasid, priv: true, length: 4 }).ok).toBe(true);
+    expect(dma(m.hw, m.rid, k.kva, { pasid, priv: true, length: 4 }).ok).toBe(true);
     // An invalidation of the address in every address space (PSCV = 0) finally drops it.
-    m.io.iommu.cmdSend(new RiscvIommuCommand().invalVma().setAddr(Number(KVA >> 12n)));
+    m.io.iommu.cmdSend(new RiscvIommuCommand().invalVma().setAddr(Number(k.kva >> 12n)));
     m.io.iommu.cmdSync();
-    expect(dma(m.hw, m.rid, KVA, { pasid, priv: true, length: 4 })).toMatchObject({
+    expect(dma(m.hw, m.rid, k.kva, { pasid, priv: true, length: 4 })).toMatchObject({
       ok: false,
       cause: 13,
     });

@@ -16,6 +16,7 @@ import {
 import { IommuAttachHandle } from "../../src/iommu/domain.js";
 import { IOMMU_SVA_BIND_SUPERVISOR, IommuMmData, IommuSva } from "../../src/iommu/sva.js";
 import { mmAlloc } from "../../src/mm/fork.js";
+import { initMm } from "../../src/mm/init-mm.js";
 import { traceFields } from "./setup.js";
 import { type SvaBed, svaBed } from "./sva-setup.js";
 
@@ -361,10 +362,35 @@ describe("PASID lifetime (core §6.5)", () => {
 describe("supervisor SVA (historical IOMMU_SVA_BIND_SUPERVISOR, seed 003)", () => {
   function kernelBed(config: Parameters<typeof svaBed>[0] = { svaSupervisor: true }) {
     const b = svaBed(config);
-    const initMm = unwrap(mmAlloc(b.sys));
-    b.core.setInitMm(initMm);
-    return { ...b, initMm };
+    b.core.setMmSubsystem(b.sys);
+    return { ...b, initMm: initMm(b.sys) };
   }
+
+  it("binds the mm subsystem's init_mm (created on first use), or a legacy stand-in without one", () => {
+    const b = svaBed({ svaSupervisor: true });
+    expect(b.core.initMm).toBeNull();
+    b.core.setMmSubsystem(b.sys);
+    expect(b.core.initMm).toBeNull();
+    const bond = unwrap(b.core.svaBindDevice(b.pdev("a"), null, IOMMU_SVA_BIND_SUPERVISOR));
+    const kernel = initMm(b.sys);
+    expect(bond.domain!.mm).toBe(kernel);
+    expect(b.core.initMm).toBe(kernel);
+    expect(kernel.kernel).toBe(true);
+    // The domain's mmgrab and the driver's notifier come on top of init_mm's own references.
+    expect(kernel.count).toBeGreaterThan(1);
+    b.core.svaUnbindDevice(bond);
+    expect([kernel.users, kernel.count]).toEqual([2, 1]);
+    // The stand-in only counts while no mm subsystem is installed.
+    const standIn = unwrap(mmAlloc(b.sys));
+    b.core.setInitMm(standIn);
+    expect(b.core.initMm).toBe(kernel);
+    const legacy = svaBed({ svaSupervisor: true });
+    const other = unwrap(mmAlloc(legacy.sys));
+    legacy.core.setInitMm(other);
+    const lb = unwrap(legacy.core.svaBindDevice(legacy.pdev("a"), null, IOMMU_SVA_BIND_SUPERVISOR));
+    expect(lb.domain!.mm).toBe(other);
+    clean(b);
+  });
 
   it("binds init_mm through the driver's supervisor op, at init_mm's own PASID", () => {
     const b = kernelBed();
