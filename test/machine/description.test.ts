@@ -84,6 +84,28 @@ describe("machine descriptions", () => {
     });
   });
 
+  it("cpus, iommu.forcedac and endpoint models are validated at their positions", () => {
+    expect(
+      yamlErrors(
+        [
+          "cpus: 0",
+          "boot: {iommu.forcedac: sometimes}",
+          "pci: {rp0: {type: root_port}}",
+          "devices:",
+          "  d0: {parent: rp0, endpoint: gpu}",
+        ].join("\n"),
+      ),
+    ).toEqual([
+      "m.yaml:1:7: cpus: expected an integer in 1..64, got the number 0",
+      'm.yaml:2:24: boot."iommu.forcedac": expected true or false, got the string "sometimes"',
+      'm.yaml:5:31: devices.d0.endpoint: unknown value "gpu"; expected one of none, test, nic, dsa',
+    ]);
+    const d = machineDescription({ extends: "default", cpus: 4, boot: { "iommu.forcedac": 1 } });
+    expect(d.cpus).toBe(4);
+    expect(d.boot.forcedac).toBe(true);
+    expect(machineDescription("default").cpus).toBe(1);
+  });
+
   it("reports every field error with its path and position, all at once", () => {
     const errs = yamlErrors(
       [
