@@ -10,15 +10,16 @@
 // PASID; with a PASID it drops that PASID's entries in the range and the global ones there, and
 // with Global Invalidate (when the function supports it) the entries of every PASID in the range.
 //
-// Fixed capacity, least recently used replaced; lookups scan the slots and allocate nothing.
+// Fixed capacity, least recently used replaced; lookups scan the slots and allocate nothing (each
+// entry keeps the end of its range, computed when filled).
 
 import { PAGE_SHIFT } from "../../base/bits.js";
 import { SimError } from "../../base/errors.js";
 import { type Json, jsonAddr } from "../../base/json.js";
 import {
   type AtsCompletion,
-  decodeNapotPages,
   type InvalidationRequest,
+  napotLog2Pages,
 } from "../pci/translation-agent.js";
 
 export class AtcEntry {
@@ -31,6 +32,8 @@ export class AtcEntry {
   /** First untranslated page of the range and log2 of its page count. */
   vpn = 0;
   log2Pages = 0;
+  /** The page after the range: vpn + 2^log2Pages (set with them). */
+  end = 0;
   /** First translated page. */
   ppn = 0;
   r = false;
@@ -43,8 +46,7 @@ export class AtcEntry {
 
   /** Whether `vpn` falls in this entry's range. */
   covers(vpn: number): boolean {
-    const span = 2 ** this.log2Pages;
-    return vpn >= this.vpn && vpn < this.vpn + span;
+    return vpn >= this.vpn && vpn < this.end;
   }
 
   toJSON(): Json {
@@ -118,7 +120,7 @@ export class Atc {
     for (const e of this.#slots) {
       if (!e.valid || e.pasidValid !== pasidValid || e.priv !== priv) continue;
       if (pasidValid && e.pasid !== pasid) continue;
-      if (e.vpn < base + span && base < e.vpn + 2 ** e.log2Pages) {
+      if (e.vpn < base + span && base < e.end) {
         e.valid = false;
         slot ??= e;
       }
@@ -131,6 +133,7 @@ export class Atc {
     slot.global = pasidValid && c.global;
     slot.vpn = base;
     slot.log2Pages = log2Pages;
+    slot.end = base + span;
     slot.ppn = c.ppn;
     slot.r = c.r;
     slot.w = c.w;
@@ -144,13 +147,14 @@ export class Atc {
   /** Applies an ATS Invalidation Request; returns how many entries it dropped. */
   invalidate(msg: InvalidationRequest, globalInvalidateSupported: boolean): number {
     this.invalidationRequests++;
-    const { first, log2Pages } = decodeNapotPages(msg.page, msg.s);
+    const log2Pages = msg.s ? napotLog2Pages(msg.page) : 0;
+    const first = log2Pages === 0 ? msg.page : msg.page - (msg.page % 2 ** log2Pages);
     const end = first + 2 ** log2Pages;
     const allPasids = msg.pasidValid && msg.global && globalInvalidateSupported;
     let dropped = 0;
     for (const e of this.#slots) {
       if (!e.valid) continue;
-      const inRange = e.vpn < end && first < e.vpn + 2 ** e.log2Pages;
+      const inRange = e.vpn < end && first < e.end;
       let drop: boolean;
       if (!msg.pasidValid) drop = e.pasidValid || inRange;
       else if (!e.pasidValid) drop = false;

@@ -5,7 +5,7 @@
 
 import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
-import { Atc } from "../../../src/hw/endpoints/atc.js";
+import { Atc, type AtcEntry } from "../../../src/hw/endpoints/atc.js";
 import { TestDevice } from "../../../src/hw/endpoints/test-device.js";
 import { PCI_ACS_CTRL, PCI_ACS_TB } from "../../../src/hw/pci/regs.js";
 import { AtsCompletion, type InvalidationRequest } from "../../../src/hw/pci/translation-agent.js";
@@ -285,6 +285,17 @@ describe("ATC invalidation rules", () => {
         .map((e) => key(e.pasidValid ? e.pasid : null, e.vpn))
         .sort(),
     ).toEqual(kept.map((e) => key(e.pasid, e.vpn)).sort());
+    // Lookups find an entry holding the page: for each survivor's last page (its own, or a
+    // global one), and never one whose range ends before the page asked for.
+    const holds = (x: AtcEntry | null, page: number) =>
+      x !== null && x.vpn <= page && page < x.vpn + 2 ** x.log2Pages;
+    for (const e of kept) {
+      const pv = e.pasid !== null;
+      const last = e.vpn + e.pages - 1;
+      expect(holds(atc.lookup(pv, e.pasid ?? 0, false, last), last)).toBe(true);
+      const next = atc.lookup(pv, e.pasid ?? 0, false, last + 1);
+      if (next !== null) expect(holds(next, last + 1)).toBe(true);
+    }
   });
 
   it("a global entry serves every PASID, an entry without PASID only requests without one", () => {
