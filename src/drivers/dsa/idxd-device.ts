@@ -40,7 +40,7 @@ import {
   WQCFG_PASID_SHIFT,
   WQCFG_PRIV,
 } from "../../hw/endpoints/dsa-regs.js";
-import type { FrameAllocator, PhysicalMemory } from "../../hw/memory.js";
+import type { PhysicalMemory } from "../../hw/memory.js";
 import type { IoBridge } from "../../hw/pci/io-bridge.js";
 import { IOMMU_PASID_INVALID } from "../../iommu/constants.js";
 import type { IommuCore } from "../../iommu/core.js";
@@ -53,7 +53,6 @@ export interface IdxdEnv {
   readonly core: IommuCore;
   readonly dma: DmaApi;
   readonly memory: PhysicalMemory;
-  readonly frames: FrameAllocator;
   /** The root complexes' IO bridges: CPU MMIO to a function goes through its host's bridge. */
   readonly bridges: readonly IoBridge[];
 }

@@ -44,7 +44,6 @@ export function dsaMachine(o: DsaMachineOptions = {}) {
     core: m.core,
     dma,
     memory: m.memory,
-    frames: m.frames,
     bridges: m.endpoints.bridges,
   };
   const driver = new IdxdDriver(env, m.buses.pci, o.idxd);
