@@ -127,7 +127,9 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   }
   refuseLateSegmentHotplug(desc, machinePci);
   const endpoints = new MachineEndpoints(machinePci, desc, memory);
-  const mm = new MmSubsystem(ctx, memory, frames);
+  const mm = new MmSubsystem(ctx, memory, frames, { nrCpus: desc.cpus });
+  // Supervisor SVA binds (seed 003) bind this machine's init_mm.
+  core.setMmSubsystem(mm);
   const machine = new Machine({
     description: desc,
     ctx,

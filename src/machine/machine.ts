@@ -21,8 +21,8 @@ import type { IommuCore } from "../iommu/core.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommuDevice } from "../iommu/ops.js";
 import { Cpu } from "../mm/cpu.js";
-import { mmAlloc } from "../mm/fork.js";
-import type { MmStruct, MmSubsystem } from "../mm/mm-types.js";
+import { initMm, KernelMm } from "../mm/init-mm.js";
+import type { MmSubsystem } from "../mm/mm-types.js";
 import { ProcessTable } from "../mm/process.js";
 import type {
   IommuDescription,
@@ -111,7 +111,6 @@ export class Machine {
   readonly processes: ProcessTable;
   /** The hart running the processes' loads and stores. */
   readonly cpu: Cpu;
-  #initMm: MmStruct | null = null;
   readonly #iommus: readonly MachineIommu[];
   /** The current object of every described platform device (present or not). */
   readonly #platform = new Map<string, Device>();
@@ -259,17 +258,11 @@ export class Machine {
   }
 
   /**
-   * `init_mm`, the kernel address space (historical supervisor SVA binds walk it), created on
-   * first use and installed in the IOMMU core.
+   * `init_mm`, the kernel address space (its vmap mappings; historical supervisor SVA binds walk
+   * it), created on first use.
    */
-  initMm(): MmStruct {
-    if (this.#initMm === null) {
-      const r = mmAlloc(this.mm);
-      if (!r.ok) throw new SimError(`init_mm: no memory for its page table (-${r.errno})`);
-      this.#initMm = r.value;
-      this.core.setInitMm(r.value);
-    }
-    return this.#initMm;
+  initMm(): KernelMm {
+    return initMm(this.mm);
   }
 
   /**
@@ -326,7 +319,7 @@ export class Machine {
       dma: this.dma.toJSON(),
       mms: this.mm.liveMms().map((mm) => ({
         ...(mm.toJSON() as { [k: string]: Json }),
-        init_mm: mm === this.#initMm,
+        init_mm: mm instanceof KernelMm,
       })),
       drivers: this.#drivers.map((d) => ({
         name: d.name,

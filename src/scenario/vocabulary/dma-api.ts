@@ -22,8 +22,14 @@ import {
   type DmaDataDirection,
   type Gfp,
 } from "../../dma/constants.js";
-import { kernelMap, kernelUnmap } from "../../machine/kernel-vm.js";
 import type { Machine } from "../../machine/machine.js";
+import {
+  PAGE_KERNEL,
+  PAGE_KERNEL_EXEC,
+  PAGE_KERNEL_READ,
+  PAGE_KERNEL_READ_EXEC,
+} from "../../mm/pgprot.js";
+import { vmap, vmUnmapAliases, vunmap } from "../../mm/vmalloc.js";
 import { DEV } from "./kinds.js";
 import {
   BYTES,
@@ -232,26 +238,42 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
     },
   },
   {
-    name: "kernel_map",
+    name: "vmap",
     area: "dma",
     params: {
-      addr: param(U64, { doc: "kernel virtual address (e.g. 0xffffffc000000000)" }),
-      phys: param(U64, { doc: "physical address of the pages" }),
-      size: SIZE,
+      pages: param(U64, { doc: "physical address of the first page (the pages follow it)" }),
+      count: param(int(1, 1 << 16, "a page count"), { doc: "unsigned int count" }),
+      prot: param(
+        constant({ PAGE_KERNEL, PAGE_KERNEL_READ, PAGE_KERNEL_EXEC, PAGE_KERNEL_READ_EXEC }),
+        { optional: true, doc: "pgprot_t (default PAGE_KERNEL)" },
+      ),
     },
-    returns: returnsResult("void"),
-    ts: "kernelMap(machine.initMm(), addr, phys, size)",
-    doc: "vmap: maps kernel pages (supervisor read/write, global) into init_mm's page table. EEXIST over a mapping, EINVAL unaligned or non-canonical, ENOMEM without table pages.",
-    call: (m, a) => kernelMap(m.initMm(), a.addr as bigint, a.phys as bigint, a.size as bigint),
+    returns: returnsValue(U64),
+    ts: "vmap(machine.mm, pfns, prot)",
+    doc: "Maps kernel pages at a new address of init_mm's vmalloc area (supervisor, global PTEs) and returns it (bind it with as:), or 0 (NULL).",
+    call: (m, a) => {
+      const first = Number((a.pages as bigint) >> 12n);
+      const pfns = Array.from({ length: a.count as number }, (_, i) => first + i);
+      return vmap(m.mm, pfns, (a.prot as number | undefined) ?? PAGE_KERNEL) ?? 0n;
+    },
   },
   {
-    name: "kernel_unmap",
+    name: "vunmap",
     area: "dma",
-    params: { addr: param(U64), size: SIZE },
-    returns: returnsValue(U64),
-    ts: "kernelUnmap(machine.initMm(), addr, size)",
-    doc: "vunmap: clears the kernel range in init_mm's page table and flushes the CPU TLB (flush_tlb_kernel_range) — no mmu notifier, so no IOMMU hears of it. Returns the bytes unmapped.",
-    call: (m, a) => kernelUnmap(m.initMm(), a.addr as bigint, a.size as bigint),
+    params: { addr: param(U64, { doc: "const void *addr" }) },
+    returns: VOID,
+    ts: "vunmap(machine.mm, addr)",
+    doc: "Unmaps a vmap area: its PTEs go at once, the CPU TLB flush (flush_tlb_kernel_range) lazily — and no mmu notifier ever hears of it, so an IOMMU walking init_mm keeps what it cached. WARNs for an address in no area.",
+    call: (m, a) => vunmap(m.mm, a.addr as bigint),
+  },
+  {
+    name: "vm_unmap_aliases",
+    area: "dma",
+    params: {},
+    returns: VOID,
+    ts: "vmUnmapAliases(machine.mm)",
+    doc: "Purges the lazily freed vmap areas now: one flush_tlb_kernel_range (CPUs only).",
+    call: (m) => vmUnmapAliases(m.mm),
   },
   {
     name: "phys_write",

@@ -82,8 +82,6 @@ export const SVA: readonly FunctionSpec<Machine>[] = [
     doc: "§6.2: binds the mm at its PASID (allocated on the first bind, from the global allocator) through an SVA domain of the device's IOMMU, reusing one of the mm's domains the device accepts; a second bind of the same (dev, mm) returns the same bond. ENODEV (no group), EBUSY (arch refuses the mm, or the PASID is taken), EOVERFLOW (PASID beyond the device), ENOSPC (no PASID), EOPNOTSUPP and driver errors.",
     call: (m, a) => {
       const f = (a.flags as number | undefined) ?? 0;
-      // init_mm exists once the kernel has one to offer (created on first use).
-      if (f & IOMMU_SVA_BIND_SUPERVISOR) m.initMm();
       return m.core.svaBindDevice(a.dev as Device, a.mm as MmStruct | null, f);
     },
   },
