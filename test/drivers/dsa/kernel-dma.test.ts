@@ -3,12 +3,9 @@
 // memcpy maps its buffers with dma_map_single and runs on the dedicated kernel WQ with that PASID.
 
 import { describe, expect, it } from "vitest";
-import { unwrap } from "../../../src/base/result.js";
 import { idxdDmaMemcpy, idxdKernelWq } from "../../../src/drivers/dsa/idxd-kernel.js";
 import { DSA_COMP } from "../../../src/hw/endpoints/dsa-regs.js";
-import { SV57 } from "../../../src/hw/pgtable/modes.js";
 import { IOMMU_PASID_INVALID } from "../../../src/iommu/constants.js";
-import { mmAlloc } from "../../../src/mm/fork.js";
 import { dsaMachine, kernelBuffer, pattern } from "./fixture.js";
 
 describe("idxd probe", () => {
@@ -233,10 +230,11 @@ describe("historical supervisor SVA (seed 003, opt-in)", () => {
   it("a failed bind (init_mm in a format the IOMMU cannot walk) leaves the driver without kernel PASID DMA", () => {
     const r = dsaMachine({
       bind: false,
-      iommus: { iommu0: { options: { capabilities: { Sv57: false } } } },
+      iommus: { iommu0: { options: { capabilities: { Sv48: false, Sv57: false } } } },
       idxd: { supervisorSva: true },
     });
-    r.m.core.setInitMm(unwrap(mmAlloc(r.m.mm, { mode: SV57 })));
+    // init_mm is Sv48; this IOMMU walks Sv39 only.
+    expect(r.m.initMm().pgtable.mode.name).toBe("Sv48");
     r.m.model.driverRegister(r.driver);
     expect(r.idxd.pasidEnabled).toBe(false);
     expect(r.idxd.logs.slice(0, 2)).toEqual([
