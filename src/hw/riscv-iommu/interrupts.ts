@@ -4,6 +4,7 @@
 // message: a 4-byte write of `msi_data` to `msi_addr` when an `ipsr` bit goes from 0 to 1 (edge
 // semantics), held back while the vector is masked and sent when it is unmasked.
 
+import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import type { ImplicitMemory } from "./implicit-memory.js";
 import { IPSR } from "./registers.js";
@@ -74,8 +75,11 @@ export class Interrupts {
 
   /** Vector of an `ipsr` bit. */
   vectorOf(bit: number): number {
-    const c = CAUSES.find((x) => x.bit === bit)!;
-    return (this.icvec >>> c.shift) & 0xf;
+    for (let i = 0; i < CAUSES.length; i++) {
+      const c = CAUSES[i]!;
+      if (c.bit === bit) return (this.icvec >>> c.shift) & 0xf;
+    }
+    throw new SimError(`ipsr bit ${bit} is not an interrupt cause`);
   }
 
   /** Sets the `ipsr` bits in `bits` (conditions or events); 0→1 edges generate messages. */

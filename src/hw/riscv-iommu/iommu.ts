@@ -138,8 +138,9 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
       mem: this.mem,
       wsi: () => (this.#fctl & FCTL.WSI) !== 0,
       be,
-      onEvent: (cause, vector) =>
-        this.#ctx.trace.emit("riscv_iommu:interrupt", name, { cause, vector }),
+      onEvent: (cause, vector) => {
+        if (ctx.trace.enabled) ctx.trace.emit("riscv_iommu:interrupt", name, { cause, vector });
+      },
       onMsiFault: (lo, hi) => this.#msiWriteFault(lo, hi),
     });
     const raise = (bits: number) => this.#irq.raise(bits);
