@@ -95,7 +95,7 @@ const MAX_PFN = 1n << 52n;
 
 /**
  * A page size bitmap (bits 12..63) and an iova, paddr and size (4 KiB page numbers) aligned to
- * its smallest page, the ranges ending at or below 2^64. Addresses are drawn with a random
+ * its smallest page, the ranges ending at or below 2^64 and the size below it. Addresses are drawn with a random
  * alignment, often a shared offset, so every branch of the splitter is taken.
  */
 const mapCase = fc
@@ -119,7 +119,9 @@ const mapCase = fc
     const iova = align(c.iova, BigInt(Math.max(c.iovaAlign, Number(minOrder))));
     let paddr = align(c.paddr, BigInt(Math.max(c.paddrAlign, Number(minOrder))));
     if (c.sameOffset) paddr = (paddr & ~genmask(40n)) | (iova & genmask(40n));
-    const room = MAX_PFN - (iova > paddr ? iova : paddr);
+    // Room up to 2^64, less a page: a size_t cannot say 2^64 bytes.
+    let room = MAX_PFN - (iova > paddr ? iova : paddr);
+    if (room === MAX_PFN) room = MAX_PFN - 1n;
     let size = align(c.size > room ? room : c.size, minOrder);
     if (size === 0n) size = 1n << minOrder;
     return { bitmap, iova, paddr, size, fits: iova + size <= MAX_PFN && paddr + size <= MAX_PFN };
