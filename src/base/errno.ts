@@ -22,6 +22,7 @@ export const ERRNO = {
   ENOSYS: 38,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
+  EADDRINUSE: 98,
   ETIMEDOUT: 110,
   EPROBE_DEFER: 517,
 } as const;
