@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { CliIo } from "../../src/cli/io.js";
 import { type CliDeps, runCli } from "../../src/cli/program.js";
+import { machineHost } from "../../src/scenario/machine-host.js";
 import { fakeHost } from "../scenario/fake-world.js";
 
 /** An in-memory CLI: files in a map, output captured. */
-function cli(files: Record<string, string> = {}) {
+function cli(files: Record<string, string> = {}, host: CliDeps["host"] = fakeHost) {
   const out: string[] = [];
   const errOut: string[] = [];
   const written: Record<string, string> = {};
@@ -20,7 +21,7 @@ function cli(files: Record<string, string> = {}) {
     },
   };
   const deps: CliDeps = {
-    host: fakeHost,
+    host,
     demo: (o) => {
       o.stdout("demo ran\n");
       return 0;
@@ -39,6 +40,27 @@ const PASS =
 const FAIL =
   "machine: two\nsteps:\n  - fake_domain_alloc: {dev: b}\n    as: d1\n  - fake_attach: {domain: d1, dev: b}\n  - fake_attach: {domain: d1, dev: c}\n";
 const BAD = "machine: two\nsteps:\n  - fake_attach: {domain: nope, dev: a}\n  - fake_tik: {}\n";
+
+describe("driver restrictions on the command line (real machines)", () => {
+  const DMA = [
+    "machine: default",
+    "steps:",
+    "  - device_dma_read: {dev: acc0, addr: 0x1000, len: 4}",
+    "    error: read_page_fault",
+    "",
+  ].join("\n");
+
+  it("a scenario whose calls need the riscv driver is skipped for --driver mock", async () => {
+    const c = cli({ "dma.yaml": DMA }, machineHost);
+    expect(await c.run("run", "dma.yaml", "--driver", "mock")).toBe(0);
+    expect(c.stdout()).toBe(
+      "SKIP dma.yaml: runs only on drivers riscv; not run with --driver mock\n0 runs: 0 passed, 0 failed, 1 skipped\n",
+    );
+    const all = cli({ "dma.yaml": DMA }, machineHost);
+    expect(await all.run("run", "dma.yaml", "--driver", "all")).toBe(0);
+    expect(all.stdout()).toBe("PASS dma.yaml [riscv] dma — 1/1 steps\n1 run: 1 passed, 0 failed\n");
+  });
+});
 
 describe("the iommu-sim command line", () => {
   it("demo is the default command", async () => {
