@@ -139,6 +139,8 @@ describe("validation of the new calls", () => {
           "    as: cb",
           "  - dma_free_coherent: {dev: acc0, size: 0x1000, cpu_addr: cb, dma_handle: cb.dma_handel}",
           "  - dma_map_single: {dev: acc0, ptr: 0, size: 1, dir: 0, attrs: [DMA_ATTR_PRIVILEDGED]}",
+          "  - phys_store: {addr: 0x80000000, value: 1, size: 3}",
+          "  - iowrite32: {dev: nic0, bar: 6, offset: 0x3818, value: 0x100000000}",
         ].join("\n"),
       ).map((e) => e.replace(/; (expected one of|flags:) .*/, "")),
     ).toEqual([
@@ -146,6 +148,9 @@ describe("validation of the new calls", () => {
       'v.yaml:4:56: steps[1].dma_alloc_coherent.gfp: unknown value "GFP_NOWAIT"',
       'v.yaml:6:76: steps[2].dma_free_coherent.dma_handle: a coherent DMA buffer has no field "dma_handel" (did you mean "dma_handle"?); fields: dma_handle, cpu_addr',
       'v.yaml:7:66: steps[3].dma_map_single.attrs[0]: unknown flag "DMA_ATTR_PRIVILEDGED" (did you mean "DMA_ATTR_PRIVILEGED"?)',
+      "v.yaml:8:52: steps[4].phys_store.size: expected an access size of 1, 2, 4 or 8 bytes, got the number 3",
+      "v.yaml:9:33: steps[5].iowrite32.bar: expected a BAR number 0..5, got the number 6",
+      "v.yaml:9:59: steps[5].iowrite32.value: expected a 32-bit unsigned integer, got the number 4294967296",
     ]);
   });
 

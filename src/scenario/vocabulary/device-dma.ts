@@ -20,7 +20,10 @@ import {
   int,
   param,
   returnsOrFails,
+  returnsValue,
+  U32 as U32_VALUE,
   U64,
+  VOID,
 } from "./types.js";
 
 /** Device DMA needs device models, which only machines with RISC-V IOMMUs have. */
@@ -186,6 +189,45 @@ export const DEVICE_DMA: readonly FunctionSpec<Machine>[] = [
         ats: (a.ats as boolean | undefined) ?? false,
       });
       return f ?? ok(undefined);
+    },
+  },
+  {
+    name: "iowrite32",
+    area: "device",
+    params: {
+      dev: DEV,
+      bar: param(int(0, 5, "a BAR number 0..5"), { optional: true, doc: "default 0" }),
+      offset: param(int(0, 0xffff_fffc, "a register offset"), { doc: "bytes into the BAR" }),
+      value: param(U32_VALUE),
+    },
+    returns: VOID,
+    drivers: DMA_DRIVERS,
+    ts: "bridge.mmioWrite(fn.barAddress(bar) + offset, 4, value)",
+    doc: "The CPU writes a 32-bit device register (pci_iomap'd BAR, iowrite32): a memory write routed down the PCI hierarchy to the device model.",
+    call: (m, a) => {
+      const model = m.endpoints.engineOf(describedName(a.dev as Device));
+      const pa =
+        model.fn.barAddress((a.bar as number | undefined) ?? 0) + BigInt(a.offset as number);
+      model.bridge.mmioWrite(pa, 4, BigInt(a.value as number));
+    },
+  },
+  {
+    name: "ioread32",
+    area: "device",
+    params: {
+      dev: DEV,
+      bar: param(int(0, 5, "a BAR number 0..5"), { optional: true, doc: "default 0" }),
+      offset: param(int(0, 0xffff_fffc, "a register offset")),
+    },
+    returns: returnsValue(U32_VALUE),
+    drivers: DMA_DRIVERS,
+    ts: "bridge.mmioRead(fn.barAddress(bar) + offset, 4)",
+    doc: "The CPU reads a 32-bit device register (ioread32).",
+    call: (m, a) => {
+      const model = m.endpoints.engineOf(describedName(a.dev as Device));
+      const pa =
+        model.fn.barAddress((a.bar as number | undefined) ?? 0) + BigInt(a.offset as number);
+      return Number(model.bridge.mmioRead(pa, 4));
     },
   },
 ];

@@ -39,6 +39,7 @@ import {
   type FunctionSpec,
   flags,
   int,
+  intOf,
   object,
   type ParamSpec,
   param,
@@ -286,6 +287,31 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
     ts: "machine.memory.writeBytes(addr, data)",
     doc: "The kernel writes memory through its direct map.",
     call: (m, a) => m.memory.writeBytes(a.addr as bigint, (a.data as Bytes).data),
+  },
+  {
+    name: "phys_store",
+    area: "dma",
+    params: {
+      addr: param(U64),
+      value: param(U64),
+      size: param(intOf([1, 2, 4, 8], "an access size of 1, 2, 4 or 8 bytes"), {
+        optional: true,
+        doc: "bytes, default 8",
+      }),
+    },
+    returns: VOID,
+    ts: "machine.memory.writeBytes(addr, littleEndian(value, size))",
+    doc: "The kernel stores a little-endian value through its direct map (a descriptor's address field, …).",
+    call: (m, a) => {
+      const size = (a.size as number | undefined) ?? 8;
+      const bytes = new Uint8Array(size);
+      let v = a.value as bigint;
+      for (let i = 0; i < size; i++) {
+        bytes[i] = Number(v & 0xffn);
+        v >>= 8n;
+      }
+      m.memory.writeBytes(a.addr as bigint, bytes);
+    },
   },
   {
     name: "phys_read",

@@ -3,6 +3,7 @@
 
 import type { Device } from "../../bus/device.js";
 import { devIsPci } from "../../bus/pci-dev.js";
+import { NicDevice } from "../../hw/endpoints/nic.js";
 import type { PciFunction } from "../../hw/pci/topology.js";
 import { domainTypeName } from "../../iommu/constants.js";
 import type { IommuDomain } from "../../iommu/domain.js";
@@ -14,6 +15,7 @@ import { IOMMU_SUBJECTS } from "./expect-iommu.js";
 import { DEV, GROUP } from "./kinds.js";
 import {
   BOOL,
+  Bytes,
   enumOf,
   int,
   JSON_VALUE,
@@ -142,6 +144,14 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         type: JSON_VALUE,
         doc: "the view of its device model (DMA engine: test, dsa, nic), or null (none, or behind a mock IOMMU)",
         get: (m, s) => m.endpoints.model(describedName(s as Device))?.toJSON() ?? null,
+      },
+      wire: {
+        type: JSON_VALUE,
+        doc: "a NIC's frames sent onto the wire (not looped back), oldest first, as hex bytes (exact list)",
+        get: (m, s) => {
+          const e = m.endpoints.model(describedName(s as Device));
+          return e instanceof NicDevice ? e.transmitted.map((f) => new Bytes(f)) : [];
+        },
       },
       pasid_enabled: {
         type: BOOL,
