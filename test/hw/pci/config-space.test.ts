@@ -76,7 +76,9 @@ describe("ConfigSpace", () => {
     "peek assembles 2 and 4 bytes little-endian at any offset, aligned or not",
     (bytes, at) => {
       const cs = new ConfigSpace(256);
-      bytes.forEach((x, i) => cs.init(i, 1, x));
+      bytes.forEach((x, i) => {
+      cs.init(i, 1, x);
+    });
       const b = (i: number) => cs.peek(i, 1);
       expect(cs.peek(at, 2)).toBe(b(at) | (b(at + 1) << 8));
       expect(cs.peek(at, 4)).toBe(
