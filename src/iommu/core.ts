@@ -696,15 +696,7 @@ export class IommuCore {
     this.s.sva.mmSys = sys;
   }
 
-  /**
-   * Legacy: installs a stand-in for `init_mm`, used by supervisor binds only while no mm
-   * subsystem is installed (`setMmSubsystem`).
-   */
-  setInitMm(mm: MmStruct): void {
-    this.s.sva.initMmStandIn = mm;
-  }
-
-  /** `init_mm` as supervisor binds see it: once created (or the legacy stand-in), else null. */
+  /** `init_mm` of the installed mm subsystem once created, else null. */
   get initMm(): MmStruct | null {
     return svaInitMm(this.s, false);
   }

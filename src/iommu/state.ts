@@ -40,11 +40,6 @@ export interface SvaGlobals {
   archPgtableDmaCompat: (mm: MmStruct) => boolean;
   /** The machine's CPU side: supervisor binds (seed 003) use its `init_mm`. */
   mmSys: MmSubsystem | null;
-  /**
-   * A stand-in for `init_mm` installed with `setInitMm` (legacy: used only while no mm
-   * subsystem is installed).
-   */
-  initMmStandIn: MmStruct | null;
   /** Address spaces whose `iommu_mm` exists, in creation order (until their final mmdrop). */
   readonly mms: Set<MmStruct>;
 }
@@ -79,7 +74,6 @@ export class CoreState {
   readonly sva: SvaGlobals = {
     archPgtableDmaCompat: () => true,
     mmSys: null,
-    initMmStandIn: null,
     mms: new Set(),
   };
   dma: DmaIommuHooks = defaultDmaIommuHooks;

@@ -96,12 +96,12 @@ export function iommuMmOf(mm: MmStruct): IommuMmData | null {
 
 /**
  * `&init_mm`: the kernel address space of the installed mm subsystem (created on first use when
- * `create`), else the legacy stand-in, else null.
+ * `create`), or null without one.
  */
 export function svaInitMm(s: CoreState, create: boolean): MmStruct | null {
   const sys = s.sva.mmSys;
-  if (sys !== null) return create ? initMm(sys) : sys.kernelMm;
-  return s.sva.initMmStandIn;
+  if (sys === null) return null;
+  return create ? initMm(sys) : sys.kernelMm;
 }
 
 /**

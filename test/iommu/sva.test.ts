@@ -15,7 +15,6 @@ import {
 } from "../../src/iommu/constants.js";
 import { IommuAttachHandle } from "../../src/iommu/domain.js";
 import { IOMMU_SVA_BIND_SUPERVISOR, IommuMmData, IommuSva } from "../../src/iommu/sva.js";
-import { mmAlloc } from "../../src/mm/fork.js";
 import { initMm } from "../../src/mm/init-mm.js";
 import { traceFields } from "./setup.js";
 import { type SvaBed, svaBed } from "./sva-setup.js";
@@ -366,7 +365,7 @@ describe("supervisor SVA (historical IOMMU_SVA_BIND_SUPERVISOR, seed 003)", () =
     return { ...b, initMm: initMm(b.sys) };
   }
 
-  it("binds the mm subsystem's init_mm (created on first use), or a legacy stand-in without one", () => {
+  it("binds the mm subsystem's init_mm, created on first use", () => {
     const b = svaBed({ svaSupervisor: true });
     expect(b.core.initMm).toBeNull();
     b.core.setMmSubsystem(b.sys);
@@ -380,15 +379,6 @@ describe("supervisor SVA (historical IOMMU_SVA_BIND_SUPERVISOR, seed 003)", () =
     expect(kernel.count).toBeGreaterThan(1);
     b.core.svaUnbindDevice(bond);
     expect([kernel.users, kernel.count]).toEqual([2, 1]);
-    // The stand-in only counts while no mm subsystem is installed.
-    const standIn = unwrap(mmAlloc(b.sys));
-    b.core.setInitMm(standIn);
-    expect(b.core.initMm).toBe(kernel);
-    const legacy = svaBed({ svaSupervisor: true });
-    const other = unwrap(mmAlloc(legacy.sys));
-    legacy.core.setInitMm(other);
-    const lb = unwrap(legacy.core.svaBindDevice(legacy.pdev("a"), null, IOMMU_SVA_BIND_SUPERVISOR));
-    expect(lb.domain!.mm).toBe(other);
     clean(b);
   });
 
