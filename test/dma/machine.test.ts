@@ -1,13 +1,11 @@
-// The DMA API on whole machines built from descriptions with the RISC-V driver. buildMachine does
-// not install the DMA layer (yet): installDmaApi on a booted machine gives its DMA domains real
-// cookies and sets their devices up again, as if the layer had been there at boot.
+// The DMA API on whole machines built from descriptions with the RISC-V driver: buildMachine
+// installs the DMA layer at boot (machine.dma), before any IOMMU registers.
 
 import { describe, expect, it } from "vitest";
 import { pciDevId } from "../../src/bus/pci.js";
 import { devIsPci } from "../../src/bus/pci-dev.js";
 import { DMA_BIDIRECTIONAL, DMA_BIT_MASK } from "../../src/dma/constants.js";
 import { IOVA_DEFAULT_FQ_TIMEOUT } from "../../src/dma/flush-queue.js";
-import { installDmaApi } from "../../src/dma/mapping.js";
 import { DmaRequest, DmaResponse } from "../../src/hw/pci/translation-agent.js";
 import { buildMachine } from "../../src/machine/build.js";
 import { machineDescription } from "../../src/machine/load.js";
@@ -31,13 +29,12 @@ function deviceDma(m: Machine, name: string) {
   };
 }
 
-describe("installDmaApi on a booted machine", () => {
+describe("the DMA API of a booted machine", () => {
   it("single-mock on riscv: the device's DMA domain gets a real cookie and maps through the hardware", () => {
     const m = buildMachine("single-mock", { driver: "riscv" });
     const { dev, translate } = deviceDma(m, "dev0");
     const domain = m.core.getDmaDomain(dev)!;
-    expect(domain.iovaCookie).toMatchObject({ state: null });
-    const dma = installDmaApi(m.core, { memory: m.memory, frames: m.frames });
+    const dma = m.dma;
     const cookie = dma.cookieOf(domain)!;
     expect(cookie.iovad).not.toBeNull();
     expect(dma.opsKind(dev)).toBe("dma-iommu");
@@ -52,7 +49,7 @@ describe("installDmaApi on a booted machine", () => {
 
   it("default on riscv: a firmware direct region is reserved in the IOVA domain; 64-bit PCI masks start below 4 GiB", () => {
     const m = buildMachine("default", { driver: "riscv" });
-    const dma = installDmaApi(m.core, { memory: m.memory, frames: m.frames });
+    const dma = m.dma;
     const gpu = m.device("gpu0")!;
     const cookie = dma.cookieOf(m.core.getDmaDomain(gpu)!)!;
     const ranges = cookie.iovad!.ranges();
@@ -70,7 +67,7 @@ describe("installDmaApi on a booted machine", () => {
       machineDescription({ extends: "single-mock", boot: { "iommu.strict": 0 } }),
       { driver: "riscv" },
     );
-    const dma = installDmaApi(m.core, { memory: m.memory, frames: m.frames });
+    const dma = m.dma;
     const { dev, translate } = deviceDma(m, "dev0");
     expect(dma.deviceView(dev)).toMatchObject({ domain_type: "DMA_FQ", mode: "lazy" });
     const pa = BigInt(m.frames.alloc()) << 12n;
