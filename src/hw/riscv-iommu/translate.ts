@@ -278,7 +278,8 @@ export class Translator {
     if (this.#kind !== KIND_UNTRANSLATED && !dc.EN_ATS) return FAULTS.transaction_type_disallowed;
     if (this.#pv) {
       if (!dc.PDTV) return FAULTS.transaction_type_disallowed;
-      if (dc.fscMode !== PDTP_MODE.Bare && this.#pid >= 2 ** pdtProcessIdBits(dc.fscMode)) {
+      // process_id wider than the PDT indexes (PD8/PD17/PD20); the PASID is 20-bit at most.
+      if (dc.fscMode !== PDTP_MODE.Bare && this.#pid >>> pdtProcessIdBits(dc.fscMode) !== 0) {
         return FAULTS.transaction_type_disallowed;
       }
     }
