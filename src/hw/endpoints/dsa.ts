@@ -66,6 +66,9 @@ import {
 } from "./dsa-regs.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
 
+/** 2^i for the 5-bit WQCFG shift fields (checked on every descriptor). */
+const POW2: readonly number[] = Array.from({ length: 32 }, (_, i) => 2 ** i);
+
 export interface DsaOptions extends EndpointOptions {
   /** Work queues (default 4); BAR 1 must hold their portals. */
   readonly wqs?: number;
@@ -436,8 +439,8 @@ export class DsaDevice extends Endpoint {
       pri: this.pri,
       wqBlockOnFault: (wq) => this.wqs[wq]!.bof,
       wqPageRequests: (wq) => !this.wqs[wq]!.prsDisable,
-      wqMaxTransfer: (wq) => 2 ** this.wqs[wq]!.maxXferShift,
-      wqMaxBatch: (wq) => 2 ** this.wqs[wq]!.maxBatchShift,
+      wqMaxTransfer: (wq) => POW2[this.wqs[wq]!.maxXferShift]!,
+      wqMaxBatch: (wq) => POW2[this.wqs[wq]!.maxBatchShift]!,
       privilegedAllowed: () =>
         this.fn.caps.pasid !== 0 &&
         (this.fn.config.peek(this.fn.caps.pasid + PCI_PASID_CTRL, 2) & PCI_PASID_CTRL_PRIV) !== 0,

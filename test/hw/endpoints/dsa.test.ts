@@ -416,6 +416,32 @@ describe("submission", () => {
 });
 
 describe("descriptor errors", () => {
+  it("a transfer size above the WQ's max_xfer_shift is out of range, one at it is not", () => {
+    const r = dsaMachine();
+    const frames = mapPages(r, svaSpace(r), BASE, 16);
+    expect(enableDevice(r)).toBe(0);
+    w32(r, DSA_REG.WQCFG + 12, 12); // WQCFG dword 3: max_xfer_shift 12 (4 KiB)
+    expect(setupWq(r, 0, { size: 8 })).toBe(0);
+    for (const [i, size] of [4096, 4097].entries()) {
+      enqueue(
+        r,
+        descriptor({
+          opcode: DSA_OPCODE.MEMMOVE,
+          flags: RECORD,
+          completion: CRA + BigInt(32 * i),
+          a1: SRC,
+          a2: DST,
+          size,
+        }),
+      );
+    }
+    r.dsa.run();
+    expect([cr(r, frames).status, cr(r, frames, CRA + 32n).status]).toEqual([
+      DSA_COMP.SUCCESS,
+      DSA_COMP.XFER_ERANGE,
+    ]);
+  });
+
   it("are reported in the completion record", () => {
     const { r, frames } = sva();
     const cases: Array<[Parameters<typeof descriptor>[0], number, number]> = [
