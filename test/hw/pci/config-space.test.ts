@@ -77,8 +77,8 @@ describe("ConfigSpace", () => {
     (bytes, at) => {
       const cs = new ConfigSpace(256);
       bytes.forEach((x, i) => {
-      cs.init(i, 1, x);
-    });
+        cs.init(i, 1, x);
+      });
       const b = (i: number) => cs.peek(i, 1);
       expect(cs.peek(at, 2)).toBe(b(at) | (b(at + 1) << 8));
       expect(cs.peek(at, 4)).toBe(
