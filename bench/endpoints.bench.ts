@@ -1,6 +1,7 @@
 // Device DMA cost through the whole path (PCIe routing, IOMMU translation, memory): a test
 // device's 64-byte read that hits the IOTLB, and a DSA 4 KiB memmove submitted with ENQCMD under
-// a PASID (portal write, engine, two page-sized DMAs, completion record).
+// a PASID (portal write, engine, two page-sized DMAs, completion record); and the PCIe routing of
+// one DMA page alone, from a multi-function endpoint below two switches (4 hops).
 
 import { createContext } from "../src/base/context.js";
 import { DsaDevice } from "../src/hw/endpoints/dsa.js";
@@ -16,6 +17,7 @@ import { FrameAllocator, PhysicalMemory } from "../src/hw/memory.js";
 import { PciHost } from "../src/hw/pci/host.js";
 import { DmaAttrs, IoBridge } from "../src/hw/pci/io-bridge.js";
 import { PCI_PASID_CTRL } from "../src/hw/pci/regs.js";
+import { newPciRoute, PCI_REQ_PASID } from "../src/hw/pci/topology.js";
 import { SV39 } from "../src/hw/pgtable/modes.js";
 import { PageTable } from "../src/hw/pgtable/page-table.js";
 import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_W } from "../src/hw/pgtable/pte.js";
@@ -107,6 +109,30 @@ export const suite: BenchSuite = {
     bench.add("DSA: 4 KiB memmove (ENQCMD, PASID, completion record)", () => {
       memmove();
       sink ^= dsa.completed;
+    });
+
+    // ---- PCIe routing: root port (ACS) → switch → switch → function 0 of a 2-function device ----
+    const host = new PciHost(createContext());
+    host
+      .addRootPort({ acs: true })
+      .addSwitch({ downstream: [{ acs: true }, { acs: true }] })
+      .port(0)
+      .addSwitch({ downstream: [{ acs: true }, { acs: true }] })
+      .port(1)
+      .addEndpoint({
+        name: "ep",
+        functions: [{ bars: [0x4000], pasid: 20 }, { bars: [0x4000] }],
+      });
+    host.addRootPort({ acs: true }).addEndpoint({ name: "peer", bars: [0x4000] });
+    host.enumerate();
+    const from = host.device("ep").function(0)!;
+    const route = newPciRoute();
+    const ramPage = 0x8_1234; // RAM: no BAR or window on the way decodes it
+    host.routeUpstream(from, ramPage, route, PCI_REQ_PASID);
+    if (route.kind !== "root-complex") throw new Error("the route does not reach the root complex");
+    bench.add("PCIe route of a RAM page, 4 hops (2 switches, multi-function device)", () => {
+      host.routeUpstream(from, ramPage, route, PCI_REQ_PASID);
+      sink ^= route.rid;
     });
     if (sink === -1) throw new Error("unreachable");
   },
