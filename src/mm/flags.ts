@@ -1,6 +1,7 @@
 // The numeric vocabulary of the mm layer, with the kernel's names and values: VMA flags
 // (include/linux/mm.h), mmap/mprotect arguments (uapi asm-generic/mman-common.h), fault flags
-// (enum fault_flag) and fault results (enum vm_fault_reason), and mmu-notifier events.
+// (enum fault_flag), get_user_pages flags (FOLL_*), fault results (enum vm_fault_reason), and
+// mmu-notifier events.
 
 // ---- vm_flags ----
 export const VM_NONE = 0x0;
@@ -70,6 +71,38 @@ const FAULT_FLAG_NAMES: ReadonlyArray<readonly [number, string]> = [
   [FAULT_FLAG_ORIG_PTE_VALID, "ORIG_PTE_VALID"],
   [FAULT_FLAG_VMA_LOCK, "VMA_LOCK"],
 ];
+
+// ---- get_user_pages flags (include/linux/mm_types.h; internal ones from mm/internal.h) ----
+export const FOLL_WRITE = 1 << 0;
+export const FOLL_GET = 1 << 1;
+export const FOLL_DUMP = 1 << 2;
+export const FOLL_FORCE = 1 << 3;
+export const FOLL_NOWAIT = 1 << 4;
+export const FOLL_NOFAULT = 1 << 5;
+export const FOLL_HWPOISON = 1 << 6;
+export const FOLL_ANON = 1 << 7;
+/** The pin is held for an indefinite time, often under user-space control (VFIO, iommufd). */
+export const FOLL_LONGTERM = 1 << 8;
+export const FOLL_SPLIT_PMD = 1 << 9;
+export const FOLL_PCI_P2PDMA = 1 << 10;
+export const FOLL_INTERRUPTIBLE = 1 << 11;
+export const FOLL_HONOR_NUMA_FAULT = 1 << 12;
+/** Internal (__NR_FOLL_PUBLIC_FLAGS = 13 onwards): never passed by a caller. */
+export const FOLL_TOUCH = 1 << 13;
+export const FOLL_TRIED = 1 << 14;
+export const FOLL_REMOTE = 1 << 15;
+export const FOLL_PIN = 1 << 16;
+export const FOLL_FAST_ONLY = 1 << 17;
+export const FOLL_UNLOCKABLE = 1 << 18;
+export const FOLL_MADV_POPULATE = 1 << 19;
+export const INTERNAL_GUP_FLAGS =
+  FOLL_TOUCH |
+  FOLL_TRIED |
+  FOLL_REMOTE |
+  FOLL_PIN |
+  FOLL_FAST_ONLY |
+  FOLL_UNLOCKABLE |
+  FOLL_MADV_POPULATE;
 
 // ---- fault results (vm_fault_t, enum vm_fault_reason); 0 is a handled minor fault ----
 export const VM_FAULT_OOM = 0x00_0001;

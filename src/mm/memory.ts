@@ -13,7 +13,8 @@
 //   vm_normal_page has no page for — is copied (wp_page_copy: a new zeroed frame replaces it in
 //   the same PTE, with an MMU_NOTIFY_CLEAR range and a flush of that page alone, so a secondary
 //   MMU drops the zero page; no table page is freed); any other page is reused in place
-//   (wp_page_reuse).
+//   (wp_page_reuse). An unshare fault (FAULT_FLAG_UNSHARE, from GUP's read-only long-term pin)
+//   copies the zero page the same way but maps the copy read-only and clean.
 // - Present page otherwise (the Svade path of handle_pte_fault): A, and D for a write, are set
 //   in the PTE (ptep_set_access_flags). This is how a store to a clean writable page marks it
 //   dirty, and how a CPU or IOMMU walking with A/D faults (Svade / SADE=0) makes progress.
@@ -37,6 +38,7 @@ import { PTE_A, PTE_D, PTE_W } from "../hw/pgtable/pte.js";
 import { PteCursor } from "../hw/pgtable/pte-cursor.js";
 import {
   FAULT_FLAG_INSTRUCTION,
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   faultFlagsString,
   VM_EXEC,
@@ -144,6 +146,7 @@ function handlePteFault(vma: VmArea, vpn: number, flags: number): number {
   const mm = vma.mm;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   if (!ptepGet(mm, faultPte, vpn)) {
+    // An unshare fault on a missing page is a read fault: GUP comes back for the zero page.
     return vma.isShared ? shmemFault(vma, vpn, write) : doAnonymousPage(vma, vpn, write);
   }
   const pte = faultPte.flags;
@@ -151,9 +154,9 @@ function handlePteFault(vma: VmArea, vpn: number, flags: number): number {
     throw new SimError(`PROT_NONE PTE at page 0x${vpn.toString(16)} of a VMA that allows access`);
   }
   let next = pte | PTE_A;
-  if (write) {
-    if ((pte & PTE_W) === 0) return doWpPage(vma, vpn, pte);
-    next |= PTE_D;
+  if (write || flags & FAULT_FLAG_UNSHARE) {
+    if ((pte & PTE_W) === 0) return doWpPage(vma, vpn, pte, write);
+    if (write) next |= PTE_D;
   }
   // ptep_set_access_flags: only A/D can change here; no flush is needed for an upgrade.
   if (next !== pte) mm.pgtable.updateAt(faultPte, next, 0);
@@ -192,12 +195,18 @@ function shmemFault(vma: VmArea, vpn: number, write: boolean): number {
   return 0;
 }
 
-/** do_wp_page: a write to a present PTE `pte` (at faultPte) without W, in a writable VMA. */
-function doWpPage(vma: VmArea, vpn: number, pte: number): number {
+/**
+ * do_wp_page: a write (or, `write` false, an unshare: FAULT_FLAG_UNSHARE) to a present PTE
+ * `pte` (at faultPte) without W. An unshare needs nothing for the process's own page and
+ * replaces the zero page by a private copy mapped read-only (wp_page_copy with unshare: no
+ * pte_mkwrite, no pte_mkdirty), so a read-only long-term pin holds the page the process will
+ * go on seeing.
+ */
+function doWpPage(vma: VmArea, vpn: number, pte: number, write: boolean): number {
   const mm = vma.mm;
   if (!pteSpecial(pte)) {
-    // wp_page_reuse: the page is this mm's own (anonymous and exclusive, or shared).
-    mm.pgtable.updateAt(faultPte, maybeMkwrite(PTE_A | PTE_D, vma.flags), 0);
+    // The page is this mm's own (anonymous and exclusive, or shared): wp_page_reuse for a write.
+    if (write) mm.pgtable.updateAt(faultPte, maybeMkwrite(PTE_A | PTE_D, vma.flags), 0);
     return 0;
   }
   // wp_page_copy of the zero page: a fresh zeroed page (no copy needed) replaces it.
@@ -208,7 +217,8 @@ function doWpPage(vma: VmArea, vpn: number, pte: number): number {
   const range = mmuNotifierInvalidateRangeStart(mm, "MMU_NOTIFY_CLEAR", start, start + 4096n);
   // ptep_clear_flush then set_pte_at_notify: one PTE rewritten in place (looked up again, as
   // the notifiers ran in between), then that page flushed.
-  replacePte(mm, vpn, fresh, maybeMkwrite(vma.pageProt | PTE_D, vma.flags));
+  const prot = write ? maybeMkwrite(vma.pageProt | PTE_D, vma.flags) : vma.pageProt;
+  replacePte(mm, vpn, fresh, prot);
   flushTlbPage(mm, start);
   mm.rssAnon++;
   mmuNotifierInvalidateRangeEnd(range);

@@ -1,7 +1,7 @@
 // The structures of the CPU side, which refer to one another and so live together (like the
 // kernel's include/linux/mm_types.h and mmu_notifier.h): the machine-wide mm state, the address
 // space (`mm_struct`), its VMAs and its mmu-notifier subscriptions. Behaviour lives in the files
-// named after the kernel's: memory.ts (faults, zap), mmap.ts, mprotect.ts, fork.ts (lifetime,
+// named after the kernel's: memory.ts (faults, zap), gup.ts (pins; page-ref.ts counts them), mmap.ts, mprotect.ts, fork.ts (lifetime,
 // fork), mmu-notifier.ts, tlb.ts, init-mm.ts (the kernel's address space) and vmalloc.ts.
 
 import { hex, PAGE_SHIFT } from "../base/bits.js";
@@ -16,6 +16,7 @@ import { type PagingMode, SV48 } from "../hw/pgtable/modes.js";
 import type { PageTable } from "../hw/pgtable/page-table.js";
 import { type MmuNotifierEvent, VM_SHARED, vmFlagsString } from "./flags.js";
 import type { MmLayout } from "./layout.js";
+import { PageRefs } from "./page-ref.js";
 import { vmGetPageProt } from "./pgprot.js";
 import type { ShmemObject } from "./shmem.js";
 import { VmaList } from "./vma-list.js";
@@ -52,6 +53,8 @@ export class MmSubsystem {
   readonly ctx: SimContext;
   readonly memory: PhysicalMemory;
   readonly frames: FrameAllocator;
+  /** The references on process pages: owners' puts and DMA pins (page-ref.ts). */
+  readonly pages: PageRefs;
   /** The shared zero page (empty_zero_page): read faults on private memory map it. */
   readonly zeroPfn: number;
   readonly mmapMinAddr: bigint;
@@ -79,6 +82,7 @@ export class MmSubsystem {
     this.ctx = ctx;
     this.memory = memory;
     this.frames = frames;
+    this.pages = new PageRefs(frames);
     const zero = frames.alloc();
     if (zero < 0) throw new SimError("no frame left for the zero page");
     this.zeroPfn = zero;
@@ -149,6 +153,7 @@ export class MmSubsystem {
       maxMapCount: this.maxMapCount,
       liveMms: [...this.#live.keys()],
       pgfault: this.pgfault,
+      pages: this.pages.toJSON(),
     };
   }
 }

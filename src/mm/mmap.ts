@@ -194,7 +194,7 @@ function bottomUp(mm: MmStruct, pages: number, low: number, high: number): numbe
 function insertMapping(mm: MmStruct, startPage: number, endPage: number, vmFlags: number): VmArea {
   const shared = (vmFlags & VM_SHARED) !== 0;
   // shmem_zero_setup: a shared anonymous mapping is backed by a new object from offset 0.
-  const shmem = shared ? new ShmemObject(mm.sys.nextShmemId(), mm.sys.frames) : null;
+  const shmem = shared ? new ShmemObject(mm.sys.nextShmemId(), mm.sys.pages) : null;
   const vma = new VmArea(mm, startPage, endPage, vmFlags, shared ? 0 : startPage, shmem);
   // vma_merge_new_range: extend prev and/or next instead of adding a VMA.
   const i = mm.vmas.indexAfter(startPage);

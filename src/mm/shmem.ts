@@ -6,18 +6,18 @@
 
 import { SimError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
-import type { FrameAllocator } from "../hw/memory.js";
+import type { PageRefs } from "./page-ref.js";
 
 export class ShmemObject {
   readonly id: number;
-  readonly #frames: FrameAllocator;
+  readonly #pageRefs: PageRefs;
   /** Page offset → frame. */
   readonly #pages = new Map<number, number>();
   #refs = 1;
 
-  constructor(id: number, frames: FrameAllocator) {
+  constructor(id: number, pages: PageRefs) {
     this.id = id;
-    this.#frames = frames;
+    this.#pageRefs = pages;
   }
 
   /** References held by VMAs. */
@@ -40,7 +40,7 @@ export class ShmemObject {
     const have = this.#pages.get(pgoff);
     if (have !== undefined) return have;
     this.#alive();
-    const ppn = this.#frames.alloc();
+    const ppn = this.#pageRefs.alloc();
     if (ppn >= 0) this.#pages.set(pgoff, ppn);
     return ppn;
   }
@@ -51,11 +51,11 @@ export class ShmemObject {
     return this;
   }
 
-  /** Drops a reference; the last one frees every page. */
+  /** Drops a reference; the last one frees every page (a pinned one when its pins go). */
   put(): void {
     this.#alive();
     if (--this.#refs > 0) return;
-    for (const ppn of this.#pages.values()) this.#frames.free(ppn);
+    for (const ppn of this.#pages.values()) this.#pageRefs.put(ppn);
     this.#pages.clear();
   }
 

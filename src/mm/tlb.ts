@@ -64,7 +64,7 @@ export class MmuGather {
     if (vpn + 1 > this.#endPage) this.#endPage = vpn + 1;
   }
 
-  /** tlb_remove_page: frame `ppn` is freed after the flush. */
+  /** tlb_remove_page: frame `ppn` is put after the flush (freed, unless pinned). */
   removeFrame(ppn: number): void {
     this.#frames.push(ppn);
   }
@@ -80,8 +80,8 @@ export class MmuGather {
         flushTlbRange(this.mm, BigInt(this.#startPage) << SHIFT, BigInt(this.#endPage) << SHIFT);
       }
     }
-    const frames = this.mm.sys.frames;
-    for (const ppn of this.#frames) frames.free(ppn);
+    const pages = this.mm.sys.pages;
+    for (const ppn of this.#frames) pages.put(ppn);
     this.#frames.length = 0;
     pgtable.releaseDeferred();
     this.#startPage = Number.POSITIVE_INFINITY;

@@ -98,6 +98,7 @@ describe("JSON views", () => {
       maxMapCount: 65530,
       liveMms: [mm.id],
       pgfault: 0,
+      pages: { pinnedFrames: 0, orphanedFrames: 0 },
     });
   });
 });

@@ -1,59 +1,41 @@
-// Pinning a process's pages for user DMA (pin_user_pages_remote with FOLL_LONGTERM, as VFIO type1
-// and iommufd do): every page of the range is looked up in the process's page table and faulted
-// in when it is absent or not writable enough (a write pin breaks copy-on-write and replaces the
-// zero page), so the physical pages are the process's own and can be given to the IOMMU.
-//
-// Errors as GUP returns them: EFAULT when no VMA covers a page or the VMA does not allow the
-// access (check_vma_flags: a write pin needs VM_WRITE, a read pin VM_READ), ENOMEM when memory
-// ran out. A failure part-way pins nothing (the caller's unpin_user_pages of what was pinned).
-//
-// Model limit: the mm layer keeps no page reference counts, so a pin does not keep the page:
-// munmap of a pinned range frees the frames while the IOMMU still maps them. The kernel's
-// FOLL_PIN would keep them until the unpin. Users of this module must unmap before munmap.
+// Pinning a process's pages for user DMA, as VFIO type1 (vaddr_get_pfns) and iommufd (the
+// iopt_pages pinner) do: pin_user_pages_remote with FOLL_LONGTERM, and FOLL_WRITE when the
+// device may write. The mm's GUP faults the pages in (copy-on-write of the zero page for a
+// write pin, an unshare for a read-only one) and keeps every pinned frame allocated until it is
+// unpinned, whatever the process does meanwhile (munmap, exit): the IOMMU never maps a freed
+// frame. A short count is pinned on from where it stopped; a failure part-way unpins what was
+// pinned and returns the errno (EFAULT: no VMA or not allowed; ENOMEM).
 
-import { PAGE_SHIFT } from "../../base/bits.js";
 import { err, ok, type Result } from "../../base/result.js";
-import { PTE_V, PTE_W } from "../../hw/pgtable/pte.js";
-import { PteCursor } from "../../hw/pgtable/pte-cursor.js";
-import { FAULT_FLAG_WRITE, VM_READ, VM_WRITE } from "../../mm/flags.js";
-import { fixupUserFault } from "../../mm/memory.js";
+import { FOLL_LONGTERM, FOLL_WRITE } from "../../mm/flags.js";
+import { pinUserPagesRemote, unpinUserPages } from "../../mm/gup.js";
 import type { MmStruct } from "../../mm/mm-types.js";
-import { ptepGet } from "../../mm/pte-ops.js";
-
-const cursor = new PteCursor();
 
 /**
  * Pins `npages` pages of `mm` from page-aligned `vaddr`; returns their physical page numbers in
- * order. `write`: FOLL_WRITE (the device will write).
+ * order. `write`: the device will write.
  */
-export function pinUserPages(
+export function pinUserDmaPages(
   mm: MmStruct,
   vaddr: bigint,
   npages: number,
   write: boolean,
 ): Result<number[]> {
+  const flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
   const out: number[] = [];
-  const first = Number(vaddr >> BigInt(PAGE_SHIFT));
-  for (let i = 0; i < npages; i++) {
-    const vpn = first + i;
-    const addr = BigInt(vpn) << BigInt(PAGE_SHIFT);
-    const vma = mm.vmaLookup(addr);
-    if (vma === null) return err("EFAULT");
-    if ((vma.flags & (write ? VM_WRITE : VM_READ)) === 0) return err("EFAULT");
-    if (!usable(mm, vpn, write)) {
-      const r = fixupUserFault(mm, addr, write ? FAULT_FLAG_WRITE : 0);
-      if (!r.ok) return r;
+  while (out.length < npages) {
+    const start = vaddr + (BigInt(out.length) << 12n);
+    const got = pinUserPagesRemote(mm, start, npages - out.length, flags);
+    if (!got.ok) {
+      unpinUserPages(mm.sys, out);
+      return err(got.errno);
     }
-    const ppn = mm.pgtable.lookupPpn(vpn);
-    if (ppn < 0) return err("EFAULT");
-    out.push(ppn);
+    for (const ppn of got.value) out.push(ppn);
   }
   return ok(out);
 }
 
-/** follow_page: present, and writable when the pin writes. */
-function usable(mm: MmStruct, vpn: number, write: boolean): boolean {
-  if (!ptepGet(mm, cursor, vpn)) return false;
-  const flags = cursor.flags;
-  return (flags & PTE_V) !== 0 && (!write || (flags & PTE_W) !== 0);
+/** The pins of `pinUserDmaPages` go (unpin_user_pages_dirty_lock; no writeback to dirty here). */
+export function unpinUserDmaPages(mm: MmStruct, ppns: readonly number[]): void {
+  unpinUserPages(mm.sys, ppns);
 }

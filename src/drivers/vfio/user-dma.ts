@@ -3,7 +3,8 @@
 // them with `iommu_map` at the user's IOVA in every domain; a domain added later gets every
 // mapping replayed (vfio_iommu_replay, iopt_table_add_domain); removing a mapping unmaps it from
 // every domain (`iommu_unmap`, whose iotlb_sync invalidates the IOMMU) before the pages are
-// unpinned. Each mapping holds a reference on the mm (mmgrab), like `vfio_dma.mm`.
+// unpinned. The pins keep the frames allocated while mapped, even after the process unmaps the
+// memory or exits. Each mapping holds a reference on the mm (mmgrab), like `vfio_dma.mm`.
 // The front ends (type1.ts, iommufd.ts) check their arguments with their own errnos first.
 
 import { type Json, jsonAddr } from "../../base/json.js";
@@ -13,7 +14,7 @@ import type { IommuCore } from "../../iommu/core.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 import { mmdrop, mmgrab } from "../../mm/mm-refs.js";
 import type { MmStruct } from "../../mm/mm-types.js";
-import { pinUserPages } from "./pin.js";
+import { pinUserDmaPages, unpinUserDmaPages } from "./pin.js";
 
 /** One user mapping: [iova, iova + length) ← the pinned pages of `mm` at `vaddr`. */
 export interface UserDmaArea {
@@ -60,7 +61,7 @@ export class UserDmaSpace {
     prot: number,
   ): Result<UserDmaArea> {
     const pages = Number(length >> 12n);
-    const pinned = pinUserPages(mm, vaddr, pages, (prot & IOMMU_WRITE) !== 0);
+    const pinned = pinUserDmaPages(mm, vaddr, pages, (prot & IOMMU_WRITE) !== 0);
     if (!pinned.ok) return pinned;
     mmgrab(mm);
     const area: UserDmaArea = { iova, length, vaddr, mm, prot, ppns: pinned.value };
@@ -69,6 +70,7 @@ export class UserDmaSpace {
       const r = this.#mapInto(d, area);
       if (!r.ok) {
         for (const m of done) this.#unmapFrom(m, area);
+        unpinUserDmaPages(mm, area.ppns);
         mmdrop(mm);
         return r;
       }
@@ -85,6 +87,7 @@ export class UserDmaSpace {
     if (i < 0) return;
     for (const d of this.domains) this.#unmapFrom(d, area);
     this.areas.splice(i, 1);
+    unpinUserDmaPages(area.mm, area.ppns);
     mmdrop(area.mm);
   }
 

@@ -17,13 +17,31 @@ import {
   VFIO_DMA_MAP_FLAG_WRITE,
 } from "../../../src/drivers/vfio/type1.js";
 import { IOMMU_DOMAIN_UNMANAGED } from "../../../src/iommu/constants.js";
-import { PROT_READ } from "../../../src/mm/flags.js";
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  PROT_READ,
+  PROT_WRITE,
+} from "../../../src/mm/flags.js";
+import type { MmStruct } from "../../../src/mm/mm-types.js";
+import { vmMmap, vmMunmap } from "../../../src/mm/mmap.js";
 import { doMprotect } from "../../../src/mm/mprotect.js";
 import { BUF_PAGES, BUF_VA, bytes, type VfioRig, vfioMachine } from "./fixture.js";
 
 const X = 0x1_0000_0000n;
 const RW = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
 const SIZE = BigInt(BUF_PAGES) * 4096n;
+
+/** The frames the process's buffer maps now. */
+function ptePpns(mm: MmStruct): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < BUF_PAGES; i++) {
+    const ppn = mm.pgtable.lookupPpn(Number(BUF_VA >> 12n) + i);
+    if (ppn >= 0) out.push(ppn);
+  }
+  return out;
+}
 
 /** acc0 (isolated, behind iommu1) given to user space through the group path. */
 function type1(r: VfioRig) {
@@ -130,6 +148,69 @@ describe("user DMA through VFIO type1", () => {
     const dev = r.endpoint("acc0");
     expect(dev.read(X, 4).ok).toBe(true);
     expect(dev.write(X, bytes(4, 1)).ok).toBe(false);
+  });
+
+  it("munmap of a mapped range: the device still reaches the pinned frames with the old data, which no new mapping gets, until UNMAP_DMA frees them", () => {
+    const r = vfioMachine();
+    const { container, dev, group } = type1(r);
+    unwrap(container.setIommu(VFIO_TYPE1v2_IOMMU));
+    const mm = r.proc.mm!;
+    const old = bytes(0x2000, 9);
+    expect(r.m.cpu.store(mm, BUF_VA, old).ok).toBe(true);
+    unwrap(container.mapDma(r.proc, BUF_VA, X, 0x2000n, RW));
+    const frames = [0n, 0x1000n].map((o) => r.m.core.iovaToPhys(group.domain!, X + o));
+    unwrap(vmMunmap(mm, BUF_VA, SIZE));
+    expect(r.m.cpu.load(mm, BUF_VA, 1).ok).toBe(false);
+    expect(dev.read(X, old.length)).toMatchObject({ ok: true, data: old });
+    // The process maps and writes memory again: it gets other frames, the device keeps its own.
+    unwrap(
+      vmMmap(mm, BUF_VA, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED),
+    );
+    expect(r.m.cpu.store(mm, BUF_VA, bytes(0x2000, 10)).ok).toBe(true);
+    for (const pa of frames) {
+      const ppn = Number(pa >> 12n);
+      expect(r.m.frames.isAllocated(ppn)).toBe(true);
+      expect(r.m.mm.pages.pinCount(ppn)).toBe(1);
+      expect(ptePpns(mm)).not.toContain(ppn);
+    }
+    expect(dev.read(X, old.length)).toMatchObject({ ok: true, data: old });
+    const device = bytes(16, 11);
+    expect(dev.write(X + 0x1000n, device).ok).toBe(true);
+    expect(r.m.cpu.load(mm, BUF_VA + 0x1000n, 16)).not.toEqual(ok(device));
+    // UNMAP_DMA unpins: the frames the process let go of are freed.
+    const inUse = r.m.frames.framesInUse;
+    expect(container.unmapDma(X, 0x2000n)).toEqual(ok(0x2000n));
+    for (const pa of frames) expect(r.m.frames.isAllocated(Number(pa >> 12n))).toBe(false);
+    expect(r.m.frames.framesInUse).toBe(inUse - 2);
+    expect(r.m.mm.pages.toJSON()).toEqual({ pinnedFrames: 0, orphanedFrames: 0 });
+    r.invariants();
+  });
+
+  it("the process exits with its memory mapped: the frames stay for the device until the container goes", () => {
+    const r = vfioMachine();
+    const { container, dev, vdev } = type1(r);
+    unwrap(container.setIommu(VFIO_TYPE1v2_IOMMU));
+    const data = bytes(64, 12);
+    expect(r.m.cpu.store(r.proc.mm!, BUF_VA, data).ok).toBe(true);
+    unwrap(container.mapDma(r.proc, BUF_VA, X, 0x1000n, RW));
+    const mm = r.proc.mm!;
+    r.m.processes.exit(r.proc, 0);
+    expect(mm.state).toBe("exited");
+    expect(dev.read(X, 64)).toMatchObject({ ok: true, data });
+    expect(r.m.mm.pages.toJSON()).toEqual({ pinnedFrames: 1, orphanedFrames: 1 });
+    vdev.group.close();
+    expect(r.m.mm.pages.toJSON()).toEqual({ pinnedFrames: 0, orphanedFrames: 0 });
+    expect(mm.state).toBe("freed");
+  });
+
+  it("a device-readable mapping of untouched memory pins a private page (not the zero page): the process's later writes reach the device", () => {
+    const r = vfioMachine();
+    const { container, dev } = type1(r);
+    unwrap(container.setIommu(VFIO_TYPE1v2_IOMMU));
+    unwrap(container.mapDma(r.proc, BUF_VA, X, 0x1000n, VFIO_DMA_MAP_FLAG_READ));
+    const data = bytes(32, 13);
+    expect(r.m.cpu.store(r.proc.mm!, BUF_VA, data).ok).toBe(true);
+    expect(dev.read(X, 32)).toMatchObject({ ok: true, data });
   });
 
   it("two groups of one IOMMU share a domain; a group behind another IOMMU gets its own, with the mappings replayed", () => {
