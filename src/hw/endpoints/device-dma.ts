@@ -53,6 +53,8 @@ export class DeviceDma {
     this.fn = fn;
     this.atc = atc;
     this.#translated.translated = true;
+    // For observers of the bridge: what each Translated request stands for.
+    this.#translated.atcOrigin = this.#attrs;
   }
 
   /** The device's own switch for ATS (e.g. a work queue configured not to use it). */
@@ -139,6 +141,7 @@ export class DeviceDma {
       if (e.u) {
         st = this.#transfer(write, attrs, p, o, buf, bufOffset + done, n);
       } else {
+        this.#translated.atcPage = p;
         st = this.#transfer(
           write,
           this.#translated,

@@ -19,6 +19,11 @@
 // the root complex sees; they are never address-routed to peers (PCIe routes AT=Translation
 // Requests and Page Requests to the root complex).
 //
+// An optional observer (`observer`, e.g. the isolation oracle of src/check) hears every page of
+// inbound DMA and every ATS Translation Request once it is handled: who asked, for which
+// untranslated page, and which physical page it reached or why it failed. It costs one null
+// check per page when nobody observes; the bridge fills one reusable DmaPageEvent.
+//
 // Hot path (`readPages`/`writePages`): plain page numbers, one reusable route, request and
 // response; no BigInt. Copying between a page and the device's buffer allocates nothing when it
 // is up to 16 bytes (a byte loop), up to 128 bytes at 4-byte aligned places (a loop over 32-bit
@@ -85,6 +90,13 @@ export class DmaAttrs {
   translated = false;
   /** Devfn the request is tagged with (a DMA alias); negative: the function's own. */
   sourceDevfn = -1;
+  /**
+   * For a Translated request the device made from its ATC, what the TLP does not carry and only
+   * observers read: the untranslated page the ATC entry translated (-1: unknown) and the
+   * attributes (PASID, Privileged) of the untranslated request it stands for.
+   */
+  atcPage = -1;
+  atcOrigin: DmaAttrs | null = null;
 
   static of(o: DmaOptions = {}): DmaAttrs {
     return new DmaAttrs().set(o);
@@ -102,6 +114,8 @@ export class DmaAttrs {
     this.privileged = o.privileged ?? false;
     this.translated = o.translated ?? false;
     this.sourceDevfn = o.sourceDevfn ?? -1;
+    this.atcPage = -1;
+    this.atcOrigin = null;
     return this;
   }
 }
@@ -160,6 +174,65 @@ export class DmaStatus {
   }
 }
 
+/** What kind of request a DmaPageEvent describes. */
+export type DmaPageKind = "untranslated" | "translated" | "ats-translation";
+
+/**
+ * One page of inbound traffic as the root complex handled it: a page of a memory request, or an
+ * ATS Translation Request. The bridge fills one object and reuses it: observers copy what they
+ * keep.
+ */
+export class DmaPageEvent {
+  /** The function that sent the request. */
+  fn: PciFunction | null = null;
+  kind: DmaPageKind = "untranslated";
+  write = false;
+  /**
+   * The request's PASID prefix and Privileged Mode (only with a PASID); for a Translated request
+   * from the device's ATC, those of the untranslated request the ATC entry stands for.
+   */
+  pasidValid = false;
+  pasid = 0;
+  privileged = false;
+  /** Requester ID with segment the translation agent saw; -1 when the request never reached it. */
+  deviceId = -1;
+  /** The page of the address the request carried (for a Translated request, a physical page). */
+  page = 0;
+  /**
+   * The untranslated page (IOVA or virtual address): the request's own page, except for a
+   * Translated request, where it is the page the device's ATC translated (`fromAtc`), or -1 when
+   * the device sent a physical address of its own.
+   */
+  iovaPage = 0;
+  /** A Translated request the device made from an ATC entry. */
+  fromAtc = false;
+  /** The fabric routed the request to a peer's BAR below the root complex: nothing translated it. */
+  routedToPeer = false;
+  /**
+   * The physical page the translation gave (what the access reached, or an ATS completion
+   * granted with the permission asked for); -1 when nothing was translated.
+   */
+  ppn = -1;
+  /** The peer whose BAR served the page, or null. */
+  peer: PciFunction | null = null;
+  /** The page was accessed (for ATS: the translation was granted with the permission asked for). */
+  ok = false;
+  /** The translation agent's fault, or null. */
+  fault: TranslationFault | null = null;
+  /** Why the page failed, or null. */
+  reason: DmaAbortReason | null = null;
+
+  /** The request's address as a bigint (off the hot path). */
+  get address(): bigint {
+    return BigInt(this.page) << BigInt(PAGE_SHIFT);
+  }
+}
+
+/** Hears every page of inbound traffic an IoBridge handles (see DmaPageEvent). */
+export interface DmaObserver {
+  observeDma(ev: DmaPageEvent): void;
+}
+
 /** All ones of 1, 2, 4 and 8 bytes: what a CPU load nothing claims returns. */
 const ALL_ONES: readonly bigint[] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(
   (n) => (1n << BigInt(8 * n)) - 1n,
@@ -181,6 +254,11 @@ export class IoBridge {
   readonly #req = new DmaRequest();
   readonly #resp = new DmaResponse();
   readonly #atsReq = new AtsRequest();
+  /** Hears every page of inbound traffic and every ATS Translation Request; null: nobody. */
+  observer: DmaObserver | null = null;
+  readonly #event = new DmaPageEvent();
+  /** For a Translated request from an ATC entry: its untranslated page minus the physical one. */
+  #iovaDelta = 0;
   /** CPU MMIO data of 1, 2, 4 and 8 bytes (views of one 8-byte scratch, by size). */
   readonly #scratch: readonly Uint8Array[];
   /** The BAR and offset `#mmioTarget` and `#claim` found. */
@@ -363,6 +441,8 @@ export class IoBridge {
     const flags =
       (attrs.translated ? PCI_REQ_TRANSLATED : 0) | (attrs.pasidValid ? PCI_REQ_PASID : 0);
     const route = this.#route;
+    const observer = this.observer;
+    if (observer !== null) this.#beginEvent(fn, attrs, write, page);
     let p = page;
     let o = offset;
     let done = 0;
@@ -371,16 +451,19 @@ export class IoBridge {
       host.routeUpstream(fn, p, route, flags, attrs.sourceDevfn);
       if (route.kind === "blocked") {
         abort(out, "UR", route.reason!, p, o);
+        if (observer !== null) this.#observe(observer, p, -1, null, route.reason, null);
         break;
       }
       if (route.kind === "peer") {
         const target = route.target!;
         if (!this.#barAccess(target, route.bar, p, o, buf, bufOffset + done, n, write)) {
           abort(out, "UR", "no-device-model", p, o);
+          if (observer !== null) this.#observe(observer, p, -1, target, "no-device-model", null);
           break;
         }
         out.peer = target;
         out.pages?.push(-1);
+        if (observer !== null) this.#observe(observer, p, -1, target, null, null);
       } else {
         const id = (host.segment << 16) | route.rid;
         out.deviceId = id;
@@ -400,6 +483,9 @@ export class IoBridge {
           if (resp.fault !== null) {
             abort(out, "CA", "translation-fault", p, o);
             out.fault = resp.fault;
+            if (observer !== null) {
+              this.#observe(observer, p, -1, null, "translation-fault", resp.fault);
+            }
             break;
           }
           ppn = resp.ppn;
@@ -407,6 +493,7 @@ export class IoBridge {
         if (this.#copyPage(write, ppn, o, buf, bufOffset + done, n)) {
           out.peer = null;
           out.pages?.push(ppn);
+          if (observer !== null) this.#observe(observer, p, ppn, null, null, null);
         } else {
           const claim = host.peerToPeer ? this.#claim(ppn) : null;
           if (
@@ -414,10 +501,12 @@ export class IoBridge {
             !this.#barAccess(claim, this.#bar, ppn, o, buf, bufOffset + done, n, write)
           ) {
             abort(out, "UR", "not-memory", p, o);
+            if (observer !== null) this.#observe(observer, p, ppn, claim, "not-memory", null);
             break;
           }
           out.peer = claim;
           out.pages?.push(-1);
+          if (observer !== null) this.#observe(observer, p, ppn, claim, null, null);
         }
       }
       done += n;
@@ -427,6 +516,44 @@ export class IoBridge {
     out.done = done;
     if (host.ctx.trace.enabled) this.#traceDma(fn, attrs, page, offset, length, write, out);
     return out;
+  }
+
+  /** The per-transfer part of the event: who sends what kind of request. */
+  #beginEvent(fn: PciFunction, attrs: DmaAttrs, write: boolean, page: number): void {
+    const ev = this.#event;
+    const origin = attrs.translated && attrs.atcPage >= 0 ? attrs.atcOrigin : null;
+    const a = origin ?? attrs;
+    ev.fn = fn;
+    ev.kind = attrs.translated ? "translated" : "untranslated";
+    ev.write = write;
+    ev.pasidValid = a.pasidValid;
+    ev.pasid = a.pasidValid ? a.pasid : 0;
+    ev.privileged = a.pasidValid && a.privileged;
+    ev.fromAtc = origin !== null;
+    this.#iovaDelta = origin !== null ? attrs.atcPage - page : 0;
+  }
+
+  /** Tells `observer` how page `p` of the current transfer ended (the route is `#route`'s). */
+  #observe(
+    observer: DmaObserver,
+    p: number,
+    ppn: number,
+    peer: PciFunction | null,
+    reason: DmaAbortReason | null,
+    fault: TranslationFault | null,
+  ): void {
+    const ev = this.#event;
+    const route = this.#route;
+    ev.page = p;
+    ev.iovaPage = ev.kind === "untranslated" ? p : ev.fromAtc ? p + this.#iovaDelta : -1;
+    ev.routedToPeer = route.kind === "peer";
+    ev.deviceId = route.kind === "root-complex" ? (this.host.segment << 16) | route.rid : -1;
+    ev.ppn = ppn;
+    ev.peer = peer;
+    ev.ok = reason === null;
+    ev.fault = fault;
+    ev.reason = reason;
+    observer.observeDma(ev);
   }
 
   /**
@@ -587,6 +714,9 @@ export class IoBridge {
     } else {
       agent.atsTranslate(req, out);
     }
+    const observer = this.observer;
+    if (observer !== null)
+      this.#observeAts(observer, fn, attrs, page, noWrite, agent !== null, out);
     const trace = this.host.ctx.trace;
     if (trace.enabled) {
       trace.emit("device:ats_translate", fn.name, {
@@ -600,6 +730,38 @@ export class IoBridge {
       });
     }
     return out;
+  }
+
+  /** Tells `observer` what an ATS Translation Request for `page` was granted. */
+  #observeAts(
+    observer: DmaObserver,
+    fn: PciFunction,
+    attrs: DmaAttrs,
+    page: number,
+    noWrite: boolean,
+    reached: boolean,
+    c: AtsCompletion,
+  ): void {
+    const ev = this.#event;
+    const granted = c.status === "success" && (noWrite ? c.r : c.w);
+    ev.fn = fn;
+    ev.kind = "ats-translation";
+    ev.write = !noWrite;
+    ev.pasidValid = attrs.pasidValid;
+    ev.pasid = attrs.pasidValid ? attrs.pasid : 0;
+    ev.privileged = attrs.pasidValid && attrs.privileged;
+    ev.deviceId = reached && fn.busMasterEnabled ? this.#atsReq.deviceId : -1;
+    ev.page = page;
+    ev.iovaPage = page;
+    ev.fromAtc = false;
+    ev.routedToPeer = false;
+    // The completion's address is the start of its (naturally aligned) range.
+    ev.ppn = granted ? c.ppn + (page % 2 ** (c.sizeShift - PAGE_SHIFT)) : -1;
+    ev.peer = null;
+    ev.ok = granted;
+    ev.fault = c.fault;
+    ev.reason = granted ? null : ev.deviceId < 0 ? "unsupported-request" : "translation-fault";
+    observer.observeDma(ev);
   }
 
   /** `fn` sends a Page Request (or Stop Marker) message; false when no agent can receive it. */
