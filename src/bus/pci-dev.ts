@@ -14,6 +14,7 @@ import { BusType, Device } from "./device.js";
 import type { DeviceModel } from "./driver-core.js";
 import { FirmwareDescription, FwNode } from "./firmware.js";
 import {
+  type PciDevEnable,
   pciAtsSupported,
   pciDevIsMultifunction,
   pciDevIsUntrusted,
@@ -22,15 +23,20 @@ import {
   pciMaxPasids,
   pciName,
   pciPriSupported,
+  pciUpstreamBridge,
 } from "./pci.js";
 import { firmwareDmaCleanup, firmwareDmaConfigure } from "./platform.js";
 
-export class PciDev extends Device {
+export class PciDev extends Device implements PciDevEnable {
   /**
    * `pdev->untrusted`, set when the function is scanned: it sits below an external-facing port
    * (Thunderbolt, …) and must be isolated by a DMA domain (core §2.4 step 4).
    */
   untrusted: boolean;
+  /** `pdev->enable_cnt` (pci_enable_device / pci_disable_device, bus/pci.ts). */
+  enableCnt = 0;
+  /** `pdev->is_busmaster` (pci_set_master / pci_clear_master). */
+  isBusmaster = false;
 
   constructor(
     /** The hardware function behind this pci_dev. */
@@ -40,6 +46,13 @@ export class PciDev extends Device {
   ) {
     super(pciName(fn), bus, fw);
     this.untrusted = pciDevIsUntrusted(fn);
+  }
+
+  /** The pci_dev of `pci_upstream_bridge`, or null on the root bus. */
+  get upstreamBridgeDev(): PciDev | null {
+    const bridge = pciUpstreamBridge(this.fn);
+    if (bridge === null || !(this.bus instanceof PciBusType)) return null;
+    return this.bus.pciDevOf(bridge) ?? null;
   }
 
   /** `pdev->multifunction`. */
@@ -73,6 +86,8 @@ export class PciDev extends Device {
         max_pasids: this.maxPasids,
         ats: this.atsSupported,
         pri: this.priSupported,
+        enable_cnt: this.enableCnt,
+        is_busmaster: this.isBusmaster,
       },
     };
   }

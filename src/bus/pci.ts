@@ -28,11 +28,16 @@ import {
   PCI_ATS_CTRL_STU_MASK,
   PCI_ATS_MAX_QDEP,
   PCI_ATS_MIN_STU,
+  PCI_BASE_ADDRESS_0,
+  PCI_BASE_ADDRESS_MEM_MASK,
   PCI_CAP_ID_EXP,
   PCI_CAP_LIST_NEXT,
   PCI_CAPABILITY_LIST,
   PCI_CFG_SPACE_EXP_SIZE,
   PCI_CFG_SPACE_SIZE,
+  PCI_COMMAND,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
   PCI_DEVICE_ID,
   PCI_EXP_DEVCAP2,
   PCI_EXP_DEVCAP2_EE_PREFIX,
@@ -57,6 +62,9 @@ import {
   PCI_HEADER_TYPE_BRIDGE,
   PCI_HEADER_TYPE_MASK,
   PCI_HEADER_TYPE_MFD,
+  PCI_MEMORY_BASE,
+  PCI_MEMORY_LIMIT,
+  PCI_MEMORY_RANGE_MASK,
   PCI_PASID_CAP,
   PCI_PASID_CAP_EXEC,
   PCI_PASID_CAP_PRIV,
@@ -77,6 +85,7 @@ import {
   PCI_SECONDARY_BUS,
   PCI_STATUS,
   PCI_STATUS_CAP_LIST,
+  PCI_STD_NUM_BARS,
   PCI_SUBSYSTEM_ID,
   PCI_SUBSYSTEM_VENDOR_ID,
   PCI_VENDOR_ID,
@@ -393,6 +402,106 @@ export function pciEetlpPrefixMax(pdev: PciFunction): number {
   if (type === PCI_EXP_TYPE_ROOT_PORT || type === PCI_EXP_TYPE_RC_END) return max;
   const bridge = pciUpstreamBridge(pdev);
   return bridge && pciEetlpPrefixMax(bridge) ? max : 0;
+}
+
+// ---- pci.c: enabling a device, bus mastering ----
+
+/**
+ * What the enable helpers keep of `struct pci_dev` (bus/pci-dev.ts's PciDev is one): the
+ * function, `enable_cnt`, `is_busmaster`, and the pci_dev of the upstream bridge.
+ */
+export interface PciDevEnable {
+  readonly fn: PciFunction;
+  /** `pdev->enable_cnt`: pci_enable_device calls not yet undone by pci_disable_device. */
+  enableCnt: number;
+  /** `pdev->is_busmaster`: the last pci_set_master / pci_clear_master. */
+  isBusmaster: boolean;
+  /** The pci_dev of `pci_upstream_bridge`, or null on the root bus. */
+  readonly upstreamBridgeDev: PciDevEnable | null;
+}
+
+/** `pci_is_enabled`. */
+export function pciIsEnabled(pdev: PciDevEnable): boolean {
+  return pdev.enableCnt > 0;
+}
+
+/**
+ * `pci_enable_device`: the first enable enables the upstream bridges (pci_enable_bridge:
+ * enabled and bus masters) and turns on decoding of the device's assigned resources
+ * (pci_enable_resources: Memory Space for a memory BAR or a bridge's memory window); later
+ * calls only count. This machine has no I/O space, so it is pci_enable_device_mem; every
+ * resource is assigned at enumeration (no -EINVAL for an unassigned one).
+ */
+export function pciEnableDevice(pdev: PciDevEnable): Result {
+  if (++pdev.enableCnt > 1) return OK;
+  const bridge = pdev.upstreamBridgeDev;
+  if (bridge !== null) pciEnableBridge(bridge);
+  const fn = pdev.fn;
+  const cmd = rd16(fn, PCI_COMMAND);
+  if (hasMemResource(fn) && (cmd & PCI_COMMAND_MEMORY) === 0) {
+    wr16(fn, PCI_COMMAND, cmd | PCI_COMMAND_MEMORY);
+  }
+  return OK;
+}
+
+/** `pci_enable_device_mem`: the same here (no I/O BARs). */
+export function pciEnableDeviceMem(pdev: PciDevEnable): Result {
+  return pciEnableDevice(pdev);
+}
+
+/**
+ * `pci_disable_device`: the last of the enables turns bus mastering off (Memory Space stays on)
+ * and clears is_busmaster; disabling a disabled device warns (and the count goes below zero,
+ * like the kernel's atomic_dec_return).
+ */
+export function pciDisableDevice(pdev: PciDevEnable): void {
+  warnOn(pdev.fn, pdev.enableCnt <= 0, "pci_disable_device", "disabling already-disabled device");
+  if (--pdev.enableCnt !== 0) return;
+  setBusMaster(pdev.fn, false);
+  pdev.isBusmaster = false;
+}
+
+/** `pci_set_master`: Bus Master Enable on, so the function may issue DMA. */
+export function pciSetMaster(pdev: PciDevEnable): void {
+  setBusMaster(pdev.fn, true);
+  pdev.isBusmaster = true;
+}
+
+/** `pci_clear_master`: Bus Master Enable off. */
+export function pciClearMaster(pdev: PciDevEnable): void {
+  setBusMaster(pdev.fn, false);
+  pdev.isBusmaster = false;
+}
+
+/** `__pci_set_master`: the Command register is written only when the bit changes. */
+function setBusMaster(fn: PciFunction, enable: boolean): void {
+  const old = rd16(fn, PCI_COMMAND);
+  const cmd = enable ? old | PCI_COMMAND_MASTER : old & ~PCI_COMMAND_MASTER;
+  if (cmd !== old) wr16(fn, PCI_COMMAND, cmd);
+}
+
+/** `pci_enable_bridge`: upstream first; an enabled bridge only becomes a bus master. */
+function pciEnableBridge(bridge: PciDevEnable): void {
+  const up = bridge.upstreamBridgeDev;
+  if (up !== null) pciEnableBridge(up);
+  if (pciIsEnabled(bridge)) {
+    if (!bridge.isBusmaster) pciSetMaster(bridge);
+    return;
+  }
+  pciEnableDevice(bridge);
+  pciSetMaster(bridge);
+}
+
+/** A memory resource to decode: a BAR with an address, or a bridge's open memory window. */
+function hasMemResource(fn: PciFunction): boolean {
+  if (pciHdrType(fn) === PCI_HEADER_TYPE_BRIDGE) {
+    const base = rd16(fn, PCI_MEMORY_BASE) & PCI_MEMORY_RANGE_MASK;
+    return base <= (rd16(fn, PCI_MEMORY_LIMIT) & PCI_MEMORY_RANGE_MASK);
+  }
+  for (let i = 0; i < PCI_STD_NUM_BARS; i++) {
+    if ((rd32(fn, PCI_BASE_ADDRESS_0 + 4 * i) & PCI_BASE_ADDRESS_MEM_MASK) !== 0) return true;
+  }
+  return false;
 }
 
 // ---- pci.c: ACS ----

@@ -1,6 +1,8 @@
 import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
 import { createContext } from "../../src/base/context.js";
+import { OK } from "../../src/base/result.js";
+import { DeviceModel } from "../../src/bus/driver-core.js";
 import {
   PCI_ACS_CR,
   PCI_ACS_EC,
@@ -16,23 +18,28 @@ import {
   pciAtsPageAligned,
   pciAtsQueueDepth,
   pciAtsSupported,
+  pciClearMaster,
   pciDevId,
   pciDevIsExternalFacing,
   pciDevIsMultifunction,
   pciDevIsUntrusted,
   pciDevsAreDmaAliases,
   pciDisableAts,
+  pciDisableDevice,
   pciDisablePasid,
   pciDisablePri,
   pciDmaAliasDevfns,
   pciEetlpPrefixMax,
   pciEnableAcs,
   pciEnableAts,
+  pciEnableDevice,
+  pciEnableDeviceMem,
   pciEnablePasid,
   pciEnablePri,
   pciFindCapability,
   pciFindExtCapability,
   pciForEachDmaAlias,
+  pciIsEnabled,
   pciMaxPasids,
   pciName,
   pciPasidEnabled,
@@ -43,14 +50,19 @@ import {
   pciPriEnabled,
   pciPriSupported,
   pciResetPri,
+  pciSetMaster,
   pciUpstreamBridge,
   REQ_ACS_FLAGS,
 } from "../../src/bus/pci.js";
+import { createPciBus, pciScanHost } from "../../src/bus/pci-dev.js";
 import { PciHost } from "../../src/hw/pci/host.js";
 import type { AcsBit } from "../../src/hw/pci/options.js";
 import {
   PCI_ACS_CTRL,
   PCI_ATS_CTRL,
+  PCI_COMMAND,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
   PCI_PRI_ALLOC_REQ,
   PCI_PRI_CTRL,
   PCI_PRI_STATUS,
@@ -529,5 +541,96 @@ describe("ATS", () => {
     expect(pciAtsQueueDepth(small)).toEqual({ ok: true, value: 4 });
     expect(pciAtsQueueDepth(none)).toEqual({ ok: false, errno: "EINVAL" });
     expect([e, small, none].map(pciAtsPageAligned)).toEqual([true, false, false]);
+  });
+});
+
+describe("pci_enable_device, pci_set_master, pci_disable_device", () => {
+  /**
+   * rp0 → switch (up, dn0) → ep (one BAR), and rp1 → bare (no BAR), scanned into pci_devs with
+   * every Command register cleared, as firmware that leaves decoding to the OS would.
+   */
+  function scanned() {
+    const ctx = createContext();
+    const model = new DeviceModel(ctx);
+    const bus = createPciBus();
+    model.busRegister(bus);
+    const h = new PciHost(ctx);
+    const sw = h.addRootPort({ name: "rp0" }).addSwitch({ name: "sw", downstream: [{}] });
+    sw.port(0).addEndpoint({ name: "ep", bars: [0x4000] });
+    h.addRootPort({ name: "rp1" }).addEndpoint({ name: "bare" });
+    h.enumerate();
+    pciScanHost(model, bus, h);
+    for (const fn of h.functions()) fn.config.write(PCI_COMMAND, 2, 0);
+    const dev = (name: string) => bus.pciDevOf(h.function(name))!;
+    const cmd = (name: string) => h.function(name).config.read(PCI_COMMAND, 2);
+    return { ctx, dev, cmd, fns: h.functions() };
+  }
+  const MEM = PCI_COMMAND_MEMORY;
+  const MASTER = PCI_COMMAND_MASTER;
+
+  it("the first enable turns on memory decoding and enables every upstream bridge as a bus master; later ones count", () => {
+    const { dev, cmd, fns } = scanned();
+    const ep = dev("ep");
+    expect(pciEnableDevice(ep)).toEqual(OK);
+    expect(ep.enableCnt).toBe(1);
+    expect(pciIsEnabled(ep)).toBe(true);
+    expect(cmd("ep")).toBe(MEM);
+    expect(ep.isBusmaster).toBe(false);
+    const path = fns.filter(
+      (f) => f.name !== "ep" && !f.name.startsWith("rp1") && f.name !== "bare",
+    );
+    expect(path.length).toBe(3); // rp0, the switch's upstream and downstream ports
+    for (const f of path) {
+      const d = dev(f.name);
+      expect([f.name, d.enableCnt, d.isBusmaster, cmd(f.name)]).toEqual([
+        f.name,
+        1,
+        true,
+        MEM | MASTER,
+      ]);
+    }
+    expect(dev("rp1").enableCnt).toBe(0);
+    expect(cmd("rp1")).toBe(0);
+    expect(pciEnableDeviceMem(ep)).toEqual(OK);
+    expect(ep.enableCnt).toBe(2);
+    // Another device below the same bridges does not enable them again.
+    expect(dev("rp0").enableCnt).toBe(1);
+  });
+
+  it("a function with nothing to decode gets no Memory Space; an enabled bridge that is not a bus master only becomes one", () => {
+    const { dev, cmd } = scanned();
+    const rp1 = dev("rp1");
+    pciEnableDevice(rp1);
+    pciClearMaster(rp1);
+    expect([rp1.enableCnt, rp1.isBusmaster, cmd("rp1") & MASTER]).toEqual([1, false, 0]);
+    pciEnableDevice(dev("bare"));
+    expect(cmd("bare")).toBe(0);
+    expect([rp1.enableCnt, rp1.isBusmaster, cmd("rp1") & MASTER]).toEqual([1, true, MASTER]);
+  });
+
+  it("bus mastering follows set/clear; the last disable turns it off (Memory Space stays), an extra one warns", () => {
+    const { ctx, dev, cmd } = scanned();
+    const ep = dev("ep");
+    pciEnableDevice(ep);
+    pciEnableDevice(ep);
+    pciSetMaster(ep);
+    expect([ep.isBusmaster, cmd("ep")]).toEqual([true, MEM | MASTER]);
+    pciClearMaster(ep);
+    expect([ep.isBusmaster, cmd("ep")]).toEqual([false, MEM]);
+    pciSetMaster(ep);
+    pciDisableDevice(ep);
+    expect([ep.enableCnt, ep.isBusmaster, cmd("ep")]).toEqual([1, true, MEM | MASTER]);
+    pciDisableDevice(ep);
+    expect([ep.enableCnt, ep.isBusmaster, cmd("ep")]).toEqual([0, false, MEM]);
+    expect(ctx.warnings.list()).toEqual([]);
+    pciDisableDevice(ep);
+    expect(ep.enableCnt).toBe(-1);
+    expect(ctx.warnings.take().map((w) => [w.site, w.message])).toEqual([
+      ["pci_disable_device", `${ep.name}: disabling already-disabled device`],
+    ]);
+    expect((ep.toJSON() as { pci: unknown }).pci).toMatchObject({
+      enable_cnt: -1,
+      is_busmaster: false,
+    });
   });
 });

@@ -19,6 +19,7 @@ import { SimError } from "../../base/errors.js";
 import { type Json, jsonAddr } from "../../base/json.js";
 import { err, OK, ok, type Result } from "../../base/result.js";
 import { XArray } from "../../base/xarray.js";
+import { pciDisableDevice, pciEnableDevice } from "../../bus/pci.js";
 import type { PciDev } from "../../bus/pci-dev.js";
 import type { DmaCoherent } from "../../dma/coherent.js";
 import type { DmaApi } from "../../dma/mapping.js";
@@ -46,7 +47,7 @@ import { IOMMU_PASID_INVALID } from "../../iommu/constants.js";
 import type { IommuCore } from "../../iommu/core.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 import { IOMMU_SVA_BIND_SUPERVISOR, type IommuSva } from "../../iommu/sva.js";
-import { IdxdRegs, pciEnableDeviceMem } from "./idxd-regs.js";
+import { IdxdRegs } from "./idxd-regs.js";
 
 /** What the idxd driver reaches in the machine: the IOMMU core, the DMA API, memory, MMIO. */
 export interface IdxdEnv {
@@ -436,12 +437,19 @@ export class IdxdDevice {
   }
 }
 
-/** Sets up the function for the driver: memory decode, the BARs, bus mastering. */
+/**
+ * The start of idxd_pci_probe: pci_enable_device, then the register BAR (pci_iomap: without a
+ * mapping, ENOMEM and the device disabled again). The caller disables the device on any later
+ * failure and at remove.
+ */
 export function idxdMapDevice(env: IdxdEnv, pdev: PciDev): Result<IdxdDevice> {
+  const enabled = pciEnableDevice(pdev);
+  if (!enabled.ok) return enabled;
   const bridge = env.bridges.find((b) => b.host === pdev.fn.host);
-  // pcim_iomap: no mapping of the registers, no device.
-  if (bridge === undefined) return err("ENOMEM");
-  pciEnableDeviceMem(pdev.fn);
+  if (bridge === undefined) {
+    pciDisableDevice(pdev);
+    return err("ENOMEM");
+  }
   const regs = new IdxdRegs(env.core.ctx, bridge, pdev.fn, pdev.name);
   return ok(new IdxdDevice(env, pdev, regs));
 }

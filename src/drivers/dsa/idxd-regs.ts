@@ -1,7 +1,6 @@
 // The idxd driver's view of one DSA-like function: its two BARs reached through the root
-// complex (CPU MMIO over the host's IO bridge, like ioread32/iowrite32 on a pcim_iomap'ed BAR),
-// the command interface (idxd_cmd_exec: write CMD, wait until CMDSTS is no longer active) and
-// the PCI enable bits the driver sets (pcim_enable_device, pci_set_master, pci_disable_device).
+// complex (CPU MMIO over the host's IO bridge, like ioread32/iowrite32 on a pci_iomap'ed BAR),
+// and the command interface (idxd_cmd_exec: write CMD, wait until CMDSTS is no longer active).
 //
 // Waiting: the kernel sleeps until the command-completion interrupt. Here nothing runs behind
 // the caller's back, so "waiting" is letting the machine run its deferred work (the device's
@@ -19,7 +18,6 @@ import {
   DSA_REG,
 } from "../../hw/endpoints/dsa-regs.js";
 import type { IoBridge } from "../../hw/pci/io-bridge.js";
-import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from "../../hw/pci/regs.js";
 import type { PciFunction } from "../../hw/pci/topology.js";
 
 const CMD_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
@@ -90,22 +88,4 @@ export class IdxdRegs {
     });
     return status;
   }
-}
-
-/** `pcim_enable_device`: Memory Space Enable. */
-export function pciEnableDeviceMem(fn: PciFunction): void {
-  const cmd = fn.config.read(PCI_COMMAND, 2);
-  if ((cmd & PCI_COMMAND_MEMORY) === 0) fn.config.write(PCI_COMMAND, 2, cmd | PCI_COMMAND_MEMORY);
-}
-
-/** `pci_set_master`. */
-export function pciSetMaster(fn: PciFunction): void {
-  const cmd = fn.config.read(PCI_COMMAND, 2);
-  if ((cmd & PCI_COMMAND_MASTER) === 0) fn.config.write(PCI_COMMAND, 2, cmd | PCI_COMMAND_MASTER);
-}
-
-/** `pci_disable_device`: bus mastering off (the device can no longer DMA). */
-export function pciDisableDevice(fn: PciFunction): void {
-  const cmd = fn.config.read(PCI_COMMAND, 2);
-  if ((cmd & PCI_COMMAND_MASTER) !== 0) fn.config.write(PCI_COMMAND, 2, cmd & ~PCI_COMMAND_MASTER);
 }

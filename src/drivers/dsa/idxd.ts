@@ -1,19 +1,21 @@
 // The idxd PCI driver (drivers/dma/idxd/init.c) for the DSA-like engine, in the order the kernel
 // runs it:
-//   probe:  pcim_enable_device + pcim_iomap (registers, portals), dma_set_mask_and_coherent(64),
-//           idxd_device_init_reset, SVA (the `sva` parameter: user PASIDs, and kernel DMA with
-//           PASID through idxd_enable_system_pasid), idxd_read_caps, pci_set_master, then what
+//   probe:  pci_enable_device + pci_iomap (registers, portals), dma_set_mask_and_coherent(64),
+//           pci_set_master, idxd_device_init_reset, SVA (the `sva` parameter: user PASIDs, and
+//           kernel DMA with PASID through idxd_enable_system_pasid), idxd_read_caps, then what
 //           accel-config does at boot: Enable Device and each configured WQ (a kernel WQ gets its
 //           completion records from dma_alloc_coherent; a user WQ gets its character device);
 //   remove: open user files revoked (Drain PASID, unbind), WQs disabled and their memory freed,
 //           Disable Device, idxd_disable_system_pasid (detach, free the PASID), pci_disable_device.
 // The driver uses the DMA API (driver_managed_dma = false): the driver core has the group's
-// default domain in use (iommu_device_use_default_domain) before probe runs.
+// default domain in use (iommu_device_use_default_domain) before probe runs. A probe that fails
+// after the enable disables the device again (pci_disable_device), like idxd_pci_probe's unwind.
 
 import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import { err, OK, type Result } from "../../base/result.js";
 import type { BusType, Device, DeviceDriver } from "../../bus/device.js";
+import { pciDisableDevice, pciSetMaster } from "../../bus/pci.js";
 import { devIsPci } from "../../bus/pci-dev.js";
 import { DMA_BIT_MASK } from "../../dma/constants.js";
 import { PCI_DEVICE_ID, PCI_VENDOR_ID } from "../../hw/pci/regs.js";
@@ -24,7 +26,6 @@ import {
   type IdxdOptions,
   idxdMapDevice,
 } from "./idxd-device.js";
-import { pciDisableDevice, pciSetMaster } from "./idxd-regs.js";
 
 export const PCI_VENDOR_ID_INTEL = 0x8086;
 /** `PCI_DEVICE_ID_INTEL_DSA_SPR0`, the ID the DSA-like function reports. */
@@ -59,9 +60,16 @@ export class IdxdDriver implements DeviceDriver {
     if (!mapped.ok) return mapped;
     const idxd = mapped.value;
     const mask = this.env.dma.setMaskAndCoherent(dev, DMA_BIT_MASK(64));
-    if (!mask.ok) return mask;
+    if (!mask.ok) {
+      pciDisableDevice(dev);
+      return mask;
+    }
+    pciSetMaster(dev);
     const reset = idxd.initReset();
-    if (!reset.ok) return reset;
+    if (!reset.ok) {
+      pciDisableDevice(dev);
+      return reset;
+    }
     if (this.options.sva ?? true) {
       idxd.userPasidEnabled = true;
       const r = idxd.enableSystemPasid(this.options.supervisorSva ?? false);
@@ -71,11 +79,10 @@ export class IdxdDriver implements DeviceDriver {
       idxd.log("warn", "User forced SVA off via module param.");
     }
     idxd.readCaps();
-    pciSetMaster(dev.fn);
     const enabled = idxd.enable();
     if (!enabled.ok) {
       if (idxd.pasidEnabled) idxd.disableSystemPasid();
-      pciDisableDevice(dev.fn);
+      pciDisableDevice(dev);
       return enabled;
     }
     const wqs = this.options.wqs ?? IDXD_DEFAULT_WQS;
@@ -101,7 +108,7 @@ export class IdxdDriver implements DeviceDriver {
     }
     idxd.disable();
     if (idxd.pasidEnabled) idxd.disableSystemPasid();
-    pciDisableDevice(idxd.pdev.fn);
+    pciDisableDevice(idxd.pdev);
     this.#devices.delete(dev);
   }
 

@@ -1,5 +1,5 @@
 // A driver for the e1000-like NIC that uses nothing but the DMA API (e1000_main.c, reduced):
-//   probe:  pci_enable_device_mem, the BAR, pci_set_master, dma_set_mask_and_coherent (64 bits,
+//   probe:  pci_enable_device_mem, pci_set_master, the BAR, dma_set_mask_and_coherent (64 bits,
 //           else 32: "No usable DMA config, aborting"), the device reset (CTRL.RST), then what
 //           e1000_open does: both rings from dma_alloc_coherent, TX and RX ring registers, every
 //           RX descriptor but one given a buffer mapped with dma_map_single(FROM_DEVICE), RDT,
@@ -12,7 +12,8 @@
 //           descriptors unmapped, their data read by the CPU and handed up, the ring refilled
 //           with freshly mapped buffers and RDT advanced;
 //   remove: receive and transmit off, reset, every buffer unmapped and freed, the rings freed
-//           with dma_free_coherent, pci_disable_device.
+//           with dma_free_coherent, pci_disable_device (also on every probe failure after the
+//           enable).
 // Whatever the group's default domain is — DMA (strict), DMA-FQ (lazy) or identity — the driver
 // is the same; the DMA API decides what a DMA address is and when an unmapped one stops working.
 
@@ -20,6 +21,7 @@ import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import { err, OK, type Result } from "../../base/result.js";
 import type { BusType, Device, DeviceDriver } from "../../bus/device.js";
+import { pciDisableDevice, pciEnableDeviceMem, pciSetMaster } from "../../bus/pci.js";
 import { devIsPci, type PciDev } from "../../bus/pci-dev.js";
 import {
   DMA_BIT_MASK,
@@ -46,13 +48,7 @@ import {
 } from "../../hw/endpoints/nic.js";
 import type { FrameAllocator, PhysicalMemory } from "../../hw/memory.js";
 import type { IoBridge } from "../../hw/pci/io-bridge.js";
-import {
-  PCI_COMMAND,
-  PCI_COMMAND_MASTER,
-  PCI_COMMAND_MEMORY,
-  PCI_DEVICE_ID,
-  PCI_VENDOR_ID,
-} from "../../hw/pci/regs.js";
+import { PCI_DEVICE_ID, PCI_VENDOR_ID } from "../../hw/pci/regs.js";
 import { E1000_DESC_BYTES, type E1000Buffer, E1000Ring } from "./e1000-ring.js";
 
 /** `E1000_TXD_CMD_IFCS`: insert the frame check sequence. */
@@ -463,17 +459,20 @@ export class NicDriver implements DeviceDriver {
 
   probe(dev: Device): Result {
     if (!devIsPci(dev)) return err("ENODEV");
-    const fn = dev.fn;
-    // pci_enable_device_mem, then the BAR (pci_ioremap_bar fails → -EIO in e1000_probe).
-    fn.config.write(PCI_COMMAND, 2, fn.config.read(PCI_COMMAND, 2) | PCI_COMMAND_MEMORY);
-    const bridge = this.env.bridges.find((b) => b.host === fn.host);
-    if (bridge === undefined) return err("EIO");
-    fn.config.write(PCI_COMMAND, 2, fn.config.read(PCI_COMMAND, 2) | PCI_COMMAND_MASTER);
+    const enabled = pciEnableDeviceMem(dev);
+    if (!enabled.ok) return enabled;
+    pciSetMaster(dev);
+    // The register BAR (pci_ioremap_bar fails → -EIO in e1000_probe).
+    const bridge = this.env.bridges.find((b) => b.host === dev.fn.host);
+    if (bridge === undefined) {
+      pciDisableDevice(dev);
+      return err("EIO");
+    }
     const dma = this.env.dma;
     if (!dma.setMaskAndCoherent(dev, DMA_BIT_MASK(64)).ok) {
       const r = dma.setMaskAndCoherent(dev, DMA_BIT_MASK(32));
       if (!r.ok) {
-        disableDevice(dev);
+        pciDisableDevice(dev);
         return r;
       }
     }
@@ -482,7 +481,7 @@ export class NicDriver implements DeviceDriver {
     adapter.ew32(NIC_REG.CTRL, CTRL_RST);
     const up = adapter.open();
     if (!up.ok) {
-      disableDevice(dev);
+      pciDisableDevice(dev);
       return up;
     }
     this.#adapters.set(dev, adapter);
@@ -493,7 +492,7 @@ export class NicDriver implements DeviceDriver {
     const adapter = this.#adapters.get(dev);
     if (adapter === undefined) return;
     adapter.close();
-    disableDevice(adapter.pdev);
+    pciDisableDevice(adapter.pdev);
     this.#adapters.delete(dev);
   }
 
@@ -505,12 +504,6 @@ export class NicDriver implements DeviceDriver {
   toJSON(): Json {
     return { driver: this.name, adapters: [...this.#adapters.values()].map((a) => a.toJSON()) };
   }
-}
-
-/** `pci_disable_device`: bus mastering off. */
-function disableDevice(dev: PciDev): void {
-  const c = dev.fn.config;
-  c.write(PCI_COMMAND, 2, c.read(PCI_COMMAND, 2) & ~PCI_COMMAND_MASTER);
 }
 
 function ringBytes(count: number): bigint {

@@ -11,6 +11,11 @@ import { dsaMachine, kernelBuffer, pattern } from "./fixture.js";
 describe("idxd probe", () => {
   it("enables the device, a dedicated kernel WQ with the system PASID and a shared user WQ", () => {
     const r = dsaMachine();
+    expect([r.dev.enableCnt, r.dev.isBusmaster, r.dev.fn.busMasterEnabled]).toEqual([
+      1,
+      true,
+      true,
+    ]);
     const idxd = r.idxd;
     expect(idxd.state).toBe("enabled");
     expect(idxd.pasidEnabled).toBe(true);
@@ -185,6 +190,7 @@ describe("teardown", () => {
     expect(r.driver.idxdOf(r.dev)).toBeUndefined();
     expect(r.hw.enabled).toBe(false);
     expect(r.dev.fn.busMasterEnabled).toBe(false);
+    expect([r.dev.enableCnt, r.dev.isBusmaster]).toEqual([0, false]);
     expect(group.toJSON()).toMatchObject({ owner_cnt: 0, pasid_array: [] });
     expect(r.m.core.toJSON()).toMatchObject({ global_pasids: [] });
     expect(r.m.programmedPasids(r.dev)).toEqual([]);

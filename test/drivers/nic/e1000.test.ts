@@ -137,6 +137,26 @@ describe("remove", () => {
   });
 });
 
+describe("PCI enable", () => {
+  it("probe enables the device once and makes it a bus master; remove and a failed probe leave it disabled", () => {
+    const r = nicMachine();
+    const state = () => [r.dev.enableCnt, r.dev.isBusmaster, r.dev.fn.busMasterEnabled];
+    expect(state()).toEqual([1, true, true]);
+    expect(r.dev.upstreamBridgeDev!.enableCnt).toBe(1);
+    r.m.unbindDriver(r.dev);
+    expect(state()).toEqual([0, false, false]);
+    // No memory for the rings: e1000_open fails and the probe disables the device again.
+    const hog: number[] = [];
+    for (let p = r.m.frames.alloc(); p >= 0; p = r.m.frames.alloc()) hog.push(p);
+    expect(r.m.model.deviceDriverAttach(r.driver, r.dev).ok).toBe(false);
+    expect(state()).toEqual([0, false, false]);
+    for (const p of hog) r.m.frames.free(p);
+    expect(r.m.model.deviceDriverAttach(r.driver, r.dev).ok).toBe(true);
+    expect(state()).toEqual([1, true, true]);
+    expect(r.m.ctx.warnings.list()).toEqual([]);
+  });
+});
+
 describe("a NIC behind an external-facing port (untrusted)", () => {
   it("sub-page buffers cannot be mapped without bounce buffers: RX refill stops, TX frames are dropped", () => {
     const r = nicMachine({
