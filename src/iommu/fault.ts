@@ -41,6 +41,9 @@ export type IommuPageResponseCode =
   | typeof IOMMU_PAGE_RESP_INVALID
   | typeof IOMMU_PAGE_RESP_FAILURE;
 
+/** The codes' names without the prefix, indexed by code: SUCCESS, INVALID, FAILURE. */
+export const IOMMU_PAGE_RESP_NAMES = ["SUCCESS", "INVALID", "FAILURE"] as const;
+
 /** `struct iommu_page_response`. */
 export interface IommuPageResponse {
   readonly pasid: number;

@@ -20,14 +20,13 @@ import {
   IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
+  IOMMU_PAGE_RESP_NAMES,
   type IommuFault,
   type IommuPageResponseCode,
 } from "./fault.js";
 import { IommuFaultParam, IopfGroupRecord, IopfQueue, pasidOf } from "./iopf-queue.js";
 import { iommuAttachHandleGet } from "./pasid.js";
 import type { CoreState } from "./state.js";
-
-const CODE_NAMES = ["SUCCESS", "INVALID", "FAILURE"] as const;
 
 /** `iopf_queue_alloc(name)`: a queue with its work queue `iopf_queue/<name>`. */
 export function iopfQueueAlloc(s: CoreState, name: string): IopfQueue {
@@ -299,6 +298,6 @@ function traceResponse(
     device: dev.name,
     pasid: evt.prm.pasid,
     grpid: evt.prm.grpid,
-    code: CODE_NAMES[code],
+    code: IOMMU_PAGE_RESP_NAMES[code],
   });
 }

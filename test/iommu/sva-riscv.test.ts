@@ -22,6 +22,7 @@ import {
   IOMMU_READ,
   IOMMU_WRITE,
 } from "../../src/iommu/constants.js";
+import { IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS } from "../../src/iommu/fault.js";
 import { IOMMU_SVA_BIND_SUPERVISOR } from "../../src/iommu/sva.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import {
@@ -181,6 +182,14 @@ describe("I/O page faults end to end on the RISC-V IOMMU", () => {
     expect(pageRequest(m, pasid, A + 0x3000n, true)).toBe("success");
     unwrap(vmMunmap(m.mm, A + 0x3000n, 0x1000n));
     expect(pageRequest(m, pasid, A + 0x3000n, true)).toBe("invalid");
+    // The driver's page-response log has the three, with the core's codes.
+    expect(
+      m.io.iommu.pageResponses.map((r) => [r.dev, r.pasid, r.grpid, r.code, r.withPasid]),
+    ).toEqual([
+      [m.pdev.name, pasid, 0, IOMMU_PAGE_RESP_INVALID, true],
+      [m.pdev.name, pasid, 0, IOMMU_PAGE_RESP_SUCCESS, true],
+      [m.pdev.name, pasid, 0, IOMMU_PAGE_RESP_INVALID, true],
+    ]);
     m.invariants();
   });
 });

@@ -42,7 +42,6 @@ import {
   type PendingPageRequest,
   pageRequestEvent,
   pageResponse,
-  prgResponseCode,
   Ratelimit,
   sendPrgResponse,
 } from "./fault.js";
@@ -312,7 +311,7 @@ export class RiscvIommuDriver {
   #pageResponse(dev: Device, evt: IommuFault, msg: IommuPageResponse): void {
     const info = infoOf(dev);
     if (info === null) return;
-    pageResponse(info, evt, msg);
+    pageResponse(dev, info, evt, msg);
   }
 
   // ---------------------------------------------------------------- queue records
@@ -337,7 +336,7 @@ export class RiscvIommuDriver {
     if (dev === null || info === null) {
       // Nobody to handle it: a group's last request is answered at once.
       if (rec.last) {
-        sendPrgResponse(iommu, rec.did, -1, rec.prgi, prgResponseCode(IOMMU_PAGE_RESP_INVALID));
+        sendPrgResponse(iommu, dev, rec.did, rec.pid, false, rec.prgi, IOMMU_PAGE_RESP_INVALID);
       }
       return;
     }

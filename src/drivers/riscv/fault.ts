@@ -11,7 +11,8 @@
 // RESPONSE_NEEDS_PASID, grpid, perm, addr) for the device, delivered to the IOPF entry point
 // installed in the driver, or held in the driver's list of pending requests. A request from an
 // unknown device_id that ends a group is answered Invalid Request at once. `page_response`
-// becomes ATS.PRGR + IOFENCE.C.
+// becomes ATS.PRGR + IOFENCE.C. Every response sent is logged on the instance
+// (`pageResponses`, in its JSON view as `page_responses`).
 
 import { hex } from "../../base/bits.js";
 import { formatResult } from "../../base/result.js";
@@ -31,6 +32,7 @@ import {
   IOMMU_PAGE_RESP_INVALID,
   type IommuFault,
   type IommuPageResponse,
+  type IommuPageResponseCode,
 } from "../../iommu/fault.js";
 import type { RiscvIommuInfo } from "./context.js";
 import type { RiscvIommuDevice } from "./iommu.js";
@@ -159,29 +161,31 @@ export function prgResponseCode(code: number): number {
 }
 
 /**
- * ATS.PRGR to `did` for PRG `grpid`, with the PASID when `pasid` >= 0, then IOFENCE.C
- * (riscv page_response).
+ * ATS.PRGR to `did` for PRG `grpid` with the response `code`, carrying `pasid` when `withPasid`,
+ * then IOFENCE.C (riscv page_response); logged in the instance's `pageResponses` with `dev`.
  */
 export function sendPrgResponse(
   iommu: RiscvIommuDevice,
+  dev: Device | null,
   did: number,
   pasid: number,
+  withPasid: boolean,
   grpid: number,
-  prgCode: number,
+  code: IommuPageResponseCode,
 ): void {
   const cmd = new RiscvIommuCommand();
-  iommu.cmdSend(cmd.atsPrgr(did, pasid, grpid, prgCode));
+  iommu.cmdSend(cmd.atsPrgr(did, withPasid ? pasid : -1, grpid, prgResponseCode(code)));
   iommu.cmdSync();
+  iommu.pageResponses.push({ dev: dev?.name ?? null, did, pasid, withPasid, grpid, code });
 }
 
 /** `ops->page_response(dev, evt, msg)`. */
-export function pageResponse(info: RiscvIommuInfo, evt: IommuFault, msg: IommuPageResponse): void {
+export function pageResponse(
+  dev: Device,
+  info: RiscvIommuInfo,
+  evt: IommuFault,
+  msg: IommuPageResponse,
+): void {
   const withPasid = (evt.prm.flags & IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID) !== 0;
-  sendPrgResponse(
-    info.iommu,
-    info.requesterId,
-    withPasid ? msg.pasid : -1,
-    msg.grpid,
-    prgResponseCode(msg.code),
-  );
+  sendPrgResponse(info.iommu, dev, info.requesterId, msg.pasid, withPasid, msg.grpid, msg.code);
 }

@@ -23,6 +23,7 @@ import { type PagingMode, SV39, SV48, SV57 } from "../../hw/pgtable/modes.js";
 import type { InterruptSink } from "../../hw/riscv-iommu/interrupts.js";
 import type { RiscvIommu } from "../../hw/riscv-iommu/iommu.js";
 import type { IommuCore } from "../../iommu/core.js";
+import { IOMMU_PAGE_RESP_NAMES, type IommuPageResponseCode } from "../../iommu/fault.js";
 import type { IopfQueue } from "../../iommu/iopf-queue.js";
 import { IommuDevice } from "../../iommu/ops.js";
 import { DeviceDirectory } from "./directory.js";
@@ -102,6 +103,31 @@ export interface FaultLogEntry {
   readonly reported: string;
 }
 
+/** One page response the driver sent (ATS.PRGR): the kernel's code, and to whom. */
+export interface RiscvPageResponse {
+  /** The device the response went to, or null when its device_id has none (the driver answered). */
+  readonly dev: string | null;
+  /** The device_id (requester ID) the command carried. */
+  readonly did: number;
+  /** The response's PASID (`iommu_page_response.pasid`); sent only when `withPasid`. */
+  readonly pasid: number;
+  readonly withPasid: boolean;
+  readonly grpid: number;
+  readonly code: IommuPageResponseCode;
+}
+
+/** A page response as JSON: `{dev, did, pasid, with_pasid, grpid, code: SUCCESS|INVALID|FAILURE}`. */
+export function pageResponseJSON(r: RiscvPageResponse): Json {
+  return {
+    dev: r.dev,
+    did: hex(r.did),
+    pasid: r.pasid,
+    with_pasid: r.withPasid,
+    grpid: r.grpid,
+    code: IOMMU_PAGE_RESP_NAMES[r.code],
+  };
+}
+
 const DEFAULT_MSI_ADDRESS = 0x2800_0000n;
 const KERNEL_CQ_COUNT = 8192;
 const KERNEL_FQ_COUNT = 4096;
@@ -146,6 +172,8 @@ export class RiscvIommuDevice extends IommuDevice {
   readonly faultLog: FaultLogEntry[] = [];
   faultsSeen = 0;
   faultLogDropped = 0;
+  /** Every page response sent (ATS.PRGR), oldest first: what the mock's `pageResponses` is. */
+  readonly pageResponses: RiscvPageResponse[] = [];
   /** Queue error events cleared by the handlers (cqmf/cmd_to/cmd_ill, fqmf/fqof, pqmf/pqof). */
   readonly queueErrors = { cq: 0, fq: 0, pq: 0 };
   /** IOFENCE.C that did not complete (the kernel's "command execution timeout"). */
@@ -714,6 +742,7 @@ export class RiscvIommuDevice extends IommuDevice {
           dropped_from_log: this.faultLogDropped,
           log: this.faultLog.map(faultLogJSON),
         },
+        page_responses: this.pageResponses.map(pageResponseJSON),
         queue_errors: { ...this.queueErrors },
         sync_timeouts: this.syncTimeouts,
       },

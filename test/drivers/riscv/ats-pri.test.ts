@@ -16,6 +16,7 @@ import {
   IOMMU_FAULT_PERM_PRIV,
   IOMMU_FAULT_PERM_READ,
   IOMMU_FAULT_PERM_WRITE,
+  IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IOMMU_PAGE_RESP_SUCCESS,
 } from "../../../src/iommu/fault.js";
@@ -153,6 +154,48 @@ describe("ATS and PRI", () => {
       code: IOMMU_PAGE_RESP_INVALID,
     });
     expect(b.port.responses[1]!.responseCode).toBe(1);
+    // Both are in the instance's page-response log and its JSON view, like the mock's.
+    const sent = { dev: b.pdev.name, did: b.rid, pasid: PASID, withPasid: true, grpid: 7 };
+    expect(b.io.iommu.pageResponses).toEqual([
+      { ...sent, code: IOMMU_PAGE_RESP_SUCCESS },
+      { ...sent, code: IOMMU_PAGE_RESP_INVALID },
+    ]);
+    const view = b.io.iommu.toJSON() as { driver_state: { page_responses: unknown } };
+    const json = { dev: b.pdev.name, did: `0x${b.rid.toString(16)}`, pasid: PASID, grpid: 7 };
+    expect(view.driver_state.page_responses).toEqual([
+      { ...json, with_pasid: true, code: "SUCCESS" },
+      { ...json, with_pasid: true, code: "INVALID" },
+    ]);
+  });
+
+  it("a response to a request that did not ask for its PASID back is logged without it", () => {
+    const b = dsa();
+    bind(b);
+    b.hw.pageRequest(request(b.rid, { prgIndex: 3 }));
+    b.ctx.scheduler.settle();
+    const p = b.driver.pageRequests[0]!;
+    const fault = {
+      ...p.fault,
+      prm: { ...p.fault.prm, flags: p.fault.prm.flags & ~IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID },
+    };
+    b.driver.ops.pageResponse!(b.pdev, fault, {
+      pasid: PASID,
+      grpid: 3,
+      code: IOMMU_PAGE_RESP_FAILURE,
+    });
+    expect(b.port.responses).toEqual([
+      { deviceId: b.rid, pasidValid: false, pasid: 0, prgIndex: 3, responseCode: 0xf },
+    ]);
+    expect(b.io.iommu.pageResponses).toEqual([
+      {
+        dev: b.pdev.name,
+        did: b.rid,
+        pasid: PASID,
+        withPasid: false,
+        grpid: 3,
+        code: IOMMU_PAGE_RESP_FAILURE,
+      },
+    ]);
   });
 
   it("an installed IOPF entry point receives the events instead of the driver's list", () => {
