@@ -40,6 +40,7 @@ import {
   type ResvTypeName,
   withIommuDriver,
 } from "./description.js";
+import { MachineDeviceDrivers } from "./device-drivers.js";
 import { MachineEndpoints } from "./endpoints.js";
 import type { IommuCapName, MockIommuOptions } from "./iommu-options.js";
 import { machineDescription } from "./load.js";
@@ -113,7 +114,7 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   const mocks = new Map<string, MockIommuDriver>();
   for (const i of desc.iommus) {
     if (i.options.driver === "mock") {
-      mocks.set(i.name, new MockIommuDriver(core, mockConfig(desc, i, i.options.mock)));
+      mocks.set(i.name, new MockIommuDriver(core, mockConfig(i, i.options.mock)));
     }
   }
   const machinePci = new MachinePci(pci, desc);
@@ -125,8 +126,17 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
       throw new InputError(`pci: the hierarchy cannot be built: ${e.message}`);
     throw e;
   }
-  refuseLateSegmentHotplug(desc, machinePci);
+  // The device models are the hardware behind the functions: there from the start.
   const endpoints = new MachineEndpoints(machinePci, desc, memory);
+  endpoints.attachPresent();
+  const deviceDrivers = new MachineDeviceDrivers({
+    core,
+    dma,
+    memory,
+    frames,
+    bridges: endpoints.bridges,
+    pci,
+  });
   const mm = new MmSubsystem(ctx, memory, frames, { nrCpus: desc.cpus });
   // Supervisor SVA binds (seed 003) bind this machine's init_mm.
   core.setMmSubsystem(mm);
@@ -142,6 +152,7 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     endpoints,
     mm,
     dma,
+    deviceDrivers,
     iommus,
     createPlatformDevice,
     checks: [coreInvariants],
@@ -162,14 +173,13 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     if (d.present) model.deviceAdd(dev);
   }
   const iommuNodes = new Map([...hwdevs].map(([n, hw]) => [n, hw.fw.node]));
-  machinePci.scan(model, iommuNodes, desc.iommus.length > 0);
+  endpoints.followHotplug();
   // Firmware reserved regions of PCI functions (ACPI RMR / DT memory-region), known before any
-  // IOMMU probes the devices.
-  for (const d of desc.devices) {
-    if (d.bus !== "pci" || !d.present) continue;
-    const dev = machinePci.pciDev(d.name)!;
-    for (const r of d.reservedRegions) dev.fw.addResvRegion(resvRegion(r));
-  }
+  // IOMMU probes the devices, hot-plugged ones included.
+  const pciDescs = new Map(desc.devices.flatMap((d) => (d.bus === "pci" ? [[d.name, d]] : [])));
+  machinePci.scan(model, iommuNodes, desc.iommus.length > 0, (fn, fw) => {
+    for (const r of pciDescs.get(fn.name)?.reservedRegions ?? []) fw.addResvRegion(resvRegion(r));
+  });
 
   for (const i of desc.iommus) {
     const hwdev = hwdevs.get(i.name)!;
@@ -181,8 +191,6 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
     // The kernel logs a failed IOMMU probe and boots on without it.
     else machine.bootLog.push(`iommu_device_register(${i.name}) failed: -${up.iommu.errno}`);
   }
-  // The device models come up behind their IOMMUs, so their ports connect at once.
-  endpoints.attachPresent();
   // Deferred driver probes (triggered by each registration) run now.
   ctx.scheduler.settle();
   return machine;
@@ -253,25 +261,6 @@ function registerIommu(
   };
 }
 
-/**
- * A function hot-added behind a RISC-V IOMMU on a PCI segment other than 0 would be probed with
- * its bare RID as device_id (the OS scan knows no iommu-map base), so its DMA would miss its
- * device context: refused until the PCI scan takes the firmware's iommu-map base.
- */
-function refuseLateSegmentHotplug(desc: MachineDescription, pci: MachinePci): void {
-  const riscv = new Set(desc.iommus.filter((i) => i.driver === "riscv").map((i) => i.name));
-  for (const d of desc.devices) {
-    if (d.bus !== "pci" || d.present || d.iommu === null || !riscv.has(d.iommu)) continue;
-    const segment = pci.segmentOf(d.name) ?? 0;
-    if (segment !== 0) {
-      throw new InputError(
-        `devices.${d.name}: a hot-pluggable device behind a RISC-V IOMMU must sit on PCI segment 0000 (${d.iommu} translates segment ${segment.toString(16).padStart(4, "0")})`,
-        d.loc,
-      );
-    }
-  }
-}
-
 /** `pasid_bits` as the RISC-V IOMMU's process-directory capabilities. */
 function pdCapabilities(bits: number): { PD8: boolean; PD17: boolean; PD20: boolean } {
   return { PD8: bits >= 8, PD17: bits >= 17, PD20: bits >= 20 };
@@ -295,29 +284,7 @@ const CAPS: Readonly<Record<IommuCapName, number>> = {
   dirty_tracking: IOMMU_CAP.DIRTY_TRACKING,
 };
 
-/**
- * `device_group` of a mock instance: `pci_device_group` when it translates PCI functions (as
- * real drivers do for PCI devices), `generic_device_group` for platform devices. The mock driver
- * has one strategy per instance, so one instance cannot translate both kinds yet.
- */
-function groupStrategy(desc: MachineDescription, i: IommuDescription): "pci" | "generic" {
-  const devs = desc.devices.filter((d) => d.iommu === i.name);
-  // (The RISC-V driver, like real drivers, groups each device by its bus.)
-  const pci = devs.filter((d) => d.bus === "pci");
-  if (pci.length > 0 && pci.length < devs.length) {
-    throw new InputError(
-      `iommus.${i.name}: the mock driver groups either PCI functions (pci_device_group) or platform devices (generic_device_group), not both on one instance`,
-      i.loc,
-    );
-  }
-  return pci.length > 0 ? "pci" : "generic";
-}
-
-function mockConfig(
-  desc: MachineDescription,
-  i: IommuDescription,
-  o: MockIommuOptions,
-): MockIommuConfig {
+function mockConfig(i: IommuDescription, o: MockIommuOptions): MockIommuConfig {
   const defType =
     o.defDomainType === "identity"
       ? IOMMU_DOMAIN_IDENTITY
@@ -334,7 +301,8 @@ function mockConfig(
     defaultDomain: o.defaultDomain,
     releaseDomain: o.releaseDomain,
     ...(defType === undefined ? {} : { defDomainType: defType }),
-    deviceGroup: o.deviceGroup === "single" ? "single" : groupStrategy(desc, i),
+    // Real drivers' device_group: pci_device_group for PCI functions, else generic_device_group.
+    deviceGroup: o.deviceGroup === "single" ? "single" : "bus",
     pagingOp: o.pagingOp,
     capabilities: o.capabilities.map((c) => CAPS[c] as (typeof IOMMU_CAP)[keyof typeof IOMMU_CAP]),
     claimBus: null,

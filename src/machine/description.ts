@@ -124,6 +124,22 @@ export interface DriverBinding {
   readonly driverManagedDma: boolean;
 }
 
+/**
+ * The device drivers the machine has (src/drivers): the device model each one drives and
+ * whether it manages DMA itself. Any other name is a name-only driver (a DMA-API user that does
+ * nothing but bind).
+ */
+export const DEVICE_DRIVERS: Readonly<
+  Record<string, { readonly endpoint: EndpointModel | null; readonly driverManagedDma: boolean }>
+> = {
+  /** drivers/dma/idxd: the DSA-like engine (src/drivers/dsa). */
+  idxd: { endpoint: "dsa", driverManagedDma: false },
+  /** The e1000-like NIC driver (src/drivers/nic). */
+  nic: { endpoint: "nic", driverManagedDma: false },
+  /** vfio-pci (src/drivers/vfio): any PCI endpoint, handed to user space. */
+  "vfio-pci": { endpoint: null, driverManagedDma: true },
+};
+
 export const ENDPOINT_MODELS = ["none", "test", "nic", "dsa"] as const;
 export type EndpointModel = (typeof ENDPOINT_MODELS)[number];
 
@@ -569,20 +585,41 @@ const readResv = refine(resvFields, (r) =>
 
 const driverFields = struct({
   name: required(name()),
-  driver_managed_dma: optional(boolean(), false),
+  driver_managed_dma: optional(boolean()),
 });
 
+/** A driver binding; the machine's own drivers bring their own driver_managed_dma. */
 function readDriverBinding(): Reader<DriverBinding | null> {
   const fields = driverFields;
   return (node, path, d) => {
     if (node.kind === "scalar" && node.value === null) return null;
     if (node.kind === "scalar") {
       const n = name()(node, path, d);
-      return n === undefined ? undefined : { name: n, driverManagedDma: false };
+      return n === undefined ? undefined : { name: n, driverManagedDma: knownDma(n) ?? false };
     }
     const f = fields(node, path, d);
-    return f ? { name: f.name, driverManagedDma: f.driver_managed_dma } : undefined;
+    if (!f) return undefined;
+    const known = knownDma(f.name);
+    if (
+      known !== undefined &&
+      f.driver_managed_dma !== undefined &&
+      f.driver_managed_dma !== known
+    ) {
+      d.error(
+        node.loc,
+        childPath(path, "driver_managed_dma"),
+        `the ${f.name} driver ${known ? "manages DMA itself" : "uses the DMA API"}: driver_managed_dma is ${known}`,
+      );
+      return undefined;
+    }
+    return { name: f.name, driverManagedDma: f.driver_managed_dma ?? known ?? false };
   };
+}
+
+function knownDma(driver: string): boolean | undefined {
+  return Object.hasOwn(DEVICE_DRIVERS, driver)
+    ? DEVICE_DRIVERS[driver]!.driverManagedDma
+    : undefined;
 }
 
 const DEVFN = /^([0-9a-f]{1,2})\.([0-7])$/i;
@@ -958,13 +995,6 @@ function crossCheck(
           );
       }
     }
-    if (!dev.present && dev.reservedRegions.length > 0) {
-      d.error(
-        at(dev, "reserved_regions"),
-        childPath(p, "reserved_regions"),
-        "firmware reserved regions are for devices present at boot, not hot-plugged ones",
-      );
-    }
     if (!dev.present && parent?.type !== "root_port" && parent?.type !== "switch_downstream") {
       d.error(
         at(dev, "present"),
@@ -1040,6 +1070,19 @@ function checkDrivers(path: string, d: Diagnostics, devices: readonly DeviceDesc
   const seen = new Map<string, DeviceDescription>();
   for (const dev of devices) {
     if (dev.driver === null) continue;
+    const known = Object.hasOwn(DEVICE_DRIVERS, dev.driver.name)
+      ? DEVICE_DRIVERS[dev.driver.name]!
+      : undefined;
+    const where = childPath(childPath(childPath(path, "devices"), dev.name), "driver");
+    if (known !== undefined && dev.bus !== "pci") {
+      d.error(at(dev, "driver"), where, `${dev.driver.name} is a PCI driver`);
+    } else if (known?.endpoint != null && dev.endpoint !== known.endpoint) {
+      d.error(
+        at(dev, "driver"),
+        where,
+        `the ${dev.driver.name} driver drives an "endpoint: ${known.endpoint}" device (${dev.name} has "${dev.endpoint}")`,
+      );
+    }
     const key = `${dev.bus}/${dev.driver.name}`;
     const prev = seen.get(key);
     if (!prev) seen.set(key, dev);

@@ -17,7 +17,7 @@ import { NicDevice } from "../hw/endpoints/nic.js";
 import { TestDevice } from "../hw/endpoints/test-device.js";
 import type { PhysicalMemory } from "../hw/memory.js";
 import { IoBridge } from "../hw/pci/io-bridge.js";
-import type { PciFabric } from "../hw/pci/topology.js";
+import type { PciFabric, PciFunction } from "../hw/pci/topology.js";
 import type { TranslationAgent } from "../hw/pci/translation-agent.js";
 import type { MachineDescription, PciFunctionDescription } from "./description.js";
 import type { MachinePci } from "./pci.js";
@@ -48,10 +48,32 @@ export class MachineEndpoints {
     );
   }
 
-  /** Puts `agent` (an IOMMU's hardware) in front of the hosts `iommu` translates. */
+  /**
+   * Puts `agent` (an IOMMU's hardware) in front of the hosts `iommu` translates, and connects
+   * the message ports of the models already there (ATS invalidations, PRG responses) to it.
+   */
   setTranslationAgent(iommu: string, agent: TranslationAgent): void {
     for (const { host, iommu: name } of this.#pci.hosts) {
-      if (name === iommu) host.setTranslationAgent(agent);
+      if (name !== iommu) continue;
+      host.setTranslationAgent(agent);
+      // Re-attaching a model makes the bridge connect every model of the host to the new agent.
+      const first = [...this.#models.values()].find((m) => m.fn.host === host);
+      if (first !== undefined) {
+        first.bridge.detach(first.fn);
+        first.bridge.attach(first.fn, first);
+      }
+    }
+  }
+
+  /**
+   * Creates the model of every function a hot plug adds, before the OS scans them (so a driver
+   * probing the new device finds its registers). Call before the OS's scan subscribes.
+   */
+  followHotplug(): void {
+    for (const { host } of this.#pci.hosts) {
+      host.onHotplug((e) => {
+        if (e.op === "add") for (const fn of e.device.functions()) this.#attachFunction(fn);
+      });
     }
   }
 
@@ -67,18 +89,21 @@ export class MachineEndpoints {
   }
 
   /**
-   * Creates the models of every present described function that has one (after firmware
-   * enumeration and after the IOMMUs are in place, so their ports connect at once).
+   * Creates the models of every present described function that has one: the hardware is there
+   * once firmware has enumerated it, before the OS scans it and before any IOMMU registers.
    */
   attachPresent(): void {
-    for (const name of this.#descs.keys()) this.attach(name);
+    for (const name of this.#descs.keys()) {
+      const fn = this.#pci.fn(name);
+      if (fn !== undefined) this.#attachFunction(fn);
+    }
   }
 
-  /** Creates the model of `name` (a function just plugged in); nothing for other functions. */
-  attach(name: string): void {
+  /** Creates the model behind a described function; nothing for other functions. */
+  #attachFunction(fn: PciFunction): void {
+    const name = fn.name;
     const d = this.#descs.get(name);
-    const fn = this.#pci.fn(name);
-    if (d === undefined || fn === undefined || this.#models.has(name)) return;
+    if (d === undefined || this.#models.has(name)) return;
     if (!this.#dmaHosts.has(fn.host)) return;
     const bridge = this.bridges.find((b) => b.host === fn.host)!;
     const opts = { name };

@@ -9,7 +9,7 @@ import type { SimContext } from "../base/context.js";
 import { SimError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
 import type { Result } from "../base/result.js";
-import type { BusType, Device, DeviceDriver } from "../bus/device.js";
+import type { BusType, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import { devIsPci } from "../bus/pci-dev.js";
 import type { IommuProgrammingView } from "../check/invariants.js";
@@ -24,11 +24,13 @@ import { Cpu } from "../mm/cpu.js";
 import { initMm, KernelMm } from "../mm/init-mm.js";
 import type { MmSubsystem } from "../mm/mm-types.js";
 import { ProcessTable } from "../mm/process.js";
-import type {
-  IommuDescription,
-  MachineDescription,
-  PlatformDeviceDescription,
+import {
+  DEVICE_DRIVERS,
+  type IommuDescription,
+  type MachineDescription,
+  type PlatformDeviceDescription,
 } from "./description.js";
+import { type DriverFit, type MachineDeviceDrivers, MachineDriver } from "./device-drivers.js";
 import type { MachineEndpoints } from "./endpoints.js";
 import type { MachinePci } from "./pci.js";
 
@@ -46,22 +48,6 @@ export interface MachineIommu {
   readonly riscv: RiscvIommuSetup | null;
   /** What the driver programmed per device (for invariants and `programmed_*` expectations). */
   readonly programming: IommuProgrammingView | null;
-}
-
-/** A device driver the machine registered (bound at boot, or by a `bind_driver` step). */
-export class MachineDriver implements DeviceDriver {
-  /** Device names the driver binds to by itself (its id table, as it were). */
-  readonly matches = new Set<string>();
-
-  constructor(
-    readonly name: string,
-    readonly bus: BusType,
-    readonly driverManagedDma: boolean,
-  ) {}
-
-  match(dev: Device): boolean {
-    return this.matches.has(describedName(dev));
-  }
 }
 
 /**
@@ -89,6 +75,8 @@ export interface MachineParts {
   readonly mm: MmSubsystem;
   /** The DMA API (dma-iommu and dma-direct), installed at boot. */
   readonly dma: DmaApi;
+  /** The device drivers (idxd, nic, vfio-pci). */
+  readonly deviceDrivers: MachineDeviceDrivers;
   /** Creates a fresh (not yet added) platform device for a described one. */
   readonly createPlatformDevice: (desc: PlatformDeviceDescription) => Device;
   /** Invariant checkers; each returns the violations it finds. */
@@ -107,6 +95,8 @@ export class Machine {
   readonly endpoints: MachineEndpoints;
   readonly mm: MmSubsystem;
   readonly dma: DmaApi;
+  /** The device drivers the description's `driver:` names bind (idxd, nic, vfio-pci). */
+  readonly deviceDrivers: MachineDeviceDrivers;
   /** Processes (spawn, fork, exit, wait). */
   readonly processes: ProcessTable;
   /** The hart running the processes' loads and stores. */
@@ -132,6 +122,7 @@ export class Machine {
     this.endpoints = parts.endpoints;
     this.mm = parts.mm;
     this.dma = parts.dma;
+    this.deviceDrivers = parts.deviceDrivers;
     this.processes = new ProcessTable(parts.mm);
     this.cpu = new Cpu(parts.mm);
     this.#iommus = parts.iommus;
@@ -171,21 +162,46 @@ export class Machine {
     this.#platform.set(name, dev);
   }
 
-  /** @internal the builder registers the boot drivers. */
-  driver(name: string, bus: BusType, driverManagedDma: boolean): MachineDriver {
+  /**
+   * The driver registered under `name` on `bus`, registered now if it is new: one of the
+   * machine's device drivers (DEVICE_DRIVERS), or a name-only driver. `driverManagedDma`
+   * defaults to the device driver's own (false for a name-only driver).
+   */
+  driver(name: string, bus: BusType, driverManagedDma?: boolean): MachineDriver {
+    const known = Object.hasOwn(DEVICE_DRIVERS, name) ? DEVICE_DRIVERS[name] : undefined;
+    const dmd = driverManagedDma ?? known?.driverManagedDma ?? false;
     let drv = this.#drivers.find((d) => d.name === name && d.bus === bus);
     if (drv) {
-      if (drv.driverManagedDma !== driverManagedDma) {
+      if (drv.driverManagedDma !== dmd) {
         throw new SimError(
           `driver ${name} is registered with driver_managed_dma=${drv.driverManagedDma}`,
         );
       }
       return drv;
     }
-    drv = new MachineDriver(name, bus, driverManagedDma);
+    const impl = this.deviceDrivers.implementation(name, bus);
+    if (impl !== null && (impl.driverManagedDma ?? false) !== dmd) {
+      throw new SimError(`the ${name} driver has driver_managed_dma=${!dmd}`);
+    }
+    drv = new MachineDriver(name, bus, dmd, impl, describedName, (dev) =>
+      this.#driverFit(name, dev),
+    );
     this.#drivers.push(drv);
     this.model.driverRegister(drv);
     return drv;
+  }
+
+  /**
+   * idxd and nic drive their device models (none behind a mock IOMMU: they bind name-only there);
+   * vfio-pci hands any PCI endpoint to user space.
+   */
+  #driverFit(driver: string, dev: Device): DriverFit {
+    const endpoint = DEVICE_DRIVERS[driver]?.endpoint ?? null;
+    if (endpoint === null) return "drive";
+    const name = describedName(dev);
+    const d = this.description.devices.find((x) => x.name === name);
+    if (d?.endpoint !== endpoint) return "unsupported";
+    return this.endpoints.model(name) === undefined ? "name-only" : "drive";
   }
 
   drivers(): readonly MachineDriver[] {
@@ -203,8 +219,8 @@ export class Machine {
     if (!desc) throw new SimError(`no device "${name}" in the machine description`);
     if (this.device(name)?.registered) throw new SimError(`device ${name} is already present`);
     if (desc.bus === "pci") {
+      // The device models come with the hardware, before the OS scans it (endpoints).
       this.pci.plug(name);
-      for (const n of this.pci.slotOf(name)) this.endpoints.attach(n);
       return;
     }
     const dev = this.#createPlatformDevice(desc);
@@ -233,7 +249,7 @@ export class Machine {
    * Binds a driver to a device (sysfs `bind`, `device_driver_attach`), registering the driver on
    * the device's bus the first time its name is used.
    */
-  bindDriver(dev: Device, name: string, driverManagedDma = false): Result {
+  bindDriver(dev: Device, name: string, driverManagedDma?: boolean): Result {
     if (!dev.registered) throw new SimError(`device ${dev.name} is not present`);
     const drv = this.driver(name, dev.bus, driverManagedDma);
     return this.model.deviceDriverAttach(drv, dev);
@@ -326,6 +342,7 @@ export class Machine {
         bus: d.bus.name,
         driver_managed_dma: d.driverManagedDma,
       })),
+      device_drivers: this.deviceDrivers.toJSON(),
       groups: core.groups ?? [],
       domains: core.domains ?? [],
       global_pasids: core.global_pasids ?? [],

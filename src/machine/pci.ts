@@ -5,7 +5,7 @@
 
 import type { SimContext } from "../base/context.js";
 import type { DeviceModel } from "../bus/driver-core.js";
-import type { FwNode } from "../bus/firmware.js";
+import type { FirmwareDescription, FwNode } from "../bus/firmware.js";
 import { pciEnableAcs } from "../bus/pci.js";
 import { type PciBusType, type PciDev, pciScanHost } from "../bus/pci-dev.js";
 import { DSA_MMIO_BAR_SIZE, DSA_PORTAL_STRIDE } from "../hw/endpoints/dsa-regs.js";
@@ -107,9 +107,16 @@ export class MachinePci {
 
   /**
    * @internal the OS side: ACS is enabled on every function (the IOMMU driver's
-   * `pci_request_acs`, applied by `pci_acs_init` at scan), then each host is scanned.
+   * `pci_request_acs`, applied by `pci_acs_init` at scan), then each host is scanned, now and at
+   * every hot plug, with what firmware says about each function: its `iommu-map` entry and
+   * whatever `firmware` adds (reserved regions).
    */
-  scan(model: DeviceModel, iommuNodes: ReadonlyMap<string, FwNode>, requestAcs: boolean): void {
+  scan(
+    model: DeviceModel,
+    iommuNodes: ReadonlyMap<string, FwNode>,
+    requestAcs: boolean,
+    firmware: (fn: PciFunction, fw: FirmwareDescription) => void,
+  ): void {
     for (const { host, iommu } of this.hosts) {
       if (requestAcs) {
         for (const f of host.functions()) pciEnableAcs(f);
@@ -120,31 +127,13 @@ export class MachinePci {
       }
       pciScanHost(model, this.bus, host, {
         iommu: iommu === null ? null : (iommuNodes.get(iommu) ?? null),
+        firmware: (fn, fw) => {
+          iommuMapBase(host.segment, fw);
+          firmware(fn, fw);
+        },
       });
-      this.#iommuMapBase(host);
     }
   }
-
-  /**
-   * The firmware's `iommu-map` of a host bridge on segment S maps each RID to the device_id its
-   * root complex sends the IOMMU: (S << 16) | RID (the IO bridge's tagging, and what the RISC-V
-   * driver's ATS commands put in DSEG). The OS scan records plain RIDs, so the machine, acting
-   * as firmware, adds the segment before any IOMMU probes the functions (boot time only: a
-   * function hot-added on a segment other than 0 is refused by the builder).
-   */
-  #iommuMapBase(host: PciHost): void {
-    if (host.segment === 0) return;
-    for (const fn of host.functions()) {
-      const fw = this.bus.pciDevOf(fn)?.fw;
-      if (fw?.iommus) {
-        fw.iommus = {
-          fwnode: fw.iommus.fwnode,
-          ids: fw.iommus.ids.map((id) => (host.segment << 16) | id),
-        };
-      }
-    }
-  }
-
   /** The PCI segment of the host bridge a described function or bridge sits below. */
   segmentOf(name: string): number | undefined {
     const d = this.#descs.find((x) => x.name === name);
@@ -215,6 +204,17 @@ export class MachinePci {
         : parent.addPcieToPciBridge(opts),
     );
   }
+}
+
+/**
+ * The firmware's `iommu-map` of a host bridge on segment S maps each RID to the device_id its
+ * root complex sends the IOMMU: (S << 16) | RID (the IO bridge's tagging, and what the RISC-V
+ * driver's ATS commands put in DSEG). The scan's link holds plain RIDs (and DMA aliases); the
+ * map's base adds the segment, at boot and for hot-plugged functions alike.
+ */
+function iommuMapBase(segment: number, fw: FirmwareDescription): void {
+  if (segment === 0 || fw.iommus === null) return;
+  fw.iommus = { fwnode: fw.iommus.fwnode, ids: fw.iommus.ids.map((id) => (segment << 16) | id) };
 }
 
 function rootPort(

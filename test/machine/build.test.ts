@@ -226,11 +226,22 @@ describe("buildMachine", () => {
         "r.yaml:1:90: iommus.io.options.capabilities.PAS: expected an integer in 32..56, got the number 99",
       ].join("\n"),
     );
-    const mixed = parseMachineDescription(
-      "extends: single-mock\ndevices: {p: {bus: platform}}\n",
-      "mixed.yaml",
+  });
+
+  it("one mock instance translates PCI functions and platform devices, each grouped by its bus", () => {
+    const m = buildMachine(
+      parseMachineDescription(
+        "extends: single-mock\ndevices: {p: {bus: platform}, q: {bus: platform}}\n",
+        "mixed.yaml",
+      ),
     );
-    expect(() => buildMachine(mixed)).toThrow(/groups either PCI functions .* or platform devices/);
+    const group = (n: string) => m.core.groupOf(m.device(n)!)!;
+    expect(m.device("dev0")!.iommu!.iommuDev).toBe(m.iommu("iommu0")!.instance);
+    expect(m.device("p")!.iommu!.iommuDev).toBe(m.iommu("iommu0")!.instance);
+    // pci_device_group for the function (the root port is its own group), a new group per
+    // platform device (generic_device_group).
+    expect(new Set([group("rp0"), group("dev0"), group("p"), group("q")]).size).toBe(4);
+    expect(m.checkInvariants()).toEqual([]);
   });
 
   it("a capability set the RISC-V IOMMU hardware cannot have is an input error", () => {
@@ -262,6 +273,7 @@ describe("buildMachine", () => {
       "dma",
       "mms",
       "drivers",
+      "device_drivers",
       "groups",
       "domains",
       "global_pasids",

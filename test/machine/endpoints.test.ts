@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { InputError } from "../../src/base/errors.js";
 import { unwrap } from "../../src/base/result.js";
 import { DsaDevice } from "../../src/hw/endpoints/dsa.js";
 import { NicDevice } from "../../src/hw/endpoints/nic.js";
@@ -148,17 +147,41 @@ describe("machine endpoints", () => {
     );
   });
 
-  it("refuses a hot-plug slot behind a RISC-V IOMMU off segment 0000", () => {
+  it("hot plug behind a RISC-V IOMMU off segment 0000: the firmware's iommu-map base reaches the late device", () => {
     const desc = machineDescription({
       extends: "default",
       pci: { rp9: { type: "root_port", slot: 9, acs: true } },
-      devices: { late: { parent: "rp9", iommu: "iommu1", present: false } },
+      devices: {
+        late: {
+          parent: "rp9",
+          iommu: "iommu1",
+          present: false,
+          endpoint: "test",
+          reserved_regions: [{ type: "direct", start: "0xb0000000", size: "64K" }],
+        },
+      },
     });
-    expect(() => buildMachine(desc)).toThrow(InputError);
-    expect(() => buildMachine(desc)).toThrow(
-      "devices.late: a hot-pluggable device behind a RISC-V IOMMU must sit on PCI segment 0000 (iommu1 translates segment 0001)",
-    );
-    // The mock driver has no DMA hardware: the same machine boots.
+    const m = buildMachine(desc);
+    m.hotAdd("late");
+    const late = testDevice(m, "late");
+    const dev = m.device("late")!;
+    const rid = m.endpoints.bridgeOf("late")!.requesterId(late.fn);
+    // The fwspec carries (segment << 16) | RID, what the root complex tags the DMA with.
+    expect(rid >>> 16).toBe(1);
+    expect(dev.iommu!.fwspec!.ids).toEqual([rid]);
+    // The firmware's reserved region came with the device: a 1:1 mapping, require_direct.
+    expect(dev.iommu!.requireDirect).toBe(true);
+    const domain = m.core.getDomainForDev(dev)!;
+    expect(m.core.iovaToPhys(domain, 0xb000_8000n)).toBe(0xb000_8000n);
+    // Its DMA finds its device context: a DMA-API mapping is honoured, an unmapped IOVA faults.
+    const frame = m.frames.alloc();
+    m.memory.writeBytes(BigInt(frame) << 12n, new Uint8Array([4, 2]));
+    const iova = m.dma.mapSingle(dev, BigInt(frame) << 12n, 0x1000n, 1);
+    expect([...late.read(iova, 2).data]).toEqual([4, 2]);
+    expect(late.read(0x7000_0000n, 1).result).toBe("CA translation-fault read_page_fault");
+    m.settle();
+    expect(faultLog(m, "iommu1").map((f) => f.record.did)).toEqual([rid]);
+    // The mock driver has no DMA hardware: the same machine boots without models.
     expect(buildMachine(desc, { driver: "mock" }).bootLog).toEqual([]);
   });
 

@@ -46,17 +46,22 @@ export const MACHINE_ACTIONS: readonly FunctionSpec<Machine>[] = [
     area: "machine",
     params: {
       dev: DEV,
-      driver: param(TEXT, { doc: "driver name (registered on first use)" }),
-      driver_managed_dma: param(BOOL, { optional: true, doc: "default false" }),
+      driver: param(TEXT, {
+        doc: "driver name (registered on first use): idxd, nic, vfio-pci are the machine's device drivers, any other name a name-only driver",
+      }),
+      driver_managed_dma: param(BOOL, {
+        optional: true,
+        doc: "default: the device driver's own (vfio-pci true), else false",
+      }),
     },
     returns: returnsResult("void"),
     ts: "machine.bindDriver(dev, driver, driver_managed_dma)",
-    doc: "Binds a driver (sysfs bind → device_driver_attach → really_probe → dma_configure). EBUSY if a driver is bound or (without driver_managed_dma) the group is owned.",
+    doc: "Binds a driver (sysfs bind → device_driver_attach → really_probe → dma_configure, then the driver's probe). EBUSY if a driver is bound or (without driver_managed_dma) the group is owned; ENODEV if the device is not one the driver drives; the driver's probe errors.",
     call: (m, a) =>
       m.bindDriver(
         a.dev as Device,
         a.driver as string,
-        (a.driver_managed_dma as boolean | undefined) ?? false,
+        a.driver_managed_dma as boolean | undefined,
       ),
   },
   {
