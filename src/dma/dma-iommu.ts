@@ -465,8 +465,7 @@ export function iommuDmaUnmapPage(
 ): "strict" | "lazy" | null {
   const domain = dmaDomainOf(s, dev);
   const c = liveCookie(domain);
-  const phys = s.core.iovaToPhys(domain, (BigInt(dmaPfn) << 12n) | BigInt(off));
-  if (phys === 0n) {
+  if (s.core.iovaToPhysPfn(domain, dmaPfn) < 0) {
     s.warnOn(true, "iommu_dma_unmap_page", `${dev.name}: unmapping an unmapped IOVA`);
     return null;
   }

@@ -153,14 +153,7 @@ export class IovaFlushQueue {
     fq.pages[idx] = pages;
     fq.counters[idx] = this.startCnt;
     this.queued++;
-    if (this.#timer === null) {
-      this.#timerCpu = cpu;
-      this.#timer = this.#clock.schedule(
-        this.options.fqTimeout * 1_000_000,
-        `${this.#label}: fq_flush_timeout`,
-        () => this.#flushTimeout(),
-      );
-    }
+    if (this.#timer === null) this.#armTimer(cpu);
   }
 
   /** `iommu_dma_free_fq`: stops the timer; queued IOVAs go with the IOVA domain. */
@@ -228,6 +221,19 @@ export class IovaFlushQueue {
     }
     this.freed += n;
     return n;
+  }
+
+  /**
+   * `mod_timer(&cookie->fq_timer, …)` on `cpu`. Its own method: a closure inside queueIova would
+   * make every call allocate a context for `this`, armed or not.
+   */
+  #armTimer(cpu: number): void {
+    this.#timerCpu = cpu;
+    this.#timer = this.#clock.schedule(
+      this.options.fqTimeout * 1_000_000,
+      `${this.#label}: fq_flush_timeout`,
+      () => this.#flushTimeout(),
+    );
   }
 
   /** `fq_flush_timeout`: one flush, then every ring frees what it covers. */

@@ -67,6 +67,7 @@ import { IoasidAllocator } from "./ioasid.js";
 import type { IopfQueue } from "./iopf-queue.js";
 import {
   iommuIovaToPhys,
+  iommuIovaToPhysPfn,
   iommuMap,
   iommuMapPfn,
   iommuSetFaultHandler,
@@ -560,6 +561,11 @@ export class IommuCore {
   /** `iommu_iova_to_phys(domain, iova)` (0 = not mapped). */
   iovaToPhys(domain: IommuDomain, iova: bigint): bigint {
     return iommuIovaToPhys(this.s, domain, iova);
+  }
+
+  /** `iommu_iova_to_phys` by 4 KiB page number (BigInt-free): the physical page, or -1. */
+  iovaToPhysPfn(domain: IommuDomain, iovaPfn: number): number {
+    return iommuIovaToPhysPfn(this.s, domain, iovaPfn);
   }
 
   /** `iommu_set_fault_handler(domain, handler, token)`. */

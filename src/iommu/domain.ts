@@ -103,6 +103,8 @@ export interface IommuDomainOps {
   iotlbSync?(domain: IommuDomain, gather: IotlbGather): void;
   /** 0 when `iova` is not mapped. */
   iovaToPhys?(domain: IommuDomain, iova: bigint): bigint;
+  /** iova_to_phys by 4 KiB page number, BigInt-free: the physical page, or -1 when unmapped. */
+  iovaToPhysPfn?(domain: IommuDomain, iovaPfn: number): number;
   enforceCacheCoherency?(domain: IommuDomain): boolean;
   free?(domain: IommuDomain): void;
 }

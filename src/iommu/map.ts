@@ -342,6 +342,21 @@ export function iommuIovaToPhys(_s: CoreState, domain: IommuDomain, iova: bigint
 }
 
 /**
+ * `iommu_iova_to_phys` by page number (BigInt-free, for the DMA map/unmap path): the physical
+ * page `iovaPfn` maps to, or -1. A driver without `iovaToPhysPfn` is asked through its bigint
+ * op (0 = not mapped).
+ */
+export function iommuIovaToPhysPfn(_s: CoreState, domain: IommuDomain, iovaPfn: number): number {
+  domain.assertLive("iommu_iova_to_phys");
+  if (domain.type === IOMMU_DOMAIN_IDENTITY) return iovaPfn;
+  if (domain.type === IOMMU_DOMAIN_BLOCKED) return -1;
+  const ops = domain.ops;
+  if (ops?.iovaToPhysPfn !== undefined) return ops.iovaToPhysPfn(domain, iovaPfn);
+  const phys = ops?.iovaToPhys?.(domain, BigInt(iovaPfn) << 12n) ?? 0n;
+  return phys === 0n ? -1 : Number(phys >> 12n);
+}
+
+/**
  * `iommu_set_fault_handler`: install the legacy per-domain handler; refused (WARN) when the
  * domain's cookie is already used for something else.
  */

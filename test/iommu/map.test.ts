@@ -190,6 +190,22 @@ describe("iommu_iova_to_phys", () => {
     unwrap(b.core.map(dom, 0x1000n, 0x9000n, 0x1000n, RW));
     expect(b.core.iovaToPhys(dom, 0x1abcn)).toBe(0x9abcn);
   });
+
+  it("the page-number form: identity 1:1, blocked -1, a driver without iovaToPhysPfn through its bigint op", () => {
+    const b = platBed({ staticIdentity: true });
+    const d = b.dev("d");
+    expect(b.core.iovaToPhysPfn(b.mock.identityDomain!, 0xdead_b)).toBe(0xdead_b);
+    expect(b.core.iovaToPhysPfn(b.mock.blockedDomain!, 0xdead_b)).toBe(-1);
+    const dom = unwrap(b.core.pagingDomainAlloc(d));
+    expect(dom.ops?.iovaToPhysPfn).toBeUndefined();
+    expect(b.core.iovaToPhysPfn(dom, 1)).toBe(-1);
+    unwrap(b.core.map(dom, 0x20_0000n, 0x40_0000n, SZ_2M, RW));
+    expect(b.core.iovaToPhysPfn(dom, 0x201)).toBe(0x401);
+    expect(b.core.iovaToPhysPfn(dom, 0x3ff)).toBe(0x5ff);
+    expect(b.core.iovaToPhysPfn(dom, 0x400)).toBe(-1);
+    b.core.domainFree(dom);
+    expect(() => b.core.iovaToPhysPfn(dom, 0x201)).toThrow(/use after free/);
+  });
 });
 
 describe("legacy fault reporting", () => {

@@ -344,6 +344,11 @@ export class RiscvPagingDomain extends RiscvFirstStageDomain {
     return this.pgtable.iovaToPhys(iova);
   }
 
+  /** riscv_iommu_iova_to_phys by page number: the 4 KiB physical page, or -1. */
+  iovaToPhysPfn(iovaPfn: number): number {
+    return this.pgtable.lookupPpn(iovaPfn);
+  }
+
   /** riscv_iommu_free_paging_domain. */
   free(): void {
     this.releaseFirstStage("riscv_iommu_free_paging_domain");

@@ -95,6 +95,7 @@ export class RiscvIommuDriver {
       iotlbSync: (d, gather) => paging(d).iotlbSync(gather),
       flushIotlbAll: (d) => paging(d).flushIotlbAll(),
       iovaToPhys: (d, iova) => paging(d).iovaToPhys(iova),
+      iovaToPhysPfn: (d, iovaPfn) => paging(d).iovaToPhysPfn(iovaPfn),
       free: (d) => paging(d).free(),
     };
     this.#svaOps = {

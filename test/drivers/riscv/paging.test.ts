@@ -74,6 +74,27 @@ describe("paging domains", () => {
     expect(b.core.iovaToPhys(b.dom, 0x11234n)).toBe(PA + 0x1234n);
   });
 
+  it("iova_to_phys by page number (the driver's iovaToPhysPfn): 4 KiB and 2 MiB leaves, -1 elsewhere", () => {
+    const b = attached();
+    expect(b.dom.ops?.iovaToPhysPfn).toBeDefined();
+    expect(b.core.map(b.dom, 0x10000n, PA, 0x2000n, RW)).toEqual(OK);
+    expect(b.core.map(b.dom, 0x40_0000n, PA + 0x20_0000n, 0x20_0000n, RW)).toEqual(OK);
+    const pa = Number(PA >> 12n);
+    for (const [iovaPfn, ppn] of [
+      [0x10, pa],
+      [0x11, pa + 1],
+      [0x12, -1],
+      [0x400, pa + 0x200],
+      [0x5ff, pa + 0x3ff],
+      [0x600, -1],
+      [2 ** 45, -1],
+    ]) {
+      expect([iovaPfn, b.core.iovaToPhysPfn(b.dom, iovaPfn!)]).toEqual([iovaPfn, ppn]);
+      const phys = b.core.iovaToPhys(b.dom, BigInt(iovaPfn!) << 12n);
+      expect(phys === 0n ? -1 : Number(phys >> 12n)).toBe(ppn);
+    }
+  });
+
   it("read-only mappings refuse device writes (write page fault, cause 15)", () => {
     const b = attached();
     expect(b.core.map(b.dom, 0x10000n, PA, 0x1000n, IOMMU_READ)).toEqual(OK);
