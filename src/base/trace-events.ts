@@ -204,6 +204,19 @@ export interface TraceEventMap {
   "mm:vunmap": { addr: bigint; pages: number };
   /** The CPUs' flush of a kernel range (no mmu notifier hears it). */
   "mm:flush_tlb_kernel_range": { start: bigint; end: bigint };
+
+  // ---- checks (system "check"); track = the device ----
+  /** An isolation-oracle finding (src/check/oracle.ts); pa/expected null when there is none. */
+  "check:isolation": {
+    kind: string;
+    category: string;
+    rid: number;
+    pasid: number | null;
+    iova: bigint;
+    access: string;
+    pa: bigint | null;
+    expected: bigint | null;
+  };
 }
 
 export type TraceEventName = keyof TraceEventMap;
