@@ -23,6 +23,11 @@ function dmaCapable(limit: AddrLimit, pfn: number, off: number, size: number): b
   return limit.covers(endPfn, endOff);
 }
 
+/** The kernel's "DMA addr %pad+%zu overflow" of a mapping the mask does not reach. */
+function overflow(pfn: number, off: number, size: number): string {
+  return `DMA addr 0x${((BigInt(pfn) << 12n) | BigInt(off)).toString(16)}+${size} overflow`;
+}
+
 /** `dma_direct_map_page`: the physical page, or DMA_MAPPING_ERROR_PFN when beyond the mask. */
 export function dmaDirectMapPage(
   s: DmaState,
@@ -37,7 +42,7 @@ export function dmaDirectMapPage(
     s.warnOnce(
       true,
       "dma_direct_map_page",
-      `${dev.name}: DMA addr 0x${((BigInt(pfn) << 12n) | BigInt(off)).toString(16)}+${size} overflow (mask ${mask.toString(16)}, bus limit 0).`,
+      `${dev.name}: ${overflow(pfn, off, size)} (mask ${mask.toString(16)}, bus limit 0).`,
     );
     return DMA_MAPPING_ERROR_PFN;
   }
@@ -53,12 +58,7 @@ export function dmaDirectMapResource(
   size: number,
 ): number {
   if (!dmaCapable(s.paramsOf(dev).rawMask, pfn, off, size)) {
-    s.log(
-      "err",
-      dev,
-      `DMA addr 0x${((BigInt(pfn) << 12n) | BigInt(off)).toString(16)}+${size} overflow`,
-      "dma_direct_map_resource",
-    );
+    s.log("err", dev, overflow(pfn, off, size), "dma_direct_map_resource");
     return DMA_MAPPING_ERROR_PFN;
   }
   return pfn;

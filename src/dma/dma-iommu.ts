@@ -436,9 +436,6 @@ export function iommuDmaMapPage(
   attrs: number,
   cpu: number,
 ): number {
-  const domain = dmaDomainOf(s, dev);
-  const c = liveCookie(domain);
-  const prot = dmaInfoToProt(dir, true, attrs);
   if (devIsUntrusted(dev) && (off | (size % 4096)) !== 0) {
     s.log(
       "warn",
@@ -448,7 +445,7 @@ export function iommuDmaMapPage(
     );
     return DMA_MAPPING_ERROR_PFN;
   }
-  return iommuDmaMap(s, dev, domain, c, pfn, off, size, prot, s.paramsOf(dev).mask.pfn, cpu);
+  return iommuDmaMapBelowMask(s, dev, pfn, off, size, dmaInfoToProt(dir, true, attrs), cpu);
 }
 
 /**
@@ -483,9 +480,22 @@ export function iommuDmaMapResource(
   attrs: number,
   cpu: number,
 ): number {
+  const prot = dmaInfoToProt(dir, false, attrs) | IOMMU_MMIO;
+  return iommuDmaMapBelowMask(s, dev, pfn, off, size, prot, cpu);
+}
+
+/** `__iommu_dma_map(dev, phys, size, prot, dma_get_mask(dev))` in the device's DMA domain. */
+function iommuDmaMapBelowMask(
+  s: DmaState,
+  dev: Device,
+  pfn: number,
+  off: number,
+  size: number,
+  prot: number,
+  cpu: number,
+): number {
   const domain = dmaDomainOf(s, dev);
   const c = liveCookie(domain);
-  const prot = dmaInfoToProt(dir, false, attrs) | IOMMU_MMIO;
   return iommuDmaMap(s, dev, domain, c, pfn, off, size, prot, s.paramsOf(dev).mask.pfn, cpu);
 }
 

@@ -39,6 +39,7 @@ import {
   dmaDirectionName,
   type Gfp,
 } from "./constants.js";
+import type { DeviceDmaParams } from "./device-dma.js";
 import {
   dmaDirectAlloc,
   dmaDirectFree,
@@ -63,7 +64,7 @@ import {
 import { iommuDmaAlloc, iommuDmaFree } from "./dma-iommu-alloc.js";
 import { iommuDmaMapSg, iommuDmaUnmapSg } from "./dma-iommu-sg.js";
 import type { Scatterlist, SgTable } from "./scatterlist.js";
-import { DmaState } from "./state.js";
+import { DmaState, type DmaStats } from "./state.js";
 
 export interface DmaApiOptions {
   readonly memory: PhysicalMemory;
@@ -162,6 +163,107 @@ function dmaAddr(pfn: number, off: number): bigint {
   return (BigInt(pfn) << 12n) | BigInt(off);
 }
 
+function checkNents(sgl: readonly Scatterlist[], nents: number, fn: string): void {
+  if (!Number.isInteger(nents) || nents < 1 || nents > sgl.length) {
+    throw new SimError(`${fn}: nents ${nents} for a list of ${sgl.length}`);
+  }
+}
+
+/** The bytes of the first `nents` entries (their CPU-side lengths). */
+function sgBytes(sgl: readonly Scatterlist[], nents: number): number {
+  let bytes = 0;
+  for (let i = 0; i < nents; i++) bytes += sgl[i]!.length;
+  return bytes;
+}
+
+/** The `dma:map` event of one mapping of `kind` (page, resource, sg, alloc). */
+function traceMap(
+  s: DmaState,
+  dev: Device,
+  kind: string,
+  iova: bigint,
+  paddr: bigint,
+  size: bigint,
+  dir: DmaDataDirection,
+  attrs: number,
+): void {
+  s.ctx.trace.emit("dma:map", dev.name, {
+    device: dev.name,
+    kind,
+    iova,
+    paddr,
+    size,
+    dir: dmaDirectionName(dir),
+    attrs,
+  });
+}
+
+/** The `dma:unmap` event; `mode`: strict, lazy, direct, or null when nothing was unmapped. */
+function traceUnmap(
+  s: DmaState,
+  dev: Device,
+  kind: string,
+  iova: bigint,
+  size: bigint,
+  dir: DmaDataDirection,
+  attrs: number,
+  mode: string | null,
+): void {
+  s.ctx.trace.emit("dma:unmap", dev.name, {
+    device: dev.name,
+    kind,
+    iova,
+    size,
+    dir: dmaDirectionName(dir),
+    attrs,
+    mode: mode ?? "none",
+  });
+}
+
+/** What differs between the page and the resource streaming calls: names, paths, counters. */
+interface StreamingKind {
+  readonly kind: "page" | "resource";
+  readonly mapFn: string;
+  readonly unmapFn: string;
+  readonly iommuMap: typeof iommuDmaMapPage;
+  readonly directMap: typeof dmaDirectMapPage;
+  readonly iommuUnmap: typeof iommuDmaUnmapPage;
+  countMap(stats: DmaStats): void;
+  countUnmap(stats: DmaStats): void;
+}
+
+/** dma_map_page_attrs / dma_unmap_page_attrs (and the _single forms). */
+const PAGE: StreamingKind = {
+  kind: "page",
+  mapFn: "dma_map_page_attrs",
+  unmapFn: "dma_unmap_page_attrs",
+  iommuMap: iommuDmaMapPage,
+  directMap: dmaDirectMapPage,
+  iommuUnmap: iommuDmaUnmapPage,
+  countMap: (st) => {
+    st.mapPage++;
+  },
+  countUnmap: (st) => {
+    st.unmapPage++;
+  },
+};
+
+/** dma_map_resource / dma_unmap_resource: MMIO, never swiotlb. */
+const RESOURCE: StreamingKind = {
+  kind: "resource",
+  mapFn: "dma_map_resource",
+  unmapFn: "dma_unmap_resource",
+  iommuMap: iommuDmaMapResource,
+  directMap: dmaDirectMapResource,
+  iommuUnmap: iommuDmaUnmapResource,
+  countMap: (st) => {
+    st.mapResource++;
+  },
+  countUnmap: (st) => {
+    st.unmapResource++;
+  },
+};
+
 export class DmaApi {
   /** @internal the state shared by the DMA layer's files. */
   readonly s: DmaState;
@@ -248,11 +350,8 @@ export class DmaApi {
     if (!Number.isInteger(size) || size < 0 || size > 0xffff_ffff) {
       throw new SimError(`dma_set_max_seg_size: ${size} is not an unsigned int`);
     }
-    const p = this.s.paramsOf(dev);
-    if (this.s.warnOnce(!p.hasParms, "dma_set_max_seg_size", `${dev.name} has no dma_parms`)) {
-      return;
-    }
-    p.maxSegmentSize = size;
+    const p = this.#parms(dev, "dma_set_max_seg_size");
+    if (p !== null) p.maxSegmentSize = size;
   }
 
   /** `dma_get_max_seg_size`. */
@@ -266,11 +365,14 @@ export class DmaApi {
     if ((mask & (mask + 1n)) !== 0n) {
       throw new SimError(`dma_set_seg_boundary: 0x${mask.toString(16)} is not 2^n - 1`);
     }
+    const p = this.#parms(dev, "dma_set_seg_boundary");
+    if (p !== null) p.segmentBoundaryMask = mask;
+  }
+
+  /** The device's parameters when it has `dma_parms`; else `fn` WARNs (once) and null. */
+  #parms(dev: Device, fn: string): DeviceDmaParams | null {
     const p = this.s.paramsOf(dev);
-    if (this.s.warnOnce(!p.hasParms, "dma_set_seg_boundary", `${dev.name} has no dma_parms`)) {
-      return;
-    }
-    p.segmentBoundaryMask = mask;
+    return this.s.warnOnce(!p.hasParms, fn, `${dev.name} has no dma_parms`) ? null : p;
   }
 
   /** `dma_get_seg_boundary`. */
@@ -294,21 +396,9 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): number {
-    checkDmaDirection(dir, "dma_map_page_attrs");
-    checkPfnArgs(pfn, offset, size, "dma_map_page_attrs");
-    const s = this.s;
-    let out: number;
-    if (s.paramsOf(dev).dmaMask === null) {
-      s.warnOnce(true, "dma_map_page_attrs", `${dev.name}: no dma_mask`);
-      out = DMA_MAPPING_ERROR_PFN;
-    } else if (this.useDmaIommu(dev)) {
-      out = iommuDmaMapPage(s, dev, pfn, offset, size, dir, attrs, cpu);
-    } else {
-      out = dmaDirectMapPage(s, dev, pfn, offset, size);
-    }
-    this.#mapped(dev, "page", out, pfn, offset, size, dir, attrs);
-    s.stats.mapPage++;
-    return out;
+    checkDmaDirection(dir, PAGE.mapFn);
+    checkPfnArgs(pfn, offset, size, PAGE.mapFn);
+    return this.#mapPfn(PAGE, dev, pfn, offset, size, dir, attrs, cpu);
   }
 
   /** `dma_unmap_page_attrs` with page numbers: `dmaPfn` and `offset` as `mapPagePfn` gave them. */
@@ -321,14 +411,9 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): void {
-    checkDmaDirection(dir, "dma_unmap_page_attrs");
-    checkPfnArgs(dmaPfn, offset, size, "dma_unmap_page_attrs");
-    const s = this.s;
-    const mode = this.useDmaIommu(dev)
-      ? iommuDmaUnmapPage(s, dev, dmaPfn, offset, size, cpu)
-      : "direct";
-    this.#unmapped(dev, "page", mode, dmaPfn, offset, size, dir, attrs);
-    s.stats.unmapPage++;
+    checkDmaDirection(dir, PAGE.unmapFn);
+    checkPfnArgs(dmaPfn, offset, size, PAGE.unmapFn);
+    this.#unmapPfn(PAGE, dev, dmaPfn, offset, size, dir, attrs, cpu);
   }
 
   /** `dma_map_page_attrs(dev, page, offset, size, dir, attrs)`; `page`: a page's address. */
@@ -341,7 +426,7 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): bigint {
-    checkAddr(page, "dma_map_page_attrs");
+    checkAddr(page, PAGE.mapFn);
     if ((page & 0xfffn) !== 0n) {
       throw new SimError(`dma_map_page_attrs: 0x${page.toString(16)} is not a page address`);
     }
@@ -357,12 +442,7 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): bigint {
-    checkAddr(paddr, "dma_map_single_attrs");
-    const n = checkSize(size, "dma_map_single_attrs");
-    const pfn = Number(paddr >> 12n);
-    const off = Number(paddr & 0xfffn);
-    const out = this.mapPagePfn(dev, pfn, off, n, dir, attrs, cpu);
-    return out === DMA_MAPPING_ERROR_PFN ? DMA_MAPPING_ERROR : dmaAddr(out, off);
+    return this.#mapAddr(PAGE, "dma_map_single_attrs", dev, paddr, size, dir, attrs, cpu);
   }
 
   /** `dma_unmap_page_attrs`. */
@@ -386,9 +466,7 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): void {
-    checkAddr(addr, "dma_unmap_single_attrs");
-    const n = checkSize(size, "dma_unmap_single_attrs");
-    this.unmapPagePfn(dev, Number(addr >> 12n), Number(addr & 0xfffn), n, dir, attrs, cpu);
+    this.#unmapAddr(PAGE, "dma_unmap_single_attrs", dev, addr, size, dir, attrs, cpu);
   }
 
   /** `dma_map_resource`: an MMIO range (e.g. a peer's BAR); DMA_MAPPING_ERROR on failure. */
@@ -400,24 +478,7 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): bigint {
-    checkDmaDirection(dir, "dma_map_resource");
-    checkAddr(physAddr, "dma_map_resource");
-    const n = checkSize(size, "dma_map_resource");
-    const s = this.s;
-    const pfn = Number(physAddr >> 12n);
-    const off = Number(physAddr & 0xfffn);
-    let out: number;
-    if (s.paramsOf(dev).dmaMask === null) {
-      s.warnOnce(true, "dma_map_resource", `${dev.name}: no dma_mask`);
-      out = DMA_MAPPING_ERROR_PFN;
-    } else if (this.useDmaIommu(dev)) {
-      out = iommuDmaMapResource(s, dev, pfn, off, n, dir, attrs, cpu);
-    } else {
-      out = dmaDirectMapResource(s, dev, pfn, off, n);
-    }
-    this.#mapped(dev, "resource", out, pfn, off, n, dir, attrs);
-    s.stats.mapResource++;
-    return out === DMA_MAPPING_ERROR_PFN ? DMA_MAPPING_ERROR : dmaAddr(out, off);
+    return this.#mapAddr(RESOURCE, RESOURCE.mapFn, dev, physAddr, size, dir, attrs, cpu);
   }
 
   /** `dma_unmap_resource`. */
@@ -429,16 +490,7 @@ export class DmaApi {
     attrs = 0,
     cpu = 0,
   ): void {
-    checkDmaDirection(dir, "dma_unmap_resource");
-    checkAddr(addr, "dma_unmap_resource");
-    const n = checkSize(size, "dma_unmap_resource");
-    const pfn = Number(addr >> 12n);
-    const off = Number(addr & 0xfffn);
-    const mode = this.useDmaIommu(dev)
-      ? iommuDmaUnmapResource(this.s, dev, pfn, off, n, cpu)
-      : "direct";
-    this.#unmapped(dev, "resource", mode, pfn, off, n, dir, attrs);
-    this.s.stats.unmapResource++;
+    this.#unmapAddr(RESOURCE, RESOURCE.unmapFn, dev, addr, size, dir, attrs, cpu);
   }
 
   /** `dma_mapping_error`: ENOMEM for DMA_MAPPING_ERROR, else OK. */
@@ -461,9 +513,7 @@ export class DmaApi {
     cpu: number,
   ): Result<number> {
     checkDmaDirection(dir, "dma_map_sg_attrs");
-    if (!Number.isInteger(nents) || nents < 1 || nents > sgl.length) {
-      throw new SimError(`dma_map_sg_attrs: nents ${nents} for a list of ${sgl.length}`);
-    }
+    checkNents(sgl, nents, "dma_map_sg_attrs");
     const s = this.s;
     s.stats.mapSg++;
     if (s.paramsOf(dev).dmaMask === null) {
@@ -479,10 +529,14 @@ export class DmaApi {
       ents = n === 0 ? err("EIO") : { ok: true, value: n };
     }
     if (ents.ok && ents.value > 0) {
-      let bytes = 0;
-      for (let i = 0; i < nents; i++) bytes += sgl[i]!.length;
-      s.stats.bytesMapped += bytes;
-      if (s.ctx.trace.enabled) this.#traceSg(dev, sgl, ents.value, dir, attrs);
+      s.stats.bytesMapped += sgBytes(sgl, nents);
+      if (s.ctx.trace.enabled) {
+        for (let i = 0; i < ents.value; i++) {
+          const sg = sgl[i]!;
+          const paddr = sg.page + BigInt(sg.offset);
+          traceMap(s, dev, "sg", sg.dmaAddress, paddr, BigInt(sg.dmaLength), dir, attrs);
+        }
+      }
       return ents;
     }
     s.stats.mappingErrors++;
@@ -524,27 +578,16 @@ export class DmaApi {
     cpu = 0,
   ): void {
     checkDmaDirection(dir, "dma_unmap_sg_attrs");
-    if (!Number.isInteger(nents) || nents < 1 || nents > sgl.length) {
-      throw new SimError(`dma_unmap_sg_attrs: nents ${nents} for a list of ${sgl.length}`);
-    }
+    checkNents(sgl, nents, "dma_unmap_sg_attrs");
     const s = this.s;
     let mode: string | null = "direct";
     if (this.useDmaIommu(dev)) mode = iommuDmaUnmapSg(s, dev, sgl, nents, cpu);
     else dmaDirectUnmapSg(sgl, nents);
-    let bytes = 0;
-    for (let i = 0; i < nents; i++) bytes += sgl[i]!.length;
+    const bytes = sgBytes(sgl, nents);
     s.stats.bytesUnmapped += bytes;
     s.stats.unmapSg++;
     if (s.ctx.trace.enabled) {
-      s.ctx.trace.emit("dma:unmap", dev.name, {
-        device: dev.name,
-        kind: "sg",
-        iova: sgl[0]!.dmaAddress,
-        size: BigInt(bytes),
-        dir: dmaDirectionName(dir),
-        attrs,
-        mode: mode ?? "none",
-      });
+      traceUnmap(s, dev, "sg", sgl[0]!.dmaAddress, BigInt(bytes), dir, attrs, mode);
     }
   }
 
@@ -577,15 +620,8 @@ export class DmaApi {
     if (buf === null) s.stats.mappingErrors++;
     else s.stats.bytesMapped += n;
     if (s.ctx.trace.enabled) {
-      s.ctx.trace.emit("dma:map", dev.name, {
-        device: dev.name,
-        kind: "alloc",
-        iova: buf?.dmaHandle ?? 0n,
-        paddr: buf === null ? 0n : BigInt(buf.pages[0]!) << 12n,
-        size,
-        dir: dmaDirectionName(DMA_BIDIRECTIONAL),
-        attrs,
-      });
+      const paddr = buf === null ? 0n : BigInt(buf.pages[0]!) << 12n;
+      traceMap(s, dev, "alloc", buf?.dmaHandle ?? 0n, paddr, size, DMA_BIDIRECTIONAL, attrs);
     }
     return buf;
   }
@@ -619,15 +655,7 @@ export class DmaApi {
     s.stats.free++;
     s.stats.bytesUnmapped += n;
     if (s.ctx.trace.enabled) {
-      s.ctx.trace.emit("dma:unmap", dev.name, {
-        device: dev.name,
-        kind: "alloc",
-        iova: dmaHandle,
-        size,
-        dir: dmaDirectionName(DMA_BIDIRECTIONAL),
-        attrs,
-        mode,
-      });
+      traceUnmap(s, dev, "alloc", dmaHandle, size, DMA_BIDIRECTIONAL, attrs, mode);
     }
   }
 
@@ -685,77 +713,92 @@ export class DmaApi {
     };
   }
 
-  // ---------------------------------------------------------------- accounting and traces
+  // ---------------------------------------------------------------- the streaming paths
 
-  #mapped(
+  /** The bigint form of a streaming map: `fn` names the call in argument errors. */
+  #mapAddr(
+    k: StreamingKind,
+    fn: string,
     dev: Device,
-    kind: string,
-    out: number,
+    paddr: bigint,
+    size: bigint,
+    dir: DmaDataDirection,
+    attrs: number,
+    cpu: number,
+  ): bigint {
+    checkDmaDirection(dir, k.mapFn);
+    checkAddr(paddr, fn);
+    const n = checkSize(size, fn);
+    const off = Number(paddr & 0xfffn);
+    const out = this.#mapPfn(k, dev, Number(paddr >> 12n), off, n, dir, attrs, cpu);
+    return out === DMA_MAPPING_ERROR_PFN ? DMA_MAPPING_ERROR : dmaAddr(out, off);
+  }
+
+  /** The bigint form of a streaming unmap. */
+  #unmapAddr(
+    k: StreamingKind,
+    fn: string,
+    dev: Device,
+    addr: bigint,
+    size: bigint,
+    dir: DmaDataDirection,
+    attrs: number,
+    cpu: number,
+  ): void {
+    checkDmaDirection(dir, k.unmapFn);
+    checkAddr(addr, fn);
+    const n = checkSize(size, fn);
+    this.#unmapPfn(k, dev, Number(addr >> 12n), Number(addr & 0xfffn), n, dir, attrs, cpu);
+  }
+
+  /** A streaming map: no dma_mask is a WARN and an error; then dma-iommu or dma-direct. */
+  #mapPfn(
+    k: StreamingKind,
+    dev: Device,
     pfn: number,
     off: number,
     size: number,
     dir: DmaDataDirection,
     attrs: number,
-  ): void {
+    cpu: number,
+  ): number {
     const s = this.s;
+    let out: number;
+    if (s.paramsOf(dev).dmaMask === null) {
+      s.warnOnce(true, k.mapFn, `${dev.name}: no dma_mask`);
+      out = DMA_MAPPING_ERROR_PFN;
+    } else if (this.useDmaIommu(dev)) {
+      out = k.iommuMap(s, dev, pfn, off, size, dir, attrs, cpu);
+    } else {
+      out = k.directMap(s, dev, pfn, off, size);
+    }
     if (out === DMA_MAPPING_ERROR_PFN) s.stats.mappingErrors++;
     else s.stats.bytesMapped += size;
     if (s.ctx.trace.enabled) {
-      s.ctx.trace.emit("dma:map", dev.name, {
-        device: dev.name,
-        kind,
-        iova: out === DMA_MAPPING_ERROR_PFN ? DMA_MAPPING_ERROR : dmaAddr(out, off),
-        paddr: dmaAddr(pfn, off),
-        size: BigInt(size),
-        dir: dmaDirectionName(dir),
-        attrs,
-      });
+      const iova = out === DMA_MAPPING_ERROR_PFN ? DMA_MAPPING_ERROR : dmaAddr(out, off);
+      traceMap(s, dev, k.kind, iova, dmaAddr(pfn, off), BigInt(size), dir, attrs);
     }
+    k.countMap(s.stats);
+    return out;
   }
 
-  #unmapped(
+  /** A streaming unmap: dma-iommu's (null when nothing was mapped there), or dma-direct's. */
+  #unmapPfn(
+    k: StreamingKind,
     dev: Device,
-    kind: string,
-    mode: string | null,
-    pfn: number,
+    dmaPfn: number,
     off: number,
     size: number,
     dir: DmaDataDirection,
     attrs: number,
+    cpu: number,
   ): void {
     const s = this.s;
+    const mode = this.useDmaIommu(dev) ? k.iommuUnmap(s, dev, dmaPfn, off, size, cpu) : "direct";
     if (mode !== null) s.stats.bytesUnmapped += size;
     if (s.ctx.trace.enabled) {
-      s.ctx.trace.emit("dma:unmap", dev.name, {
-        device: dev.name,
-        kind,
-        iova: dmaAddr(pfn, off),
-        size: BigInt(size),
-        dir: dmaDirectionName(dir),
-        attrs,
-        mode: mode ?? "none",
-      });
+      traceUnmap(s, dev, k.kind, dmaAddr(dmaPfn, off), BigInt(size), dir, attrs, mode);
     }
-  }
-
-  #traceSg(
-    dev: Device,
-    sgl: readonly Scatterlist[],
-    count: number,
-    dir: DmaDataDirection,
-    attrs: number,
-  ): void {
-    for (let i = 0; i < count; i++) {
-      const sg = sgl[i]!;
-      this.s.ctx.trace.emit("dma:map", dev.name, {
-        device: dev.name,
-        kind: "sg",
-        iova: sg.dmaAddress,
-        paddr: sg.page + BigInt(sg.offset),
-        size: BigInt(sg.dmaLength),
-        dir: dmaDirectionName(dir),
-        attrs,
-      });
-    }
+    k.countUnmap(s.stats);
   }
 }
