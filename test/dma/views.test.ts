@@ -9,6 +9,7 @@ import {
   DMA_MAPPING_ERROR,
   DMA_TO_DEVICE,
 } from "../../src/dma/constants.js";
+import { sgInitTable, sgSetBuf } from "../../src/dma/scatterlist.js";
 import { buffer, dmaBed, unwrap } from "./setup.js";
 
 function scenario(lazy: boolean) {
@@ -168,6 +169,98 @@ describe("trace events", () => {
         },
       ],
     ]);
+  });
+
+  it("resource, sg and coherent calls: one dma:map / dma:unmap each with its kind and mode, and their counters", () => {
+    const b = dmaBed();
+    const dev = b.platformDev("dev0", 7);
+    const bare = b.platformDev("bare0", 2, { iommu: false });
+    const p = buffer(b, 2);
+    const bar = 0x4000_0000n;
+    const rec = b.ctx.trace.record();
+    const res = b.dma.mapResource(dev, bar + 0x10n, 0x100n, DMA_BIDIRECTIONAL, 1 << 5);
+    b.dma.unmapResource(dev, res, 0x100n, DMA_BIDIRECTIONAL);
+    const sgl = sgInitTable(2);
+    sgSetBuf(sgl[0]!, p, 0x1000);
+    sgSetBuf(sgl[1]!, p + 0x1000n, 0x80);
+    expect(b.dma.mapSg(dev, sgl, 2, DMA_TO_DEVICE)).toBe(1);
+    const sgIova = sgl[0]!.dmaAddress;
+    b.dma.unmapSg(dev, sgl, 2, DMA_TO_DEVICE);
+    const buf = b.dma.allocCoherent(bare, 0x1000n)!;
+    b.dma.freeCoherent(bare, 0x1000n, buf, buf.dmaHandle);
+    const events = rec
+      .stop()
+      .filter((r) => r.event.startsWith("dma:"))
+      .map((r) => [r.event, r.fields]);
+    const common = { device: "dev0", attrs: 0 };
+    expect(events).toEqual([
+      [
+        "dma:map",
+        {
+          ...common,
+          kind: "resource",
+          iova: res,
+          paddr: bar + 0x10n,
+          size: 0x100n,
+          dir: "BIDIRECTIONAL",
+          attrs: 1 << 5,
+        },
+      ],
+      [
+        "dma:unmap",
+        {
+          ...common,
+          kind: "resource",
+          iova: res,
+          size: 0x100n,
+          dir: "BIDIRECTIONAL",
+          mode: "strict",
+        },
+      ],
+      [
+        "dma:map",
+        { ...common, kind: "sg", iova: sgIova, paddr: p, size: 0x1080n, dir: "TO_DEVICE" },
+      ],
+      [
+        "dma:unmap",
+        { ...common, kind: "sg", iova: sgIova, size: 0x1080n, dir: "TO_DEVICE", mode: "strict" },
+      ],
+      [
+        "dma:map",
+        {
+          ...common,
+          device: "bare0",
+          kind: "alloc",
+          iova: buf.dmaHandle,
+          paddr: buf.dmaHandle,
+          size: 0x1000n,
+          dir: "BIDIRECTIONAL",
+        },
+      ],
+      [
+        "dma:unmap",
+        {
+          ...common,
+          device: "bare0",
+          kind: "alloc",
+          iova: buf.dmaHandle,
+          size: 0x1000n,
+          dir: "BIDIRECTIONAL",
+          mode: "direct",
+        },
+      ],
+    ]);
+    expect(b.dma.s.stats.toJSON()).toMatchObject({
+      map_resource: 1,
+      unmap_resource: 1,
+      map_sg: 1,
+      unmap_sg: 1,
+      alloc: 1,
+      free: 1,
+      mapping_errors: 0,
+      bytes_mapped: 0x100 + 0x1080 + 0x1000,
+      bytes_unmapped: 0x100 + 0x1080 + 0x1000,
+    });
   });
 
   it("dma:log carries the kernel's log lines (Failed to set up IOMMU … retaining platform DMA ops)", () => {
