@@ -84,6 +84,11 @@ export interface IsolationStats {
   readonly checked: number;
   /** Translated to exactly what the OS maps. */
   readonly agreed: number;
+  /**
+   * ATS completions granting a translation the OS does not give (no finding by themselves: the
+   * device's accesses through the ATC entry are).
+   */
+  readonly staleGrants: number;
   /** Faults the OS view agrees with (not mapped, blocked, permissions). */
   readonly expectedFaults: number;
   /** Faults of SVA pages the I/O page fault handler maps. */
@@ -136,6 +141,7 @@ export class IsolationOracle implements DmaObserver {
   #pages = 0;
   #checked = 0;
   #agreed = 0;
+  #staleGrants = 0;
   #expectedFaults = 0;
   #priFaults = 0;
   #fabric = 0;
@@ -205,6 +211,7 @@ export class IsolationOracle implements DmaObserver {
       pages: this.#pages,
       checked: this.#checked,
       agreed: this.#agreed,
+      staleGrants: this.#staleGrants,
       expectedFaults: this.#expectedFaults,
       priFaults: this.#priFaults,
       fabric: this.#fabric,
@@ -240,6 +247,7 @@ export class IsolationOracle implements DmaObserver {
     this.#pages = 0;
     this.#checked = 0;
     this.#agreed = 0;
+    this.#staleGrants = 0;
     this.#expectedFaults = 0;
     this.#priFaults = 0;
     this.#fabric = 0;
@@ -261,6 +269,7 @@ export class IsolationOracle implements DmaObserver {
         pages: s.pages,
         checked: s.checked,
         agreed: s.agreed,
+        stale_grants: s.staleGrants,
         expected_faults: s.expectedFaults,
         pri_faults: s.priFaults,
         fabric: s.fabric,
@@ -314,6 +323,9 @@ export class IsolationOracle implements DmaObserver {
       if (view.status === "allowed" && view.ppn === ev.ppn) {
         this.#agreed++;
         this.#history.record(space, ev.iovaPage, ev.ppn, view.leafLog2, view.grant);
+      } else if (ev.kind === "ats-translation") {
+        // Not an access yet: what the device then reaches through its ATC is judged.
+        this.#staleGrants++;
       } else {
         this.#mismatch(ev, view, previous);
       }

@@ -144,6 +144,15 @@ describe("lazy invalidation (DMA_FQ)", () => {
         access: "write",
       }),
     ]);
+    // An emptied ATC asks again: the IOMMU's stale translation is granted (not an access by
+    // itself), and the access through the new ATC entry is the one finding.
+    acc.atc!.clear();
+    expect(acc.read(iova, 8, { ats: true }).ok).toBe(true);
+    expect(r.oracle.stats().staleGrants).toBe(1);
+    expect(r.oracle.findings().map((f) => [f.category, f.request, f.access])).toEqual([
+      ["stale-atc: lazy flush window", "translated", "write"],
+      ["stale-atc: lazy flush window", "translated", "read"],
+    ]);
   });
 });
 
