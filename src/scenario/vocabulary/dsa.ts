@@ -57,7 +57,7 @@ const SUBMIT_FAILURES = {
   codes: ["retry"],
 };
 
-const OPCODES = {
+export const OPCODES = {
   noop: DSA_OPCODE.NOOP,
   drain: DSA_OPCODE.DRAIN,
   memmove: DSA_OPCODE.MEMMOVE,
@@ -66,7 +66,7 @@ const OPCODES = {
   compval: DSA_OPCODE.COMPVAL,
 } as const;
 
-const OP_FLAGS = flags({
+export const OP_FLAGS = flags({
   IDXD_OP_FLAG_FENCE: IDXD_OP_FLAG.FENCE,
   IDXD_OP_FLAG_BOF: IDXD_OP_FLAG.BOF,
   IDXD_OP_FLAG_CRAV: IDXD_OP_FLAG.CRAV,
@@ -128,7 +128,11 @@ function command(m: Machine, d: DsaDevice, cmd: number, operand: number): Result
 }
 
 /** A 64-byte descriptor in the idxd layout (`struct dsa_hw_desc`). */
-function descriptor(a: Readonly<Record<string, unknown>>, opcode: number, fl: number): Uint8Array {
+export function descriptor(
+  a: Readonly<Record<string, unknown>>,
+  opcode: number,
+  fl: number,
+): Uint8Array {
   const b = new Uint8Array(64);
   const dv = new DataView(b.buffer);
   const u64 = (at: number, v: unknown) =>
@@ -163,7 +167,11 @@ function readRecord(
     const pa = domain === null ? addr : m.core.iovaToPhys(domain, addr);
     bytes = pa === 0n ? null : m.memory.readBytes(pa, CR_SIZE);
   }
-  if (bytes === null) return null;
+  return bytes === null ? null : completionView(bytes);
+}
+
+/** A completion record's view: {status, write_fault, result, bytes_completed, fault_addr}. */
+export function completionView(bytes: Uint8Array): Json {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, CR_SIZE);
   const status = bytes[0]!;
   return {

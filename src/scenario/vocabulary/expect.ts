@@ -10,6 +10,7 @@ import type { IommuDomain } from "../../iommu/domain.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import { IommuFaultParam } from "../../iommu/iopf-queue.js";
 import { describedName, type Machine } from "../../machine/machine.js";
+import { driverState, receivedFrames } from "./drivers.js";
 import { CPU_SUBJECTS } from "./expect-cpu.js";
 import { IOMMU_SUBJECTS } from "./expect-iommu.js";
 import { DEV, GROUP } from "./kinds.js";
@@ -152,6 +153,16 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
           const e = m.endpoints.model(describedName(s as Device));
           return e instanceof NicDevice ? e.transmitted.map((f) => new Bytes(f)) : [];
         },
+      },
+      driver_state: {
+        type: JSON_VALUE,
+        doc: "what its device driver holds for it: idxd's device ({state, pasid, pasid_domain, wqs: [{…, users}], …}), the NIC adapter ({up, tx, rx, stats, …}) or the vfio device ({group, cdev_open, iommufd}); null for a name-only driver or none",
+        get: (m, s) => driverState(m, s as Device),
+      },
+      rx_frames: {
+        type: JSON_VALUE,
+        doc: "frames the NIC driver handed up to the stack, oldest first, as hex bytes (exact list)",
+        get: (m, s) => receivedFrames(m, s as Device).map((f) => new Bytes(f)),
       },
       pasid_enabled: {
         type: BOOL,

@@ -6,6 +6,7 @@ import { DEVICE_DMA } from "./device-dma.js";
 import { DEVICES } from "./devices.js";
 import { DMA_API } from "./dma-api.js";
 import { DOMAINS } from "./domains.js";
+import { DEVICE_DRIVER_CALLS } from "./drivers.js";
 import { DSA } from "./dsa.js";
 import { SUBJECTS } from "./expect.js";
 import { GROUPS } from "./groups.js";
@@ -45,6 +46,11 @@ export const VOCABULARY_AREAS: readonly {
   { area: "dma", title: "The DMA API and kernel memory", functions: DMA_API },
   { area: "device", title: "Device DMA (riscv driver only)", functions: DEVICE_DMA },
   { area: "dsa", title: "The DSA-like engine (riscv driver only)", functions: DSA },
+  {
+    area: "drivers",
+    title: "Device drivers: idxd, the NIC, VFIO and iommufd",
+    functions: DEVICE_DRIVER_CALLS,
+  },
   {
     area: "seeds",
     title: "Historical APIs: IOASID allocator (§5.3), seed 002, seed 004",

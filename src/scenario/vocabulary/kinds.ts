@@ -12,6 +12,7 @@ import type { IommuSva } from "../../iommu/sva.js";
 import type { Machine, MachineIommu } from "../../machine/machine.js";
 import type { Process } from "../../mm/process.js";
 import { ResolveError } from "../values.js";
+import type { IdxdFile, IoasRef } from "./driver-objects.js";
 import { constant, flags, type ObjectKindSpec, object, type ParamSpec, param } from "./types.js";
 
 export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
@@ -99,6 +100,27 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
       dma_handle: (b) => (b as DmaCoherent).dmaHandle,
       cpu_addr: (b) => (b as DmaCoherent).phys(0n),
     },
+  },
+  idxd_file: {
+    label: "idxd WQ file",
+    doc: "an open file of an idxd user WQ, bound with as: from idxd_cdev_open; its .fd and .pasid (the process's PASID) are numbers",
+    fields: {
+      fd: (f) => (f as IdxdFile).fd,
+      pasid: (f) => (f as IdxdFile).ctx.pasid,
+    },
+  },
+  vfio_container: {
+    label: "VFIO container",
+    doc: "a VFIO container (/dev/vfio/vfio), bound with as: from vfio_fops_open",
+  },
+  iommufd: {
+    label: "iommufd context",
+    doc: "an iommufd context (/dev/iommu), bound with as: from iommufd_fops_open",
+  },
+  ioas: {
+    label: "IOAS",
+    doc: "an iommufd I/O address space, bound with as: from iommufd_ioas_alloc_ioctl; its .id is a number",
+    fields: { id: (r) => (r as IoasRef).ioas.id },
   },
   iopf_queue: {
     label: "IOPF queue",

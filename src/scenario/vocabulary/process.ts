@@ -3,7 +3,7 @@
 // System calls name the calling process with `task` and take the syscall's own parameters.
 
 import { SimError } from "../../base/errors.js";
-import { ok } from "../../base/result.js";
+import { err, ok } from "../../base/result.js";
 import type { Machine } from "../../machine/machine.js";
 import type { CpuFault } from "../../mm/cpu.js";
 import {
@@ -137,6 +137,20 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     doc: "waitpid(pid, WNOHANG): reaps an exited child and returns {pid, code}; null while the children run.",
     call: (m, a) =>
       m.processes.wait(a.task as Process, (a.pid as Process | undefined)?.pid ?? undefined),
+  },
+  {
+    name: "close",
+    area: "process",
+    params: { task: TASK, fd: param(int(0, 1 << 20, "a file descriptor"), { doc: "the fd" }) },
+    returns: returnsResult("void"),
+    ts: "task.closeFile(fd)",
+    doc: "close(fd): the file's release runs (an idxd WQ file drains its PASID on the device, then unbinds the mm). EBADF for an fd the process does not have open.",
+    call: (_m, a) => {
+      const task = a.task as Process;
+      if (!task.fds().includes(a.fd as number)) return err("EBADF");
+      task.closeFile(a.fd as number);
+      return ok(undefined);
+    },
   },
   {
     name: "mmap",
