@@ -156,6 +156,46 @@ describe("lazy invalidation (DMA_FQ)", () => {
   });
 });
 
+describe("translations the oracle must recognise", () => {
+  it("a 2 MiB coherent buffer freed lazily: a page never accessed is stale through the superpage entry", () => {
+    const r = oracleRig(LAZY);
+    const acc = r.testDevice("acc0");
+    const dev = r.dev("acc0");
+    const buf = r.m.dma.allocCoherent(dev, 0x20_0000n)!;
+    expect(buf.pages.every((p, i) => p === buf.pages[0]! + i)).toBe(true);
+    expect(acc.read(buf.dmaHandle, 8).ok).toBe(true);
+    r.m.dma.freeCoherent(dev, 0x20_0000n, buf, buf.dmaHandle);
+    expect(acc.read(buf.dmaHandle + 0x5_0000n, 8).ok).toBe(true);
+    expect(r.oracle.findings()).toEqual([
+      expect.objectContaining({
+        category: "stale-iotlb: lazy flush window",
+        iova: buf.dmaHandle + 0x5_0000n,
+        pa: BigInt(buf.pages[0x50]!) << 12n,
+      }),
+    ]);
+  });
+
+  it("identity (passthrough) domains: the device reaches the IOVA as a physical address", () => {
+    const r = oracleRig({ extends: "default", boot: { "iommu.passthrough": 1 } });
+    const pa = r.page(0x66);
+    expect(r.testDevice("acc0").read(pa, 8).data[0]).toBe(0x66);
+    expect(r.oracle.stats()).toMatchObject({ checked: 1, agreed: 1 });
+    r.clean();
+  });
+
+  it("a device behind no IOMMU is not checked, only counted", () => {
+    const r = oracleRig({
+      extends: "default",
+      pci: { rp9: { type: "root_port", slot: 9 } },
+      devices: { raw0: { parent: "rp9", iommu: null, endpoint: "test" } },
+    });
+    const pa = r.page(0x77);
+    expect(r.testDevice("raw0").read(pa, 8).data[0]).toBe(0x77);
+    expect(r.oracle.stats()).toMatchObject({ checked: 0, unchecked: { "no IOMMU group": 1 } });
+    r.clean();
+  });
+});
+
 describe("missed invalidations", () => {
   it("IOTINVAL skipped (inject.skipIotinval): stale with no flush pending, also after the IOVA is reused", () => {
     const r = oracleRig();
