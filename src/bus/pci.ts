@@ -239,16 +239,24 @@ export function pciFindExtCapability(pdev: PciFunction, cap: number): number {
   return 0;
 }
 
-// ---- quirks.c: DMA aliases, keyed by the IDs in configuration space ----
+// ---- pci-driver.c: ID tables ----
 
-interface IdMatch {
+/** `struct pci_device_id` (without class matching): vendor and device, optionally subsystem. */
+export interface PciDeviceId {
   readonly vendor: number;
   readonly device: number;
   readonly subVendor?: number;
   readonly subDevice?: number;
 }
 
-function idMatches(pdev: PciFunction, m: IdMatch): boolean {
+/** `pci_match_id`: the first entry of `ids` the function's configuration space matches, or null. */
+export function pciMatchId<T extends PciDeviceId>(ids: readonly T[], pdev: PciFunction): T | null {
+  for (const id of ids) if (pciMatchOneDevice(pdev, id)) return id;
+  return null;
+}
+
+/** `pci_match_one_device`. */
+function pciMatchOneDevice(pdev: PciFunction, m: PciDeviceId): boolean {
   if (rd16(pdev, PCI_VENDOR_ID) !== m.vendor || rd16(pdev, PCI_DEVICE_ID) !== m.device)
     return false;
   if (m.subVendor === undefined) return true;
@@ -258,36 +266,39 @@ function idMatches(pdev: PciFunction, m: IdMatch): boolean {
   );
 }
 
+// ---- quirks.c: DMA aliases, keyed by the IDs in configuration space ----
+
 /** quirk_dma_func0_alias / quirk_dma_func1_alias / quirk_fixed_dma_alias / quirk_mic_x200_dma_alias. */
-const DMA_ALIAS_QUIRKS: ReadonlyArray<IdMatch & { readonly aliases: (devfn: number) => number[] }> =
-  [
-    { vendor: 0x1180, device: 0xe832, aliases: func0Alias },
-    { vendor: 0x1180, device: 0xe476, aliases: func0Alias },
-    { vendor: 0x1b4b, device: 0x9120, aliases: func1Alias },
-    { vendor: 0x1b4b, device: 0x9123, aliases: func1Alias },
-    { vendor: 0x1b4b, device: 0x9130, aliases: func1Alias },
-    { vendor: 0x1b4b, device: 0x9172, aliases: func1Alias },
-    { vendor: 0x1b4b, device: 0x917a, aliases: func1Alias },
-    { vendor: 0x1b4b, device: 0x9182, aliases: func1Alias },
-    { vendor: 0x1b4b, device: 0x9230, aliases: func1Alias },
-    {
-      vendor: 0x9005,
-      device: 0x0285,
-      subVendor: 0x9005,
-      subDevice: 0x02bb,
-      aliases: () => [pciDevfn(1, 0)],
-    },
-    {
-      vendor: 0x8086,
-      device: 0x2260,
-      aliases: () => [pciDevfn(0x10, 0), pciDevfn(0x11, 0), pciDevfn(0x12, 3)],
-    },
-    {
-      vendor: 0x8086,
-      device: 0x2264,
-      aliases: () => [pciDevfn(0x10, 0), pciDevfn(0x11, 0), pciDevfn(0x12, 3)],
-    },
-  ];
+const DMA_ALIAS_QUIRKS: ReadonlyArray<
+  PciDeviceId & { readonly aliases: (devfn: number) => number[] }
+> = [
+  { vendor: 0x1180, device: 0xe832, aliases: func0Alias },
+  { vendor: 0x1180, device: 0xe476, aliases: func0Alias },
+  { vendor: 0x1b4b, device: 0x9120, aliases: func1Alias },
+  { vendor: 0x1b4b, device: 0x9123, aliases: func1Alias },
+  { vendor: 0x1b4b, device: 0x9130, aliases: func1Alias },
+  { vendor: 0x1b4b, device: 0x9172, aliases: func1Alias },
+  { vendor: 0x1b4b, device: 0x917a, aliases: func1Alias },
+  { vendor: 0x1b4b, device: 0x9182, aliases: func1Alias },
+  { vendor: 0x1b4b, device: 0x9230, aliases: func1Alias },
+  {
+    vendor: 0x9005,
+    device: 0x0285,
+    subVendor: 0x9005,
+    subDevice: 0x02bb,
+    aliases: () => [pciDevfn(1, 0)],
+  },
+  {
+    vendor: 0x8086,
+    device: 0x2260,
+    aliases: () => [pciDevfn(0x10, 0), pciDevfn(0x11, 0), pciDevfn(0x12, 3)],
+  },
+  {
+    vendor: 0x8086,
+    device: 0x2264,
+    aliases: () => [pciDevfn(0x10, 0), pciDevfn(0x11, 0), pciDevfn(0x12, 3)],
+  },
+];
 
 function func0Alias(devfn: number): number[] {
   return pciFunc(devfn) !== 0 ? [pciDevfn(pciSlot(devfn), 0)] : [];
@@ -297,7 +308,7 @@ function func1Alias(devfn: number): number[] {
 }
 
 /** quirk_use_pcie_bridge_dma_alias: PCIe-to-PCI bridges that hide their PCIe capability. */
-const PCIE_BRIDGE_ALIAS_QUIRKS: readonly IdMatch[] = [
+const PCIE_BRIDGE_ALIAS_QUIRKS: readonly PciDeviceId[] = [
   { vendor: 0x1b21, device: 0x1080 },
   { vendor: 0x10e3, device: 0x8113 },
   { vendor: 0x1283, device: 0x8892 },
@@ -309,13 +320,13 @@ const PCIE_BRIDGE_ALIAS_QUIRKS: readonly IdMatch[] = [
 export function pciDmaAliasDevfns(pdev: PciFunction): number[] {
   const out = new Set<number>();
   for (const q of DMA_ALIAS_QUIRKS)
-    if (idMatches(pdev, q)) for (const d of q.aliases(pdev.devfn)) out.add(d);
+    if (pciMatchOneDevice(pdev, q)) for (const d of q.aliases(pdev.devfn)) out.add(d);
   return [...out].sort((a, b) => a - b);
 }
 
 /** `PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS`, as quirk_use_pcie_bridge_dma_alias sets it. */
 export function pciDevHasPcieBridgeAlias(pdev: PciFunction): boolean {
-  if (!PCIE_BRIDGE_ALIAS_QUIRKS.some((q) => idMatches(pdev, q))) return false;
+  if (pciMatchId(PCIE_BRIDGE_ALIAS_QUIRKS, pdev) === null) return false;
   const parent = pciUpstreamBridge(pdev);
   return (
     parent !== null &&

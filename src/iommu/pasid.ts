@@ -107,7 +107,19 @@ export function iommuAttachDevicePasid(
   handle: IommuAttachHandle | null,
 ): Result {
   const r = attachDevicePasid(s, domain, dev, pasid, handle);
-  s.ctx.trace.emit("iommu_core:attach_device_pasid", dev.name, {
+  return tracePasidAttach(s, "iommu_core:attach_device_pasid", domain, dev, pasid, r);
+}
+
+/** The tracepoint of an attach or replace at a PASID, with its result; returns the result. */
+function tracePasidAttach(
+  s: CoreState,
+  event: "iommu_core:attach_device_pasid" | "iommu_core:replace_device_pasid",
+  domain: IommuDomain,
+  dev: Device,
+  pasid: number,
+  r: Result,
+): Result {
+  s.ctx.trace.emit(event, dev.name, {
     device: dev.name,
     pasid,
     domain: domain.id,
@@ -159,13 +171,7 @@ export function iommuReplaceDevicePasid(
   handle: IommuAttachHandle | null,
 ): Result {
   const r = replaceDevicePasid(s, domain, dev, pasid, handle);
-  s.ctx.trace.emit("iommu_core:replace_device_pasid", dev.name, {
-    device: dev.name,
-    pasid,
-    domain: domain.id,
-    result: formatResult(r),
-  });
-  return r;
+  return tracePasidAttach(s, "iommu_core:replace_device_pasid", domain, dev, pasid, r);
 }
 
 function replaceDevicePasid(

@@ -40,6 +40,7 @@ import {
   pciFindExtCapability,
   pciForEachDmaAlias,
   pciIsEnabled,
+  pciMatchId,
   pciMaxPasids,
   pciName,
   pciPasidEnabled,
@@ -632,5 +633,30 @@ describe("pci_enable_device, pci_set_master, pci_disable_device", () => {
       enable_cnt: -1,
       is_busmaster: false,
     });
+  });
+});
+
+describe("pci_match_id", () => {
+  it("returns the first entry whose vendor/device (and subsystem, when given) configuration space matches", () => {
+    const h = host();
+    const ep = h
+      .addRootPort()
+      .addEndpoint({
+        name: "ep",
+        vendorId: 0x8086,
+        deviceId: 0x100e,
+        subsystemVendorId: 0x1af4,
+        subsystemId: 7,
+      });
+    h.enumerate();
+    const fn = h.function("ep");
+    expect(ep).toBeDefined();
+    const plain = { vendor: 0x8086, device: 0x100e };
+    const sub = { vendor: 0x8086, device: 0x100e, subVendor: 0x1af4, subDevice: 7 };
+    const otherSub = { vendor: 0x8086, device: 0x100e, subVendor: 0x1af4, subDevice: 8 };
+    expect(pciMatchId([{ vendor: 0x8086, device: 0x0b25 }, plain], fn)).toBe(plain);
+    expect(pciMatchId([otherSub, sub, plain], fn)).toBe(sub);
+    expect(pciMatchId([otherSub, { vendor: 0x10ec, device: 0x100e }], fn)).toBeNull();
+    expect(pciMatchId([], fn)).toBeNull();
   });
 });

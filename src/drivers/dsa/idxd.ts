@@ -15,10 +15,9 @@ import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import { err, OK, type Result } from "../../base/result.js";
 import type { BusType, Device, DeviceDriver } from "../../bus/device.js";
-import { pciDisableDevice, pciSetMaster } from "../../bus/pci.js";
+import { type PciDeviceId, pciDisableDevice, pciMatchId, pciSetMaster } from "../../bus/pci.js";
 import { devIsPci } from "../../bus/pci-dev.js";
 import { DMA_BIT_MASK } from "../../dma/constants.js";
-import { PCI_DEVICE_ID, PCI_VENDOR_ID } from "../../hw/pci/regs.js";
 import {
   IDXD_DEFAULT_WQS,
   type IdxdDevice,
@@ -30,6 +29,11 @@ import {
 export const PCI_VENDOR_ID_INTEL = 0x8086;
 /** `PCI_DEVICE_ID_INTEL_DSA_SPR0`, the ID the DSA-like function reports. */
 export const PCI_DEVICE_ID_INTEL_DSA_SPR0 = 0x0b25;
+
+/** `idxd_pci_tbl`. */
+const IDXD_PCI_TBL: readonly PciDeviceId[] = [
+  { vendor: PCI_VENDOR_ID_INTEL, device: PCI_DEVICE_ID_INTEL_DSA_SPR0 },
+];
 
 export class IdxdDriver implements DeviceDriver {
   readonly name = "idxd";
@@ -46,12 +50,7 @@ export class IdxdDriver implements DeviceDriver {
 
   /** The PCI ID table (idxd_pci_tbl). */
   match(dev: Device): boolean {
-    if (!devIsPci(dev)) return false;
-    const c = dev.fn.config;
-    return (
-      c.read(PCI_VENDOR_ID, 2) === PCI_VENDOR_ID_INTEL &&
-      c.read(PCI_DEVICE_ID, 2) === PCI_DEVICE_ID_INTEL_DSA_SPR0
-    );
+    return devIsPci(dev) && pciMatchId(IDXD_PCI_TBL, dev.fn) !== null;
   }
 
   probe(dev: Device): Result {

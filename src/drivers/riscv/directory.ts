@@ -29,43 +29,70 @@ export interface EntryPlace {
 }
 
 /**
- * Returns the table page `entry` (a non-leaf doubleword at byte `off` of page `table`) points
- * to, allocating and linking a zeroed page when it is invalid; −1 without memory.
+ * The pages of one radix directory in memory: its root, and the non-leaf levels allocated on
+ * demand (kept until the directory is destroyed).
  */
-function nextLevel(
-  memory: PhysicalMemory,
-  frames: FrameAllocator,
-  pages: number[],
-  table: number,
-  off: number,
-): number {
-  const words = memory.writablePageU32(table)!;
-  const w = off >>> 2;
-  if ((words[w]! & 1) !== 0) return ppn53Of(words[w]!, words[w + 1]!);
-  const page = frames.alloc();
-  if (page < 0) return -1;
-  pages.push(page);
-  words[w + 1] = ppn53Hi(page);
-  words[w] = (ppn53Lo(page) | 1) >>> 0;
-  return page;
+class DirectoryPages {
+  readonly rootPpn: number;
+  readonly #memory: PhysicalMemory;
+  readonly #frames: FrameAllocator;
+  /** Non-leaf-level pages allocated so far (the root excluded). */
+  readonly #pages: number[] = [];
+
+  constructor(memory: PhysicalMemory, frames: FrameAllocator, rootPpn: number) {
+    this.#memory = memory;
+    this.#frames = frames;
+    this.rootPpn = rootPpn;
+  }
+
+  /** Pages in use: the root and the non-leaf levels. */
+  get pageCount(): number {
+    return 1 + this.#pages.length;
+  }
+
+  /**
+   * Frees every page: for the DDT once the IOMMU is Off or Bare, for a PDT once the device
+   * contexts pointing at it are invalid and invalidated.
+   */
+  destroy(): void {
+    for (const p of this.#pages) this.#frames.free(p);
+    this.#pages.length = 0;
+    this.#frames.free(this.rootPpn);
+  }
+
+  /**
+   * The table page the non-leaf doubleword at byte `off` of page `table` points to, allocating
+   * and linking a zeroed page when it is invalid; −1 without memory.
+   */
+  protected nextLevel(table: number, off: number): number {
+    const words = this.#memory.writablePageU32(table)!;
+    const w = off >>> 2;
+    if ((words[w]! & 1) !== 0) return ppn53Of(words[w]!, words[w + 1]!);
+    const page = this.#frames.alloc();
+    if (page < 0) return -1;
+    this.#pages.push(page);
+    words[w + 1] = ppn53Hi(page);
+    words[w] = (ppn53Lo(page) | 1) >>> 0;
+    return page;
+  }
+
+  /** The table page that doubleword points to, or −1 while it is invalid (nothing allocated). */
+  protected existingLevel(table: number, off: number): number {
+    const words = this.#memory.pageU32(table)!;
+    const w = off >>> 2;
+    return (words[w]! & 1) === 0 ? -1 : ppn53Of(words[w]!, words[w + 1]!);
+  }
 }
 
 /** The device directory of one IOMMU. */
-export class DeviceDirectory {
-  readonly rootPpn: number;
+export class DeviceDirectory extends DirectoryPages {
   /** `ddtp.iommu_mode` in use (1LVL..3LVL); set once the mode is accepted. */
   mode: number = DDTP_MODE.LVL3;
   /** Extended-format (64-byte) device contexts: capabilities.MSI_FLAT. */
   readonly extended: boolean;
-  /** Non-leaf-level pages allocated so far (the root excluded). */
-  readonly #pages: number[] = [];
-  readonly #memory: PhysicalMemory;
-  readonly #frames: FrameAllocator;
 
   constructor(memory: PhysicalMemory, frames: FrameAllocator, rootPpn: number, extended: boolean) {
-    this.#memory = memory;
-    this.#frames = frames;
-    this.rootPpn = rootPpn;
+    super(memory, frames, rootPpn);
     this.extended = extended;
   }
 
@@ -92,22 +119,10 @@ export class DeviceDirectory {
     const levels = this.mode - 1;
     for (let level = levels - 1; level > 0; level--) {
       const ddi = level === 1 ? (devid >>> ddi0) & 0x1ff : devid >>> (ddi0 + 9);
-      table = nextLevel(this.#memory, this.#frames, this.#pages, table, ddi * 8);
+      table = this.nextLevel(table, ddi * 8);
       if (table < 0) return null;
     }
     return { ppn: table, offset: (devid & ((1 << ddi0) - 1)) * this.dcSize };
-  }
-
-  /** Pages in use: the root and the non-leaf levels. */
-  get pageCount(): number {
-    return 1 + this.#pages.length;
-  }
-
-  /** Frees every page (the IOMMU must be Off or Bare). */
-  destroy(): void {
-    for (const p of this.#pages) this.#frames.free(p);
-    this.#pages.length = 0;
-    this.#frames.free(this.rootPpn);
   }
 
   toJSON(): Json {
@@ -120,12 +135,8 @@ export class DeviceDirectory {
 }
 
 /** The process directory of one device (PD8 = one level, PD17 = two, PD20 = three). */
-export class ProcessDirectory {
+export class ProcessDirectory extends DirectoryPages {
   readonly mode: number;
-  readonly rootPpn: number;
-  readonly #pages: number[] = [];
-  readonly #memory: PhysicalMemory;
-  readonly #frames: FrameAllocator;
 
   /** A new empty PDT, or null without memory for its root. */
   static create(
@@ -143,10 +154,8 @@ export class ProcessDirectory {
     mode: number,
     rootPpn: number,
   ) {
-    this.#memory = memory;
-    this.#frames = frames;
+    super(memory, frames, rootPpn);
     this.mode = mode;
-    this.rootPpn = rootPpn;
   }
 
   /** PASIDs this format indexes: 2^8, 2^17 or 2^20. */
@@ -163,28 +172,10 @@ export class ProcessDirectory {
     let table = this.rootPpn;
     for (let level = this.mode - 1; level > 0; level--) {
       const pdi = level === 1 ? (pasid >>> 8) & 0x1ff : pasid >>> 17;
-      if (!allocate) {
-        const words = this.#memory.pageU32(table)!;
-        const w = pdi * 2;
-        if ((words[w]! & 1) === 0) return null;
-        table = ppn53Of(words[w]!, words[w + 1]!);
-        continue;
-      }
-      table = nextLevel(this.#memory, this.#frames, this.#pages, table, pdi * 8);
+      table = allocate ? this.nextLevel(table, pdi * 8) : this.existingLevel(table, pdi * 8);
       if (table < 0) return null;
     }
     return { ppn: table, offset: (pasid & 0xff) * PC_SIZE };
-  }
-
-  get pageCount(): number {
-    return 1 + this.#pages.length;
-  }
-
-  /** Frees every page; the device contexts pointing here must be invalid and invalidated. */
-  destroy(): void {
-    for (const p of this.#pages) this.#frames.free(p);
-    this.#pages.length = 0;
-    this.#frames.free(this.rootPpn);
   }
 
   toJSON(): Json {

@@ -190,11 +190,7 @@ export class RiscvIommuCommand {
 
   /** `IOTINVAL.VMA` with GV=AV=PSCV=0: every first-stage entry (riscv_iommu_cmd_inval_vma). */
   invalVma(): this {
-    this.lo0 = CMD_OPCODE.IOTINVAL;
-    this.hi0 = 0;
-    this.lo1 = 0;
-    this.hi1 = 0;
-    return this;
+    return this.#start(CMD_OPCODE.IOTINVAL);
   }
 
   /** Adds PSCV=1 and PSCID. */
@@ -214,29 +210,17 @@ export class RiscvIommuCommand {
 
   /** `IOFENCE.C` with no operands (riscv_iommu_cmd_iofence). */
   iofence(): this {
-    this.lo0 = CMD_OPCODE.IOFENCE;
-    this.hi0 = 0;
-    this.lo1 = 0;
-    this.hi1 = 0;
-    return this;
+    return this.#start(CMD_OPCODE.IOFENCE);
   }
 
   /** `IODIR.INVAL_DDT`, all device contexts until `setDid`. */
   iodirInvalDdt(): this {
-    this.lo0 = CMD_OPCODE.IODIR;
-    this.hi0 = 0;
-    this.lo1 = 0;
-    this.hi1 = 0;
-    return this;
+    return this.#start(CMD_OPCODE.IODIR);
   }
 
   /** `IODIR.INVAL_PDT` of (DID, PID): DV must be 1. */
   iodirInvalPdt(did: number, pid: number): this {
-    this.lo0 = (CMD_OPCODE.IODIR | (1 << 7) | ((pid & 0xf_ffff) << 12)) >>> 0;
-    this.hi0 = 0;
-    this.lo1 = 0;
-    this.hi1 = 0;
-    return this.setDid(did);
+    return this.#start((CMD_OPCODE.IODIR | (1 << 7) | ((pid & 0xf_ffff) << 12)) >>> 0).setDid(did);
   }
 
   /** Adds DV=1 and DID (bits 63:40). */
@@ -262,6 +246,15 @@ export class RiscvIommuCommand {
     this.lo1 = 0;
     // Payload bits 40:32 PRG index, 47:44 response code (PCIe PRG Response message).
     this.hi1 = ((prgi & 0x1ff) | ((code & 0xf) << 12)) >>> 0;
+    return this;
+  }
+
+  /** A fresh command whose dword0 low half is `lo0` (opcode, func3, operands); the rest zero. */
+  #start(lo0: number): this {
+    this.lo0 = lo0;
+    this.hi0 = 0;
+    this.lo1 = 0;
+    this.hi1 = 0;
     return this;
   }
 

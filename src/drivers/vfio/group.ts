@@ -21,6 +21,7 @@ import type { IommuCore } from "../../iommu/core.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import type { Process } from "../../mm/process.js";
 import { VfioIommuType1 } from "./type1.js";
+import { traceVfioDma } from "./user-dma.js";
 
 /** `VFIO_TYPE1v2_IOMMU`, the only backend modelled. */
 export const VFIO_TYPE1v2_IOMMU = 3;
@@ -146,7 +147,7 @@ export class VfioContainer {
     if (mm === null) throw new SimError(`pid ${task.pid} has exited`);
     const iommu = this.iommu;
     const r = iommu === null ? err("EINVAL") : iommu.mapDma(mm, vaddr, iova, size, flags);
-    this.#trace("map", iova, size, vaddr, r);
+    traceVfioDma(this.core, this.name, "map", iova, size, vaddr, r);
     return r;
   }
 
@@ -154,7 +155,7 @@ export class VfioContainer {
   unmapDma(iova: bigint, size: bigint): Result<bigint> {
     const iommu = this.iommu;
     const r = iommu === null ? err("EINVAL") : iommu.unmapDma(iova, size);
-    this.#trace("unmap", iova, size, null, r);
+    traceVfioDma(this.core, this.name, "unmap", iova, size, null, r);
     return r;
   }
 
@@ -176,16 +177,5 @@ export class VfioContainer {
       groups: this.groups.map((g) => g.iommuGroup.id),
       iommu: this.iommu?.toJSON() ?? null,
     };
-  }
-
-  #trace(op: string, iova: bigint, size: bigint, vaddr: bigint | null, r: Result<unknown>): void {
-    this.core.ctx.trace.emit("driver:vfio_dma", this.name, {
-      owner: this.name,
-      op,
-      iova,
-      size,
-      vaddr,
-      result: r.ok ? "ok" : r.errno,
-    });
   }
 }

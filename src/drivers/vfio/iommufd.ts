@@ -30,7 +30,7 @@ import type { IommuCore } from "../../iommu/core.js";
 import { IommuAttachHandle, type IommuDomain } from "../../iommu/domain.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import type { Process } from "../../mm/process.js";
-import { UserDmaSpace } from "./user-dma.js";
+import { traceVfioDma, UserDmaSpace } from "./user-dma.js";
 
 /** `enum iommufd_ioas_map_flags`. */
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
@@ -159,14 +159,14 @@ export class IommufdCtx {
     flags: number,
   ): Result {
     const r = this.#ioasMap(ioas, task, vaddr, iova, length, flags);
-    this.#trace("map", iova, length, vaddr, r);
+    traceVfioDma(this.core, this.name, "map", iova, length, vaddr, r);
     return r;
   }
 
   /** IOMMU_IOAS_UNMAP → bytes unmapped. */
   ioasUnmap(ioas: IommufdIoas, iova: bigint, length: bigint): Result<bigint> {
     const r = this.#ioasUnmap(ioas, iova, length);
-    this.#trace("unmap", iova, length, null, r);
+    traceVfioDma(this.core, this.name, "unmap", iova, length, null, r);
     return r;
   }
 
@@ -352,16 +352,5 @@ export class IommufdCtx {
 
   #checkBound(idev: IommufdDevice): void {
     if (!idev.bound || idev.ictx !== this) throw new SimError(`${idev.dev.name} is not bound`);
-  }
-
-  #trace(op: string, iova: bigint, size: bigint, vaddr: bigint | null, r: Result<unknown>): void {
-    this.core.ctx.trace.emit("driver:vfio_dma", this.name, {
-      owner: this.name,
-      op,
-      iova,
-      size,
-      vaddr,
-      result: r.ok ? "ok" : r.errno,
-    });
   }
 }

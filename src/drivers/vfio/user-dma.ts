@@ -28,6 +28,26 @@ export interface UserDmaArea {
   readonly ppns: readonly number[];
 }
 
+/** The `driver:vfio_dma` event of one map or unmap of a VFIO container or iommufd context. */
+export function traceVfioDma(
+  core: IommuCore,
+  owner: string,
+  op: string,
+  iova: bigint,
+  size: bigint,
+  vaddr: bigint | null,
+  r: Result<unknown>,
+): void {
+  core.ctx.trace.emit("driver:vfio_dma", owner, {
+    owner,
+    op,
+    iova,
+    size,
+    vaddr,
+    result: r.ok ? "ok" : r.errno,
+  });
+}
+
 export class UserDmaSpace {
   /** Mappings in ascending IOVA order. */
   readonly areas: UserDmaArea[] = [];
