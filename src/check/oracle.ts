@@ -63,11 +63,19 @@ export interface OracleMachine {
   readonly endpoints: { readonly bridges: readonly IoBridge[] };
 }
 
-/** A new oracle on every IO bridge of `machine`, attached. */
+/**
+ * The machine's oracle: the one already watching every IO bridge of `machine` (its options stay
+ * as they were), else a new one on them all, attached.
+ */
 export function attachOracle(
   machine: OracleMachine,
   options: IsolationOracleOptions = {},
 ): IsolationOracle {
+  const bridges = machine.endpoints.bridges;
+  const current = bridges[0]?.observer;
+  if (current instanceof IsolationOracle && bridges.every((b) => b.observer === current)) {
+    return current;
+  }
   const parts = {
     core: machine.core,
     pci: machine.buses.pci,

@@ -6,7 +6,7 @@
 
 import { describe, expect, it, vi } from "vitest";
 import { unwrap } from "../../src/base/result.js";
-import { attachOracle } from "../../src/check/oracle.js";
+import { attachOracle, IsolationOracle } from "../../src/check/oracle.js";
 import { NicDriver } from "../../src/drivers/nic/e1000.js";
 import { RiscvIommuCommand } from "../../src/drivers/riscv/iommu-bits.js";
 import { IOMMU_SVA_BIND_SUPERVISOR } from "../../src/iommu/sva.js";
@@ -454,8 +454,16 @@ describe("the oracle itself", () => {
     expect(r.m.endpoints.bridges.every((b) => b.observer === null)).toBe(true);
   });
 
-  it("refuses a bridge someone else observes", () => {
+  it("attachOracle gives the machine's oracle when one watches it; a bridge someone else observes is refused", () => {
     const r = oracleRig();
-    expect(() => attachOracle(r.m)).toThrow(/already has a DMA observer/);
+    expect(attachOracle(r.m)).toBe(r.oracle);
+    const parts = { core: r.m.core, pci: r.m.buses.pci, bridges: r.m.endpoints.bridges };
+    expect(() => new IsolationOracle(parts).attach()).toThrow(/pci0 already has a DMA observer/);
+    expect(() => new IsolationOracle({ ...parts, pci: r.m.buses.platform })).toThrow(
+      /needs the PCI bus type, not bus "platform"/,
+    );
+    r.oracle.detach();
+    r.m.endpoints.bridges[0]!.observer = { observeDma: () => {} };
+    expect(() => attachOracle(r.m)).toThrow(/pci0 already has a DMA observer/);
   });
 });
