@@ -10,7 +10,7 @@ import { PCI_COMMAND, PCI_COMMAND_MASTER } from "../../src/hw/pci/regs.js";
 import { buildMachine } from "../../src/machine/build.js";
 import type { Machine } from "../../src/machine/machine.js";
 
-type Seen = Omit<DmaPageEvent, "fn" | "peer" | "fault" | "address"> & {
+type Seen = Omit<DmaPageEvent, "fn" | "peer" | "fault"> & {
   fn: string;
   peer: string | null;
   fault: string | null;

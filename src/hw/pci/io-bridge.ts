@@ -221,11 +221,6 @@ export class DmaPageEvent {
   fault: TranslationFault | null = null;
   /** Why the page failed, or null. */
   reason: DmaAbortReason | null = null;
-
-  /** The request's address as a bigint (off the hot path). */
-  get address(): bigint {
-    return BigInt(this.page) << BigInt(PAGE_SHIFT);
-  }
 }
 
 /** Hears every page of inbound traffic an IoBridge handles (see DmaPageEvent). */
