@@ -8,7 +8,7 @@ import { describe, expect, it, vi } from "vitest";
 import { unwrap } from "../../src/base/result.js";
 import { attachOracle, IsolationOracle } from "../../src/check/oracle.js";
 import { NicDriver } from "../../src/drivers/nic/e1000.js";
-import { RiscvIommuCommand } from "../../src/drivers/riscv/iommu-bits.js";
+import { DC_TC, RiscvIommuCommand } from "../../src/drivers/riscv/iommu-bits.js";
 import { IOMMU_SVA_BIND_SUPERVISOR } from "../../src/iommu/sva.js";
 import {
   MAP_ANONYMOUS,
@@ -352,6 +352,26 @@ describe("hardware that does not do what the OS programmed", () => {
         fault: "ddt_entry_not_valid",
       }),
     ]);
+  });
+
+  it("DC.tc.EN_ATS cleared behind the driver's back: the ATS Translation Request is refused — unexpected-fault", () => {
+    const { r, iova, mine } = twoDomains();
+    const tc = dcAddress(r, "acc0");
+    r.m.memory.write64(tc, r.m.memory.read64(tc) & ~BigInt(DC_TC.EN_ATS));
+    invalidateDc(r, "acc0");
+    const acc = r.testDevice("acc0");
+    expect(acc.read(iova, 8, { ats: true }).ok).toBe(false);
+    expect(acc.read(iova, 8).ok).toBe(true);
+    expect(r.oracle.findings()).toEqual([
+      expect.objectContaining({
+        kind: "unexpected-fault",
+        request: "ats-translation",
+        iova,
+        pa: null,
+        expected: mine,
+      }),
+    ]);
+    expect(r.oracle.stats()).toMatchObject({ checked: 2, agreed: 1 });
   });
 
   it("an old DC written back after the group moved to a blocking domain: stale through the previous domain", () => {
