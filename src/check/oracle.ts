@@ -384,13 +384,8 @@ export class IsolationOracle implements DmaObserver {
     }
     const os = osText(view);
     if (cause === null) {
-      this.#report(
-        "wrong-target",
-        "wrong-target",
-        ev,
-        view,
-        `the OS never mapped it there (${os})`,
-      );
+      const what = `, which the OS never mapped there; ${os}`;
+      this.#report("wrong-target", "wrong-target", ev, view, what);
       return;
     }
     const via: StaleVia = ev.fromAtc ? "atc" : "iotlb";

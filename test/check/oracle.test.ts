@@ -334,6 +334,10 @@ describe("hardware that does not do what the OS programmed", () => {
         expected: mine,
       }),
     ]);
+    expect(r.oracle.findings()[0]!.detail).toBe(
+      `acc0 read of 0x${iova.toString(16)} reached 0x${theirs.toString(16)}, which the OS ` +
+        `never mapped there; OS maps it to 0x${mine.toString(16)}`,
+    );
     expect(r.oracle.verdict().summary).toContain("1 wrong-target");
   });
 
