@@ -325,17 +325,16 @@ export class IsolationOracle implements DmaObserver {
       return;
     }
     this.#checked++;
-    const space = view.space!;
-    const previous = this.#noteSpace(fn, ev, space);
+    const spaces = this.#noteSpace(fn, ev, view.space);
     if (ev.fault === null && ev.ppn >= 0) {
       if (view.status === "allowed" && view.ppn === ev.ppn) {
         this.#agreed++;
-        this.#history.record(space, ev.iovaPage, ev.ppn, view.leafLog2, view.grant);
+        this.#history.record(view.space!, ev.iovaPage, ev.ppn, view.leafLog2, view.grant);
       } else if (ev.kind === "ats-translation") {
         // Not an access yet: what the device then reaches through its ATC is judged.
         this.#staleGrants++;
       } else {
-        this.#mismatch(ev, view, previous);
+        this.#mismatch(ev, view, spaces);
       }
       return;
     }
@@ -344,8 +343,11 @@ export class IsolationOracle implements DmaObserver {
     else this.#expectedFaults++;
   }
 
-  /** The spaces (function, PASID) used before `space`, after noting `space` as its latest. */
-  #noteSpace(fn: PciFunction, ev: DmaPageEvent, space: object): readonly object[] {
+  /**
+   * The address spaces the (function, PASID) of `ev` was checked against, oldest first, after
+   * noting `space` (null: nothing attached now) as its latest.
+   */
+  #noteSpace(fn: PciFunction, ev: DmaPageEvent, space: object | null): readonly object[] {
     let byPasid = this.#spaces.get(fn);
     if (byPasid === undefined) {
       byPasid = new Map();
@@ -357,7 +359,7 @@ export class IsolationOracle implements DmaObserver {
       list = [];
       byPasid.set(key, list);
     }
-    if (list[list.length - 1] !== space) list.push(space);
+    if (space !== null && list[list.length - 1] !== space) list.push(space);
     return list;
   }
 
@@ -365,8 +367,9 @@ export class IsolationOracle implements DmaObserver {
   #mismatch(ev: DmaPageEvent, view: OsView, spaces: readonly object[]): void {
     const bit = accessBit(ev.write, ev.privileged);
     const history = this.#history;
+    const space = view.space;
     let cause: StaleCause | null = null;
-    if ((history.granted(view.space!, ev.iovaPage, ev.ppn) & bit) !== 0) {
+    if (space !== null && (history.granted(space, ev.iovaPage, ev.ppn) & bit) !== 0) {
       if (view.domain !== null && awaitsFlush(view.domain, ev.iovaPage)) {
         cause = "lazy flush window";
       } else if (view.domain?.mm?.kernel === true) {
@@ -376,7 +379,7 @@ export class IsolationOracle implements DmaObserver {
       }
     } else {
       for (const s of spaces) {
-        if (s !== view.space && (history.granted(s, ev.iovaPage, ev.ppn) & bit) !== 0) {
+        if (s !== space && (history.granted(s, ev.iovaPage, ev.ppn) & bit) !== 0) {
           cause = "previous domain";
           break;
         }

@@ -8,6 +8,7 @@ import { describe, expect, it, vi } from "vitest";
 import { unwrap } from "../../src/base/result.js";
 import { attachOracle, IsolationOracle } from "../../src/check/oracle.js";
 import { NicDriver } from "../../src/drivers/nic/e1000.js";
+import { infoOf } from "../../src/drivers/riscv/fault.js";
 import { DC_TC, RiscvIommuCommand } from "../../src/drivers/riscv/iommu-bits.js";
 import { IOMMU_SVA_BIND_SUPERVISOR } from "../../src/iommu/sva.js";
 import {
@@ -393,6 +394,43 @@ describe("hardware that does not do what the OS programmed", () => {
     expect(r.oracle.findings()).toEqual([
       expect.objectContaining({ kind: "stale", category: "stale-iotlb: previous domain", pa }),
     ]);
+  });
+});
+
+describe("SVA, hardware not following the unbind", () => {
+  it("a process context written back after the unbind: stale through the PASID's previous address space", () => {
+    const r = oracleRig();
+    const m = r.m;
+    const mm = unwrap(m.processes.spawn("app")).mm!;
+    const va = 0x4000_0000n;
+    const flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+    expect(vmMmap(mm, va, 0x1000n, PROT_READ | PROT_WRITE, flags).ok).toBe(true);
+    expect(m.cpu.store(mm, va, new Uint8Array([5])).ok).toBe(true);
+    const sva = unwrap(m.core.svaBindDevice(r.dev("acc0"), mm));
+    const pasid = m.core.svaGetPasid(sva);
+    const acc = r.testDevice("acc0");
+    expect(acc.read(va, 1, { pasid }).ok).toBe(true);
+    const place = infoOf(r.dev("acc0"))!.pdt!.pcPlace(pasid, false)!;
+    const pc = (BigInt(place.ppn) << 12n) + BigInt(place.offset);
+    const saved = m.memory.readBytes(pc, 16);
+    m.core.svaUnbindDevice(sva);
+    expect(acc.read(va, 1, { pasid }).ok).toBe(false);
+    r.clean();
+    m.memory.writeBytes(pc, saved);
+    const iommu = r.riscv("acc0").iommu;
+    iommu.cmdSend(new RiscvIommuCommand().iodirInvalPdt(r.deviceId("acc0"), pasid));
+    iommu.cmdSync();
+    expect(acc.read(va, 1, { pasid }).ok).toBe(true);
+    expect(r.oracle.findings()).toEqual([
+      expect.objectContaining({
+        category: "stale-iotlb: previous domain",
+        pasid,
+        iova: va,
+        expected: null,
+        domain: null,
+      }),
+    ]);
+    expect(r.oracle.findings()[0]!.detail).toContain(`OS: nothing attached at PASID ${pasid}`);
   });
 });
 
