@@ -123,7 +123,9 @@ function run(
         break;
     }
   }
-  return { results, machine: JSON.stringify(m.toJSON()) };
+  // The machine's view without its own report of an oracle (what is compared is the rest).
+  const { isolation: _, ...view } = m.toJSON() as Record<string, unknown>;
+  return { results, machine: JSON.stringify(view) };
 }
 
 test.prop([fc.array(op, { minLength: 1, maxLength: 60 })], { numRuns: 40 })(
