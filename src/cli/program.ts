@@ -12,8 +12,8 @@ import type { MachinePlan, ScenarioHost } from "../scenario/host.js";
 import { loadScenario, type Scenario } from "../scenario/load.js";
 import { formatScenarioResult, scenarioResultJSON } from "../scenario/report.js";
 import { applicableDrivers, runScenario, type ScenarioResult } from "../scenario/run.js";
-import { formatTraceText, type TraceRun, traceToChromeJSON } from "../scenario/trace-format.js";
 import type { CliIo } from "./io.js";
+import { traceRunOf, writeTraceFile } from "./trace-file.js";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -24,10 +24,17 @@ export const EXIT_INTERNAL = 70;
 // biome-ignore lint/suspicious/noExplicitAny: the CLI drives any host (the real one or a test fake)
 type AnyHost = ScenarioHost<any, any>;
 
+/** Options of the `demo` command. */
+export interface DemoCommandOptions {
+  readonly json?: boolean;
+  readonly trace?: string;
+  readonly seed?: number;
+}
+
 export interface CliDeps {
   readonly host: AnyHost;
   /** The `demo` command: boots the default machine and tells its story. */
-  readonly demo: (io: CliIo) => number;
+  readonly demo: (io: CliIo, opts: DemoCommandOptions) => number;
 }
 
 interface RunOpts {
@@ -53,9 +60,14 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
 
   program
     .command("demo")
-    .description("boot the built-in default machine and show what it holds (the default command)")
-    .action(() => {
-      code = deps.demo(io);
+    .description(
+      "boot the built-in default machine and tell its story: kernel drivers, VFIO, SVA, page faults, lazy vs strict (the default command)",
+    )
+    .option("--json", "print the story and the report as JSON")
+    .option("--trace <file>", "write the whole run's trace (.json: Chrome/Perfetto, else text)")
+    .addOption(new Option("--seed <n>", "the machine's random seed").argParser(parseSeed))
+    .action((opts: DemoCommandOptions) => {
+      code = deps.demo(io, opts);
     });
 
   program
@@ -215,8 +227,11 @@ function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyH
   const results: ScenarioResult[] = [];
   const skipped: string[] = [];
   const bootErrors: InputError[] = [];
+  const total = scenarios.reduce((n, s) => n + driversFor(s, opts.driver, host).length, 0);
+  const progress = total > 1 ? io.progress(total, "scenarios") : null;
   for (const s of scenarios) {
     for (const driver of driversFor(s, opts.driver, host)) {
+      progress?.tick(`${s.file}${driver ? ` [${driver}]` : ""}`);
       if (driver === null) {
         const drivers = s.onlyDrivers ?? s.drivers ?? [];
         skipped.push(
@@ -239,9 +254,16 @@ function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyH
       }
     }
   }
+  progress?.stop();
   if (bootErrors.length > 0) return reportInputErrors(bootErrors, opts.json, io);
 
-  if (opts.trace !== undefined) writeTrace(opts.trace, results, io);
+  if (opts.trace !== undefined) {
+    writeTraceFile(
+      opts.trace,
+      results.map((r) => traceRunOf(r, `${r.file} [${r.driver}]`)),
+      io,
+    );
+  }
   const failed = results.filter((r) => r.status === "fail").length;
   if (opts.json) {
     const doc = {
@@ -277,19 +299,4 @@ function driversFor(
   if (s.onlyDrivers !== undefined && !s.onlyDrivers.includes(forced)) return [null];
   const declared = (s.drivers ?? (s.machine as MachinePlan).drivers) as readonly string[];
   return declared.includes(forced) || s.drivers === undefined ? [forced] : [null];
-}
-
-function writeTrace(path: string, results: readonly ScenarioResult[], io: CliIo): void {
-  const runs: TraceRun[] = results.map((r) => ({
-    label: `${r.file} [${r.driver}]`,
-    records: r.trace ?? [],
-  }));
-  const text = path.endsWith(".json")
-    ? `${JSON.stringify(traceToChromeJSON(runs))}\n`
-    : runs.map((r) => `# ${r.label}\n${formatTraceText(r.records)}`).join("");
-  try {
-    io.writeFile(path, text);
-  } catch (e) {
-    throw new InputError(`--trace: cannot write the file: ${readErrorText(e)}`, { file: path });
-  }
 }

@@ -53,6 +53,8 @@ export interface BuildOptions {
   readonly seed?: number;
   /** Runs every IOMMU instance with this driver instead of the described one. */
   readonly driver?: string;
+  /** Called with the machine's context before anything boots (to record the boot's trace). */
+  readonly onContext?: (ctx: SimContext) => void;
 }
 
 /**
@@ -64,6 +66,7 @@ export function buildMachine(input: MachineDescription | string, opts: BuildOpti
   if (opts.driver !== undefined) desc = withIommuDriver(desc, opts.driver);
 
   const ctx = createContext({ seed: opts.seed ?? 1 });
+  opts.onContext?.(ctx);
   const memory = new PhysicalMemory(desc.ram.map((r) => ({ base: r.base, size: r.size })));
   const frames = new FrameAllocator(memory);
   const model = new DeviceModel(ctx);

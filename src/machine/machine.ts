@@ -13,6 +13,7 @@ import type { BusType, Device } from "../bus/device.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import { devIsPci } from "../bus/pci-dev.js";
 import type { IommuProgrammingView } from "../check/invariants.js";
+import { attachOracle, type IsolationOracle } from "../check/oracle.js";
 import type { DmaApi } from "../dma/mapping.js";
 import type { MockIommuDriver } from "../drivers/mock/mock-iommu.js";
 import type { RiscvIommuSetup } from "../drivers/riscv/factory.js";
@@ -109,6 +110,7 @@ export class Machine {
   readonly #checks: readonly ((m: Machine) => readonly string[])[];
   /** What went wrong during boot and was logged rather than fatal (a failed IOMMU probe, …). */
   readonly bootLog: string[] = [];
+  #oracle: IsolationOracle | null = null;
 
   constructor(parts: MachineParts) {
     this.description = parts.description;
@@ -304,6 +306,20 @@ export class Machine {
     return this.#iommus.find((i) => i.instance === inst)?.programming ?? null;
   }
 
+  /**
+   * The isolation oracle (src/check/oracle.ts) on every IO bridge of the machine, attached on
+   * first use: from now on every device access is compared with what the OS maps.
+   */
+  attachIsolationOracle(): IsolationOracle {
+    this.#oracle ??= attachOracle(this);
+    return this.#oracle;
+  }
+
+  /** The isolation oracle, if attached. */
+  get isolationOracle(): IsolationOracle | null {
+    return this.#oracle;
+  }
+
   /** Broken invariants, one message each (empty: consistent). */
   checkInvariants(): string[] {
     return this.#checks.flatMap((c) => c(this));
@@ -348,6 +364,7 @@ export class Machine {
       global_pasids: core.global_pasids ?? [],
       sva_mms: core.sva_mms ?? [],
       iopf: core.iopf ?? null,
+      isolation: this.#oracle?.toJSON() ?? null,
       boot_log: [...this.bootLog],
       warnings: this.ctx.warnings.list().map((w) => ({ site: w.site, message: w.message })),
     };

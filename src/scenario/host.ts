@@ -35,5 +35,13 @@ export interface ScenarioHost<M extends ScenarioMachine, P extends MachinePlan> 
    * Boots the planned machine; `driver` replaces the driver of every IOMMU instance. Throws an
    * InputError when the plan cannot run on that driver.
    */
-  boot(plan: P, opts: { readonly seed: number; readonly driver?: string }): M;
+  boot(
+    plan: P,
+    opts: {
+      readonly seed: number;
+      readonly driver?: string;
+      /** Called with the machine's context before it boots (to trace the boot too). */
+      readonly onContext?: (ctx: SimContext) => void;
+    },
+  ): M;
 }

@@ -64,7 +64,18 @@ export interface ExpectStep<M> {
   readonly note: string | undefined;
 }
 
-export type Step<M> = CallStep<M> | ExpectStep<M>;
+/** `section: title` — starts a part of the scenario; reports show the title as a heading. */
+export interface SectionStep {
+  readonly kind: "section";
+  readonly index: number;
+  readonly loc: InputLocation;
+  readonly title: string;
+  readonly text: string;
+  readonly warns: undefined;
+  readonly note: string | undefined;
+}
+
+export type Step<M> = CallStep<M> | ExpectStep<M> | SectionStep;
 
 /** `warns:` — the kernel WARN sites the step must raise, in order (or just how many). */
 export type WarnsExpectation = { readonly count: number } | { readonly sites: readonly string[] };
@@ -240,11 +251,14 @@ function readStep<M>(
   }
   const heads = node.entries.filter((e) => !MODIFIERS.includes(e.key));
   if (heads.length === 0) {
-    d.error(node.loc, path, "a step needs a function to call or an expect:");
+    d.error(node.loc, path, "a step needs a function to call, an expect: or a section:");
     return undefined;
   }
   for (const extra of heads.slice(1)) {
-    const isFn = vocab.functions.some((f) => f.name === extra.key) || extra.key === "expect";
+    const isFn =
+      vocab.functions.some((f) => f.name === extra.key) ||
+      extra.key === "expect" ||
+      extra.key === "section";
     d.error(
       extra.keyLoc,
       childPath(path, extra.key),
@@ -259,6 +273,15 @@ function readStep<M>(
   const warns = mod("warns")
     ? readWarns(mod("warns")!.value, childPath(path, "warns"), d)
     : undefined;
+  if (head.key === "section") {
+    for (const k of ["as", "error", "returns", "warns"]) {
+      const m = mod(k);
+      if (m) d.error(m.keyLoc, childPath(path, k), `"${k}:" belongs to calls, not to section:`);
+    }
+    const title = text()(head.value, childPath(path, "section"), d);
+    if (title === undefined) return undefined;
+    return { kind: "section", index, loc: node.loc, title, text: title, warns: undefined, note };
+  }
   if (head.key === "expect") {
     for (const k of ["as", "error", "returns"]) {
       const m = mod(k);
@@ -283,7 +306,7 @@ function readStep<M>(
     d.error(
       head.keyLoc,
       childPath(path, head.key),
-      `unknown function "${head.key}"${suggest(head.key, [...vocab.functions.map((f) => f.name), "expect"])}`,
+      `unknown function "${head.key}"${suggest(head.key, [...vocab.functions.map((f) => f.name), "expect", "section"])}`,
     );
     return undefined;
   }
@@ -423,7 +446,7 @@ function readArgs<M>(
     }
     if (c.kind === "object" && c.create) created.push([c.name, c.object]);
     compiled.push([p, c]);
-    parts.push(`${p}=${argText(e.value)}`);
+    parts.push(`${p}=${argText(e.value, spec.type.kind === "u64")}`);
   }
   for (const [n, kind] of created) scope.bind(n, kind);
   return good ? { compiled, text: parts.join(", ") } : undefined;
@@ -574,17 +597,22 @@ function readFailureCode(
   return undefined;
 }
 
-/** A compact source-like rendering of an argument for reports. */
-function argText(node: InputNode): string {
+/**
+ * A compact source-like rendering of an argument for reports: large numbers in hex (addresses,
+ * sizes: `u64` parameters and expected values), text quoted when it is more than a word.
+ */
+function argText(node: InputNode, hexNumbers = true): string {
   switch (node.kind) {
     case "scalar":
-      return typeof node.value === "bigint" && node.value > 0xffffn
-        ? `0x${node.value.toString(16)}`
-        : String(node.value);
+      if (typeof node.value === "bigint" && hexNumbers && node.value > 0xffffn)
+        return `0x${node.value.toString(16)}`;
+      if (typeof node.value === "string" && !/^[\w.+\-:/$]+$/.test(node.value))
+        return JSON.stringify(node.value);
+      return String(node.value);
     case "seq":
-      return `[${node.items.map(argText).join(", ")}]`;
+      return `[${node.items.map((x) => argText(x, hexNumbers)).join(", ")}]`;
     case "map":
-      return `{${node.entries.map((e) => `${e.key}: ${argText(e.value)}`).join(", ")}}`;
+      return `{${node.entries.map((e) => `${e.key}: ${argText(e.value, hexNumbers)}`).join(", ")}}`;
   }
 }
 

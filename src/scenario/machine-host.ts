@@ -32,6 +32,10 @@ export const machineHost: ScenarioHost<Machine, MachineScenarioPlan> = {
     };
   },
   boot(plan, opts) {
-    return buildMachine(plan.description, opts.driver === undefined ? { seed: opts.seed } : opts);
+    return buildMachine(plan.description, {
+      seed: opts.seed,
+      ...(opts.driver === undefined ? {} : { driver: opts.driver }),
+      ...(opts.onContext === undefined ? {} : { onContext: opts.onContext }),
+    });
   },
 };

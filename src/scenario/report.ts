@@ -23,6 +23,7 @@ function stepJSON(s: StepResult): Json {
     call: s.call,
     status: s.status,
   };
+  if (s.section !== undefined) out.section = s.section;
   if (s.result !== undefined) out.result = s.result;
   if (s.errno !== undefined) out.errno = s.errno;
   if (s.fault !== undefined) out.fault = s.fault;
@@ -48,6 +49,10 @@ export function formatScenarioResult(r: ScenarioResult, opts: { verbose?: boolea
   for (const s of r.steps) {
     if (s.status === "pass" && !opts.verbose) continue;
     if (s.status === "skipped") continue;
+    if (s.section !== undefined) {
+      lines.push(`  § ${s.section}`);
+      continue;
+    }
     const where = `${s.file}${s.line === undefined ? "" : `:${s.line}${s.column === undefined ? "" : `:${s.column}`}`}`;
     const outcome = s.errno
       ? ` = ${failureText(s.errno)}`

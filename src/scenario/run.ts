@@ -3,24 +3,29 @@
 // outcome, the virtual time it took and the trace events it produced. The first failing step
 // ends the run; the rest are reported as skipped.
 
+import type { SimContext } from "../base/context.js";
 import { isErrno } from "../base/errno.js";
 import { SimError } from "../base/errors.js";
 import { type Json, jsonValue } from "../base/json.js";
 import type { TraceRecord } from "../base/trace.js";
 import type { MachinePlan, ScenarioHost, ScenarioMachine } from "./host.js";
-import type { CallStep, ExpectStep, Scenario, Step, WarnsExpectation } from "./load.js";
+import type { CallStep, ExpectStep, Scenario, WarnsExpectation } from "./load.js";
 import { type Mismatch, match, ResolveError, type RunEnv, resolve } from "./values.js";
 import { isResult, VALUE_KIND } from "./vocabulary/types.js";
 
-export interface RunOptions {
+export interface RunOptions<M = unknown> {
   /** Overrides the scenario's `seed:`. */
   readonly seed?: number;
   /** Runs every IOMMU instance of the machine with this driver. */
   readonly driver?: string;
   /** Check the machine's invariants after every step (default true). */
   readonly checkInvariants?: boolean;
-  /** Keep every trace record (for `--trace`). */
+  /** Keep every trace record (for `--trace`), the boot's included. */
   readonly keepTrace?: boolean;
+  /** Called with the booted machine before the first step (to attach checkers, …). */
+  readonly onBoot?: (m: M) => void;
+  /** Called after each step with its result (progress reports). */
+  readonly onStep?: (s: StepResult) => void;
 }
 
 export interface StepFailure {
@@ -36,6 +41,8 @@ export interface StepResult {
   readonly line: number | undefined;
   readonly column: number | undefined;
   readonly call: string;
+  /** The title of a `section:` step (which calls nothing). */
+  readonly section?: string;
   readonly status: "pass" | "fail" | "skipped";
   /** The JSON view of the returned value (calls that return something and succeeded). */
   readonly result?: Json;
@@ -43,6 +50,8 @@ export interface StepResult {
   readonly errno?: string;
   /** What a failure other than an errno was (the signal's code and address, the DMA abort). */
   readonly fault?: Json;
+  /** Virtual time when the step started, and how long it took. */
+  readonly startNs: number;
   readonly durationNs: number;
   readonly traceEvents: number;
   /** WARN sites the step raised, in order. */
@@ -81,20 +90,26 @@ export function applicableDrivers<M extends ScenarioMachine, P extends MachinePl
 export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
   scenario: Scenario<M, P>,
   host: ScenarioHost<M, P>,
-  opts: RunOptions = {},
+  opts: RunOptions<M> = {},
 ): ScenarioResult {
   const seed = opts.seed ?? scenario.seed;
-  const m = host.boot(
-    scenario.machine,
-    opts.driver === undefined ? { seed } : { seed, driver: opts.driver },
-  );
-  const ctx = m.ctx;
   let events = 0;
   const kept: TraceRecord[] = [];
-  const stop = ctx.trace.subscribe((r) => {
+  const sink = (r: TraceRecord) => {
     events++;
     if (opts.keepTrace) kept.push(r);
+  };
+  let stop: (() => void) | null = null;
+  const m = host.boot(scenario.machine, {
+    seed,
+    ...(opts.driver === undefined ? {} : { driver: opts.driver }),
+    // Tracing the boot costs time: only when the trace is kept.
+    ...(opts.keepTrace ? { onContext: (c: SimContext) => (stop = c.trace.subscribe(sink)) } : {}),
   });
+  const ctx = m.ctx;
+  stop ??= ctx.trace.subscribe(sink);
+  events = 0;
+  opts.onBoot?.(m);
   const env: RunEnv<M> = { m, vocabulary: host.vocabulary, bindings: new Map() };
   const results: StepResult[] = [];
   let failed = false;
@@ -112,6 +127,7 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
       column: undefined,
       call: "boot",
       status: "fail",
+      startNs: 0,
       durationNs: 0,
       traceEvents: 0,
       warnings: [],
@@ -132,8 +148,17 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
         call: step.text,
         ...(step.note === undefined ? {} : { note: step.note }),
       };
-      if (failed) {
-        results.push({ ...base, status: "skipped", durationNs: 0, traceEvents: 0, warnings: [] });
+      if (failed || step.kind === "section") {
+        const status = failed ? "skipped" : "pass";
+        results.push({
+          ...base,
+          ...(step.kind === "section" ? { section: step.title } : {}),
+          status,
+          startNs: ctx.clock.now,
+          durationNs: 0,
+          traceEvents: 0,
+          warnings: [],
+        });
         continue;
       }
       const t0 = ctx.clock.now;
@@ -156,17 +181,20 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
         }
       }
       if (failure) failed = true;
-      results.push({
+      const result: StepResult = {
         ...base,
         status: failure ? "fail" : "pass",
         ...(outcome.result === undefined ? {} : { result: outcome.result }),
         ...(outcome.errno === undefined ? {} : { errno: outcome.errno }),
         ...(outcome.fault === undefined ? {} : { fault: outcome.fault }),
+        startNs: t0,
         durationNs: ctx.clock.now - t0,
         traceEvents: events - e0,
         warnings,
         ...(failure ? { failure } : {}),
-      });
+      };
+      results.push(result);
+      opts.onStep?.(result);
     }
   } finally {
     stop();
@@ -194,7 +222,7 @@ export function failureText(code: string): string {
   return isErrno(code) ? `-${code}` : code;
 }
 
-function execute<M>(step: Step<M>, env: RunEnv<M>): Outcome {
+function execute<M>(step: CallStep<M> | ExpectStep<M>, env: RunEnv<M>): Outcome {
   try {
     return step.kind === "call" ? executeCall(step, env) : executeExpect(step, env);
   } catch (e) {

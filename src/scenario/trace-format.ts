@@ -1,22 +1,68 @@
-// Trace exports for scenario runs: ftrace/trace-cmd-like text lines (the kernel's own
-// tracepoints printed with their TP_printk formats, the simulator's events as key=value) and
-// Chrome trace-event JSON that opens in ui.perfetto.dev.
+// Trace exports: ftrace/trace-cmd-style text lines (the kernel's own tracepoints printed with
+// their TP_printk formats, the simulator's events as key=value) and Chrome trace-event JSON that
+// opens in ui.perfetto.dev (one process per subsystem, one thread per track: IOMMU instances,
+// devices, `core`, …; named by metadata events).
 
 import { hex } from "../base/bits.js";
 import { type Json, jsonValue } from "../base/json.js";
 import type { TraceRecord } from "../base/trace.js";
 import { splitEventName } from "../base/trace.js";
 
-/** One trace-cmd style line per record: `track  [seconds]: event: text`. */
-export function formatTraceText(records: readonly TraceRecord[]): string {
-  return records.map(traceLine).join("\n") + (records.length > 0 ? "\n" : "");
+/** The records of one run, named for the trace viewer (e.g. `file [driver]`). */
+export interface TraceRun {
+  readonly label: string;
+  readonly records: readonly TraceRecord[];
+  /** Stretches of virtual time with a name (scenario steps, the demo's acts): "X" events. */
+  readonly spans?: readonly TraceSpan[];
 }
 
-function traceLine(r: TraceRecord): string {
-  const secs = (r.ts / 1e9).toFixed(9);
+export interface TraceSpan {
+  readonly name: string;
+  /** The track the span sits on (e.g. `steps`), in the `scenario` process. */
+  readonly track: string;
+  /** Start and length in virtual nanoseconds. */
+  readonly ts: number;
+  readonly dur: number;
+  readonly args?: Json;
+}
+
+/** The subsystem of spans (the scenario's own steps and acts). */
+export const SPAN_SYSTEM = "scenario";
+
+// ---------------------------------------------------------------- text
+
+/**
+ * One trace-cmd report line per record, `<track>-<id> [000] <sec.usec>: <event>: <fields>`: the
+ * track plays the task, its id (in order of first appearance) the pid, one CPU.
+ */
+export function formatTraceText(records: readonly TraceRecord[]): string {
+  const ids = new Map<string, number>();
+  let out = "";
+  for (const r of records) {
+    let id = ids.get(r.track);
+    if (id === undefined) {
+      id = ids.size + 1;
+      ids.set(r.track, id);
+    }
+    out += `${traceLine(r, id)}\n`;
+  }
+  return out;
+}
+
+/** ftrace's timestamp: seconds and microseconds (`%5lu.%06lu`). */
+export function ftraceTimestamp(ns: number): string {
+  const us = Math.floor(ns / 1000);
+  const secs = Math.floor(us / 1_000_000);
+  return `${String(secs).padStart(5)}.${String(us % 1_000_000).padStart(6, "0")}`;
+}
+
+function traceLine(r: TraceRecord, id: number): string {
   const { system, name } = splitEventName(r.event);
-  const body = system === "iommu" ? kernelText(name, r.fields) : keyValues(r.fields);
-  return `${r.track.padStart(16)} ${secs.padStart(15)}: ${system === "iommu" ? name : `${system}:${name}`}: ${body}`;
+  const kernel = system === "iommu";
+  const task = `${r.track}-${id}`.padStart(16);
+  const event = kernel ? name : `${system}:${name}`;
+  const body = kernel ? kernelText(name, r.fields) : keyValues(r.fields);
+  return `${task} [000] ${ftraceTimestamp(r.ts)}: ${event}: ${body}`;
 }
 
 /** include/trace/events/iommu.h TP_printk formats. */
@@ -45,30 +91,55 @@ function keyValues(f: Readonly<Record<string, unknown>>): string {
     .join(" ");
 }
 
-/** The records of one run, named for the trace viewer (e.g. `file [driver]`). */
-export interface TraceRun {
-  readonly label: string;
-  readonly records: readonly TraceRecord[];
-}
+// ---------------------------------------------------------------- Chrome / Perfetto JSON
 
 /**
- * Chrome trace-event format: one process per run, one thread per track, an instant event per
- * record with its fields as args; timestamps are microseconds of virtual time.
+ * Chrome trace-event format: a process per subsystem (per run when there are several runs), a
+ * thread per track with its name, an instant event ("i") per record with its fields as args,
+ * and a complete event ("X") per span. Timestamps are microseconds of virtual time; every
+ * track's events are in time order.
  */
 export function traceToChromeJSON(runs: readonly TraceRun[]): Json {
+  const meta: Json[] = [];
   const events: Json[] = [];
+  const pids = new Map<string, number>();
+  const tids = new Map<string, number>();
+  const place = (run: number, system: string, track: string): [number, number] => {
+    const pkey = `${run}\u0000${system}`;
+    let pid = pids.get(pkey);
+    if (pid === undefined) {
+      pid = pids.size + 1;
+      pids.set(pkey, pid);
+      const name = runs.length > 1 ? `${system} — ${runs[run]!.label}` : system;
+      meta.push({ name: "process_name", ph: "M", pid, tid: 0, args: { name } });
+      meta.push({ name: "process_sort_index", ph: "M", pid, tid: 0, args: { sort_index: pid } });
+    }
+    const tkey = `${pkey}\u0000${track}`;
+    let tid = tids.get(tkey);
+    if (tid === undefined) {
+      tid = tids.size + 1;
+      tids.set(tkey, tid);
+      meta.push({ name: "thread_name", ph: "M", pid, tid, args: { name: track } });
+    }
+    return [pid, tid];
+  };
   runs.forEach((run, i) => {
-    const pid = i + 1;
-    events.push({ name: "process_name", ph: "M", pid, tid: 0, args: { name: run.label } });
-    const tids = new Map<string, number>();
+    for (const s of run.spans ?? []) {
+      const [pid, tid] = place(i, SPAN_SYSTEM, s.track);
+      events.push({
+        name: s.name,
+        cat: SPAN_SYSTEM,
+        ph: "X",
+        ts: s.ts / 1000,
+        dur: s.dur / 1000,
+        pid,
+        tid,
+        args: s.args ?? {},
+      });
+    }
     for (const r of run.records) {
-      let tid = tids.get(r.track);
-      if (tid === undefined) {
-        tid = tids.size + 1;
-        tids.set(r.track, tid);
-        events.push({ name: "thread_name", ph: "M", pid, tid, args: { name: r.track } });
-      }
       const { system, name } = splitEventName(r.event);
+      const [pid, tid] = place(i, system, r.track);
       events.push({
         name,
         cat: system,
@@ -81,5 +152,5 @@ export function traceToChromeJSON(runs: readonly TraceRun[]): Json {
       });
     }
   });
-  return { traceEvents: events, displayTimeUnit: "ns" };
+  return { traceEvents: [...meta, ...events], displayTimeUnit: "ns" };
 }

@@ -19,6 +19,7 @@ function cli(files: Record<string, string> = {}, host: CliDeps["host"] = fakeHos
     writeFile: (p, t) => {
       written[p] = t;
     },
+    progress: () => null,
   };
   const deps: CliDeps = {
     host,
@@ -201,21 +202,45 @@ describe("the iommu-sim command line", () => {
     const c = cli({ "p.yaml": PASS });
     expect(await c.run("run", "--trace", "t.txt", "p.yaml")).toBe(0);
     expect(c.written["t.txt"]).toBe(
-      "# p.yaml [mock]\n            core     0.000000000: iommu_core:domain_alloc: domain=0 type=x device=y\n",
+      "          core-1 [000]     0.000000: iommu_core:domain_alloc: domain=0 type=x device=y\n",
     );
     expect(await c.run("run", "--trace", "t.json", "p.yaml")).toBe(0);
     const trace = JSON.parse(c.written["t.json"]!);
     expect(trace.traceEvents).toEqual([
-      { name: "process_name", ph: "M", pid: 1, tid: 0, args: { name: "p.yaml [mock]" } },
-      { name: "thread_name", ph: "M", pid: 1, tid: 1, args: { name: "core" } },
+      { name: "process_name", ph: "M", pid: 1, tid: 0, args: { name: "scenario" } },
+      { name: "process_sort_index", ph: "M", pid: 1, tid: 0, args: { sort_index: 1 } },
+      { name: "thread_name", ph: "M", pid: 1, tid: 1, args: { name: "steps" } },
+      { name: "process_name", ph: "M", pid: 2, tid: 0, args: { name: "iommu_core" } },
+      { name: "process_sort_index", ph: "M", pid: 2, tid: 0, args: { sort_index: 2 } },
+      { name: "thread_name", ph: "M", pid: 2, tid: 2, args: { name: "core" } },
+      {
+        name: "fake_domain_alloc(dev=a)",
+        cat: "scenario",
+        ph: "X",
+        ts: 0,
+        dur: 0,
+        pid: 1,
+        tid: 1,
+        args: { step: 1, status: "pass", result: { id: 2, pgsize: "0x1000", type: "UNMANAGED" } },
+      },
+      {
+        name: "fake_attach(domain=d1, dev=a)",
+        cat: "scenario",
+        ph: "X",
+        ts: 0,
+        dur: 0,
+        pid: 1,
+        tid: 1,
+        args: { step: 2, status: "pass" },
+      },
       {
         name: "domain_alloc",
         cat: "iommu_core",
         ph: "i",
         s: "t",
         ts: 0,
-        pid: 1,
-        tid: 1,
+        pid: 2,
+        tid: 2,
         args: { domain: 0, type: "x", device: "y" },
       },
     ]);
@@ -245,6 +270,7 @@ describe("internal errors", () => {
         },
         readFile: () => "",
         writeFile: () => {},
+        progress: () => null,
       },
       {
         host: fakeHost,

@@ -279,6 +279,7 @@ describe("buildMachine", () => {
       "global_pasids",
       "sva_mms",
       "iopf",
+      "isolation",
       "boot_log",
       "warnings",
     ]);

@@ -183,7 +183,7 @@ describe("scenario validation reports every problem with file:line:column", () =
     ]);
     expect(errorsOf(ok("  - just text\n  - note: alone"))).toEqual([
       't.yaml:3:5: steps[0]: a step is a map like "iommu_attach_device: {domain: d1, dev: nic0}", got the string "just text"',
-      "t.yaml:4:5: steps[1]: a step needs a function to call or an expect:",
+      "t.yaml:4:5: steps[1]: a step needs a function to call, an expect: or a section:",
     ]);
   });
 

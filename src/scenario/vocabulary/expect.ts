@@ -1,6 +1,7 @@
 // What `expect:` can check: a device's current domain, a group's owners and PASID table, a
 // domain's type and users, the kernel WARNs so far, the invariants, the whole machine view.
 
+import { SimError } from "../../base/errors.js";
 import type { Device } from "../../bus/device.js";
 import { devIsPci } from "../../bus/pci-dev.js";
 import { NicDevice } from "../../hw/endpoints/nic.js";
@@ -279,6 +280,20 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
       get: (m) => {
         const broken = m.checkInvariants();
         return broken.length === 0 ? "clean" : broken;
+      },
+    },
+  },
+  {
+    name: "isolation",
+    doc: "the isolation oracle's view (attach_isolation_oracle first), compared partially: {verdict: {isolated, findings, p2p_bypasses, summary}, stats, counts: {by_kind, by_category, by_device}, findings: [{kind, category, device, pasid, access, iova, pa, expected, detail, …}]}",
+    self: {
+      type: JSON_VALUE,
+      doc: "view",
+      get: (m) => {
+        const o = m.isolationOracle;
+        if (o === null)
+          throw new SimError("the isolation oracle is not attached (attach_isolation_oracle)");
+        return o.toJSON();
       },
     },
   },

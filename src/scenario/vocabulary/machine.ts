@@ -94,6 +94,17 @@ export const MACHINE_ACTIONS: readonly FunctionSpec<Machine>[] = [
     },
   },
   {
+    name: "attach_isolation_oracle",
+    area: "machine",
+    params: {},
+    returns: VOID,
+    ts: "machine.attachIsolationOracle()",
+    doc: "Attaches the isolation oracle (docs/isolation-oracle.md) to every IO bridge: from now on each page a device reaches, or fails to reach, is compared with what the OS maps for it at that moment; `expect: {isolation: …}` reads its verdict. Attach it before devices start DMA.",
+    call: (m) => {
+      m.attachIsolationOracle();
+    },
+  },
+  {
     name: "inject_fault",
     area: "machine",
     params: {

@@ -1,0 +1,156 @@
+// `iommu-sim demo` (npm start): the story runs green, says what it shows, is the same on every
+// run, stays well within a generous time bound, and its JSON and trace forms hold what they
+// promise.
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { demo } from "../../src/cli/demo.js";
+import type { CliIo } from "../../src/cli/io.js";
+import { runCli } from "../../src/cli/program.js";
+import { machineHost } from "../../src/scenario/machine-host.js";
+
+const ROOT = join(import.meta.dirname, "../..");
+const TSX = join(ROOT, "node_modules/.bin/tsx");
+const dir = mkdtempSync(join(tmpdir(), "iommu-sim-demo-"));
+
+/** The real CLI in-process: real files, captured output. */
+async function cli(...argv: string[]) {
+  let out = "";
+  let errOut = "";
+  const io: CliIo = {
+    stdout: (t) => {
+      out += t;
+    },
+    stderr: (t) => {
+      errOut += t;
+    },
+    readFile: (p) => readFileSync(p, "utf8"),
+    writeFile: (p, t) => writeFileSync(p, t),
+    progress: () => null,
+  };
+  const code = await runCli(argv, io, { host: machineHost, demo });
+  return { code, stdout: out, stderr: errOut };
+}
+
+describe("iommu-sim demo", () => {
+  it("npm start's command runs the story to the end, identically twice, well within 20 s", () => {
+    const runOnce = () => {
+      const t0 = performance.now();
+      const r = spawnSync(TSX, [join(ROOT, "src/cli/main.ts")], { cwd: dir, encoding: "utf8" });
+      return { ...r, ms: performance.now() - t0 };
+    };
+    const a = runOnce();
+    const b = runOnce();
+    expect(a.status).toBe(0);
+    expect(a.stderr).toBe("");
+    expect(a.stdout).toBe(b.stdout);
+    expect(a.ms).toBeLessThan(20_000);
+    expect(b.ms).toBeLessThan(20_000);
+  });
+
+  it("tells the six acts with their kernel calls and results, then the report", async () => {
+    const r = await cli("demo");
+    expect(r.code).toBe(0);
+    const out = r.stdout;
+    const acts = [...out.matchAll(/^(\d)\. (.+)$/gm)].map((m) => m[2]);
+    expect(acts).toEqual([
+      "Kernel drivers bind and DMA through the DMA API",
+      "A user-space framework (VFIO) takes a device group",
+      "Two processes share the DSA engine through SVA",
+      "I/O page faults: the device touches pages first",
+      "A process exits and its PASID goes at the final mm drop",
+      "Lazy versus strict invalidation",
+    ]);
+    // Calls and results, refusals with the kernel's errnos.
+    expect(out).toContain('→ ndo_start_xmit(dev=nic0, data="hello, wire") = NETDEV_TX_OK');
+    expect(out).toContain(
+      "→ vfio_group_ioctl_set_container(group=legacy0, container=container) = -EPERM",
+    );
+    expect(out).toContain(
+      "→ vfio_group_ioctl_set_container(group=gpu0, container=container) = -EINVAL",
+    );
+    expect(out).toContain("→ idxd_cdev_open(dev=dsa0, task=app2) = {fd: 0, pasid: 3}");
+    expect(out).toMatch(/device_dma_read\(dev=acc0, addr=iova2, len=6\) = "secret"\n.*lazy/);
+    expect(out).toContain("✓ All ");
+    // The report: topology and groups, domains, PASIDs, DMA, IOTLB, faults, oracle, trace.
+    expect(out).toContain("group 8   br0, legacy0, legacy1");
+    expect(out).toMatch(/domain 7 +DMA +iommu0 +group 5 \(nic0\) as default \[\d+ mappings\]/);
+    expect(out).toContain("group 3 (dsa0): 1 → domain 5 (DMA)");
+    expect(out).toMatch(/flush-queue flushes: 1 \(1 by timer, 0 full\)/);
+    expect(out).toMatch(/iommu0 \(riscv\):\n {2}IOTLB \d+\.\d% hits/);
+    expect(out).toContain("faults: 3 (ddt_entry_not_valid ×1, read_page_fault ×2)");
+    expect(out).toContain("page requests: 2; responses: SUCCESS ×2");
+    expect(out).toContain("NOT isolated: 1 finding");
+    expect(out).toContain("stale-iotlb: lazy flush window");
+    expect(out).toContain("Trace: not recorded");
+  });
+
+  it("--json: the same run as data, identical across runs", async () => {
+    const a = await cli("demo", "--json");
+    const b = await cli("demo", "--json");
+    expect(a.code).toBe(0);
+    expect(a.stdout).toBe(b.stdout);
+    const doc = JSON.parse(a.stdout);
+    expect(Object.keys(doc)).toEqual([
+      "demo",
+      "story",
+      "machine",
+      "seed",
+      "status",
+      "steps",
+      "acts",
+      "report",
+      "trace",
+    ]);
+    expect(doc).toMatchObject({ machine: "default", seed: 1, status: "pass", trace: null });
+    expect(doc.acts).toHaveLength(7);
+    expect(doc.acts[0]).toMatchObject({
+      title: "",
+      calls: [{ call: "attach_isolation_oracle()" }],
+    });
+    expect(doc.acts[2].calls).toContainEqual(
+      expect.objectContaining({ errno: "EPERM", status: "pass" }),
+    );
+    expect(Object.keys(doc.report)).toEqual([
+      "topology",
+      "groups",
+      "domains",
+      "pasids",
+      "statistics",
+      "isolation",
+      "warnings",
+    ]);
+    expect(doc.report.statistics.iommus.map((i: { name: string }) => i.name)).toEqual([
+      "iommu0",
+      "iommu1",
+    ]);
+    expect(doc.report.statistics.iommus[0].iotlb).toHaveProperty("hit_rate");
+    expect(doc.report.isolation.verdict).toMatchObject({ isolated: false, findings: 1 });
+    expect(doc.report.pasids.global).toEqual([1, 2]);
+  });
+
+  it("--trace writes the whole run (boot included) as Perfetto JSON or ftrace text", async () => {
+    const json = join(dir, "demo.json");
+    const r = await cli("demo", "--trace", json, "--seed", "1");
+    expect(r.code).toBe(0);
+    const m = /Trace: (\d+) events written to (\S+) \(open it in ui\.perfetto\.dev\)\./.exec(
+      r.stdout,
+    );
+    expect(m?.[2]).toBe(json);
+    const doc = JSON.parse(readFileSync(json, "utf8"));
+    const instants = doc.traceEvents.filter((e: { ph: string }) => e.ph === "i");
+    expect(instants).toHaveLength(Number(m![1]));
+    // The boot is in it: devices joining their groups.
+    expect(instants.some((e: { name: string }) => e.name === "add_device_to_group")).toBe(true);
+    const spans = doc.traceEvents.filter((e: { ph: string }) => e.ph === "X");
+    expect(spans.map((e: { name: string }) => e.name)).toContain("Lazy versus strict invalidation");
+    const text = join(dir, "demo.txt");
+    expect((await cli("demo", "--trace", text)).code).toBe(0);
+    const lines = readFileSync(text, "utf8").trimEnd().split("\n");
+    expect(lines).toHaveLength(Number(m![1]));
+    expect(lines.some((l) => / map: IOMMU: iova=0x[0-9a-f]{16} - /.test(l))).toBe(true);
+  });
+});
