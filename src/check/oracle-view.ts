@@ -249,14 +249,6 @@ function unchecked(out: OsView, why: string): OsView {
   return out;
 }
 
-/** The flush queue's JSON view (dma/flush-queue.ts), the part read here. */
-interface FlushQueueJson {
-  readonly fq_flush_finish_cnt: number;
-  readonly rings: readonly {
-    readonly entries: readonly { iova_pfn: string; pages: number; counter: number }[];
-  }[];
-}
-
 /**
  * Whether `page` of `domain` was unmapped lazily and waits on the domain's flush queue for its
  * IOTLB flush: queued with a flush-start count no completed flush has passed yet.
@@ -266,14 +258,7 @@ export function awaitsFlush(domain: IommuDomain, page: number): boolean {
   const fq = cookie?.fq ?? null;
   const iovad = cookie?.iovad ?? null;
   if (fq === null || iovad === null || fq.pending === 0) return false;
-  const view = fq.toJSON() as unknown as FlushQueueJson;
-  const start = page * 4096;
-  for (const ring of view.rings) {
-    for (const e of ring.entries) {
-      if (e.counter < view.fq_flush_finish_cnt) continue;
-      const first = Number(e.iova_pfn) * iovad.granule;
-      if (start + 4096 > first && start < first + e.pages * iovad.granule) return true;
-    }
-  }
-  return false;
+  const first = Math.floor((page * 4096) / iovad.granule);
+  const last = Math.floor((page * 4096 + 4095) / iovad.granule);
+  return fq.awaitsFlush(first, last);
 }

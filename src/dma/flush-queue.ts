@@ -128,6 +128,21 @@ export class IovaFlushQueue {
     return n;
   }
 
+  /**
+   * Whether any IOVA page in [firstPfn, lastPfn] (granule units) waits on the queue for a flush
+   * that has not finished yet: the lazy window in which the IOTLB may still translate it.
+   */
+  awaitsFlush(firstPfn: number, lastPfn: number): boolean {
+    for (const fq of this.#rings) {
+      for (let idx = fq.head; idx !== fq.tail; idx = (idx + 1) & fq.modMask) {
+        if (fq.counters[idx]! < this.finishCnt) continue;
+        const pfn = fq.pfns[idx]!;
+        if (pfn <= lastPfn && firstPfn < pfn + fq.pages[idx]!) return true;
+      }
+    }
+    return false;
+  }
+
   /** The flush timer is armed. */
   get timerPending(): boolean {
     return this.#timer !== null;

@@ -63,6 +63,10 @@ describe("lazy invalidation (DMA_FQ)", () => {
     expect(b.translate(7, iova + 0x10n)).toBe(pa + 0x10n);
     expect(b.translate(7, iova + K4)).toBe("read_page_fault");
     expect(b.cookie.fq!.pending).toBe(1);
+    const pfn = Number(iova >> 12n);
+    expect(b.cookie.fq!.awaitsFlush(pfn + 1, pfn + 1)).toBe(true);
+    expect(b.cookie.fq!.awaitsFlush(pfn - 1, pfn - 1)).toBe(false);
+    expect(b.cookie.fq!.awaitsFlush(pfn + 2, pfn + 9)).toBe(false);
     b.ctx.clock.advance(IOVA_DEFAULT_FQ_TIMEOUT * MS - 1);
     expect(b.translate(7, iova)).toBe(pa);
     const rec = b.ctx.trace.record();
@@ -75,6 +79,7 @@ describe("lazy invalidation (DMA_FQ)", () => {
       { domain: b.domain.id, reason: "timeout", entries: 1, pending: 0, flush_cnt: 1 },
     ]);
     expect(b.translate(7, iova)).toBe("read_page_fault");
+    expect(b.cookie.fq!.awaitsFlush(pfn, pfn + 1)).toBe(false);
     expect(b.dma.s.stats.toJSON()).toMatchObject({
       iotlb_syncs: 0,
       queued_iovas: 1,
