@@ -31,8 +31,21 @@ export interface DemoCommandOptions {
   readonly seed?: number;
 }
 
+/** Options of the `inspect` command. */
+export interface InspectOpts {
+  readonly step?: number;
+  readonly domain?: number;
+  readonly driver?: string;
+  readonly json?: boolean;
+}
+
 export interface CliDeps {
   readonly host: AnyHost;
+  /** `inspect`: runs one loaded scenario up to a step and returns what to print and the exit code. */
+  readonly inspect?: (
+    scenario: AnyScenario,
+    opts: InspectOpts,
+  ) => { readonly text: string; readonly code: number };
   /** The `demo` command: boots the default machine and tells its story. */
   readonly demo: (io: CliIo, opts: DemoCommandOptions) => number;
 }
@@ -85,6 +98,26 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
     });
 
   program
+    .command("inspect")
+    .description("run a scenario up to a step and show the machine then")
+    .argument("<file>", "scenario file (YAML or JSON)")
+    .addOption(
+      new Option("--step <n>", "stop after step N (default: the last; 0: just booted)").argParser(
+        (v) => parseCount("--step", v),
+      ),
+    )
+    .addOption(
+      new Option("--domain <id>", "also show this domain's page table").argParser((v) =>
+        parseCount("--domain", v),
+      ),
+    )
+    .option("--driver <name>", "run every IOMMU with this driver")
+    .option("--json", "print machine-readable JSON")
+    .action((file: string, opts: InspectOpts) => {
+      code = inspectFile(file, opts, io, deps);
+    });
+
+  program
     .command("validate")
     .description("parse and validate scenario files without running them")
     .argument("<files...>", "scenario files (YAML or JSON)")
@@ -122,6 +155,33 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
     return EXIT_INTERNAL;
   }
   return code;
+}
+
+function parseCount(option: string, v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) > 0x7fff_ffff) {
+    throw new CommanderError(
+      EXIT_INPUT,
+      "commander.invalidArgument",
+      `${option}: expected a non-negative integer, got "${v}"`,
+    );
+  }
+  return Number(v);
+}
+
+function inspectFile(file: string, opts: InspectOpts, io: CliIo, deps: CliDeps): number {
+  if (deps.inspect === undefined) throw new InputError("inspect needs real machines");
+  const { scenarios, errors } = loadAll([file], io, deps.host);
+  if (opts.driver !== undefined && !deps.host.availableDrivers.includes(opts.driver)) {
+    errors.push(
+      new InputError(
+        `--driver: unknown driver "${opts.driver}"; available: ${deps.host.availableDrivers.join(", ")}`,
+      ),
+    );
+  }
+  if (errors.length > 0) return reportInputErrors(errors, opts.json, io);
+  const r = deps.inspect(scenarios[0]!, opts);
+  io.stdout(r.text);
+  return r.code;
 }
 
 function parseSeed(v: string): number {

@@ -26,6 +26,8 @@ export interface RunOptions<M = unknown> {
   readonly onBoot?: (m: M) => void;
   /** Called after each step with its result (progress reports). */
   readonly onStep?: (s: StepResult) => void;
+  /** Run steps 1..stopAfter only (0: just boot); the rest are not run nor reported. */
+  readonly stopAfter?: number;
 }
 
 export interface StepFailure {
@@ -140,6 +142,7 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
   }
   try {
     for (const step of scenario.steps) {
+      if (opts.stopAfter !== undefined && step.index >= opts.stopAfter) break;
       const base = {
         step: step.index + 1,
         file: scenario.file,
