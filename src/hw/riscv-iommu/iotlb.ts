@@ -16,8 +16,10 @@
 // operations", "IOTINVAL.GVMA operands and operations" and the NL/S extensions):
 //   - IOTINVAL.VMA acts on entries holding first-stage information: GV=0 host entries, GV=1
 //     entries of GSCID; PSCV=1 only that PSCID and never global entries; AV=1 only entries
-//     whose IOVA range overlaps ADDR (or the S range). G-stage-only entries are untouched
-//     (like HFENCE.VVMA, the first-stage fence).
+//     whose first-stage leaf range overlaps ADDR (or the S range): an entry smaller than its
+//     first-stage leaf (a two-stage entry cut down by a smaller G-stage leaf, or a 4 KiB entry
+//     with MSI page tables on) still holds that leaf, which "corresponds to the IOVA in ADDR".
+//     G-stage-only entries are untouched (like HFENCE.VVMA, the first-stage fence).
 //   - IOTINVAL.GVMA acts on entries holding G-stage information: GV=0 all of them, GV=1 those
 //     of GSCID; with GV=AV=1 only entries whose G-stage leaf range overlaps ADDR (or the S range).
 //   - NL needs nothing more: only leaf translations are cached.
@@ -78,6 +80,8 @@ export class IotlbEntry {
   gpaBase = 0;
   /** log2 pages of the G-stage leaf (0 when Bare). */
   gLog2Pages = 0;
+  /** log2 pages of the first-stage leaf (0 when Bare): at least `log2Pages`. */
+  s1Log2Pages = 0;
   /** Leaf PTE bits 7:0 of the first stage (0 when Bare) and of the G-stage (0 when Bare). */
   s1Perm = 0;
   gPerm = 0;
@@ -98,6 +102,7 @@ export class IotlbEntry {
       global: this.global,
       iova: hex(this.vpnBase * 4096),
       size: hex(2 ** (this.log2Pages + 12)),
+      s1LeafSize: this.hasFirstStage ? hex(2 ** (this.s1Log2Pages + 12)) : null,
       pa: hex(this.ppnBase * 4096),
       gpa: this.hasGStage ? hex(this.gpaBase * 4096) : null,
       gLeafSize: this.hasGStage ? hex(2 ** (this.gLog2Pages + 12)) : null,
@@ -125,6 +130,8 @@ export interface IotlbFill {
   ppn: number;
   gpa: number;
   gLog2Pages: number;
+  /** log2 pages of the first-stage leaf (ignored without a first stage). */
+  s1Log2Pages: number;
   s1Perm: number;
   gPerm: number;
   pbmt: number;
@@ -149,6 +156,8 @@ export class Iotlb {
   /** Live entries per size class, and global ones: classes or globals absent are not probed. */
   readonly #classCount = new Int32Array(CLASS_LOG2_PAGES.length);
   #globals = 0;
+  /** Live entries smaller than their first-stage leaf (the per-page VMA index misses them). */
+  #split = 0;
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -219,6 +228,7 @@ export class Iotlb {
     e.ppnBase = f.ppn - offsetPages;
     e.gpaBase = f.gpa - offsetPages;
     e.gLog2Pages = f.gLog2Pages;
+    e.s1Log2Pages = f.hasFirstStage ? Math.max(f.s1Log2Pages, f.log2Pages) : 0;
     e.s1Perm = f.s1Perm;
     e.gPerm = f.gPerm;
     e.pbmt = f.pbmt;
@@ -232,6 +242,7 @@ export class Iotlb {
     slots[i] = e;
     this.#classCount[cls]!++;
     if (global) this.#globals++;
+    if (e.s1Log2Pages > e.log2Pages) this.#split++;
     this.#pushFront(e);
     this.#count++;
   }
@@ -257,7 +268,10 @@ export class Iotlb {
     const gTag = gv ? gscid : NO_ID;
     // One page of one PSCID (a driver's per-page unmap): only the entry of each size class that
     // covers the page can match, and the index finds it; global entries are not indexed by PSCID.
-    if (av && pscv && log2Pages === 0) return this.#dropCovering(gTag, pscid, addr);
+    // Entries cut smaller than their first-stage leaf are not found that way: then scan.
+    if (av && pscv && log2Pages === 0 && this.#split === 0) {
+      return this.#dropCovering(gTag, pscid, addr);
+    }
     const first = alignDown(addr, log2Pages);
     const end = first + POW2[log2Pages]!;
     let n = 0;
@@ -267,7 +281,7 @@ export class Iotlb {
         e.hasFirstStage &&
         e.gscid === gTag &&
         (!pscv || (e.pscid === pscid && !e.global)) &&
-        (!av || overlaps(e.vpnBase, e.log2Pages, first, end))
+        (!av || overlaps(e.vpnBase, e.s1Log2Pages, first, end))
       ) {
         this.#remove(e);
         n++;
@@ -360,6 +374,7 @@ export class Iotlb {
     slots[hole] = null;
     this.#classCount[e.cls]!--;
     if (e.global) this.#globals--;
+    if (e.s1Log2Pages > e.log2Pages) this.#split--;
     e.live = false;
     this.#unlink(e);
     this.#count--;

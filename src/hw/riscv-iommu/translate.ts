@@ -104,6 +104,7 @@ export class Translator {
     ppn: 0,
     gpa: 0,
     gLog2Pages: 0,
+    s1Log2Pages: 0,
     s1Perm: 0,
     gPerm: 0,
     pbmt: 0,
@@ -496,6 +497,7 @@ export class Translator {
     f.ppn = r.ppn;
     f.gpa = r.gpaPpn;
     f.gLog2Pages = hasG ? r.gShift - PAGE_SHIFT : 0;
+    f.s1Log2Pages = hasFirst ? r.s1Shift - PAGE_SHIFT : 0;
     f.s1Perm = hasFirst ? r.s1Perm : 0;
     f.gPerm = hasG ? r.gPerm : 0;
     f.pbmt = r.pbmt;

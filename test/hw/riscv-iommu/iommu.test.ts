@@ -175,6 +175,7 @@ describe("JSON views", () => {
         global: false,
         iova: "0x1000",
         size: "0x1000",
+        s1LeafSize: "0x1000",
         pa: `0x${pa.toString(16)}`,
         gpa: null,
         gLeafSize: null,

@@ -14,6 +14,7 @@ function fill(o: Partial<IotlbFill> & { vpn: number }): IotlbFill {
     ppn: o.ppn ?? 0x80000 + (o.vpn % 4096),
     gpa: o.gpa ?? o.vpn,
     gLog2Pages: o.gLog2Pages ?? 0,
+    s1Log2Pages: o.s1Log2Pages ?? o.log2Pages ?? 0,
     s1Perm: 0xff,
     gPerm: 0xff,
     pbmt: 0,
@@ -85,6 +86,7 @@ interface Snapshot {
   log2Pages: number;
   gpaBase: number;
   gLog2Pages: number;
+  s1Log2Pages: number;
   hasFirstStage: boolean;
   hasGStage: boolean;
 }
@@ -120,12 +122,14 @@ function dropped(e: Snapshot, c: Inval): boolean {
   if (!e.hasFirstStage) return false;
   const space = c.gv ? e.gscid === c.gscid : e.gscid === -1;
   if (!space) return false;
+  // With an address: the entries holding the first-stage leaf that maps ADDR (its whole range).
+  const leaf = inRange(e.vpnBase, e.s1Log2Pages, c.addr, c.range);
   const rows: Record<string, boolean> = {
     // AV PSCV: 00 all incl. global; 01 PSCID except global; 10 addr incl. global; 11 addr+PSCID except global
     "00": true,
     "01": e.pscid === c.pscid && !e.global,
-    "10": inRange(e.vpnBase, e.log2Pages, c.addr, c.range),
-    "11": inRange(e.vpnBase, e.log2Pages, c.addr, c.range) && e.pscid === c.pscid && !e.global,
+    "10": leaf,
+    "11": leaf && e.pscid === c.pscid && !e.global,
   };
   return rows[`${+c.av}${+c.pscv}`]!;
 }
@@ -139,9 +143,16 @@ const entryArb = fc
     log2Pages: fc.constantFrom(0, 4, 9),
     gpa: fc.integer({ min: 0, max: 0x3ff }),
     gLog2Pages: fc.constantFrom(0, 4, 9),
+    s1Log2Pages: fc.constantFrom(0, 4, 9),
   })
   .filter((x) => x.gscid >= 0 || x.pscid >= 0) // both stages Bare is never cached
-  .map((x) => fill({ ...x, gLog2Pages: x.gscid >= 0 ? Math.max(x.gLog2Pages, x.log2Pages) : 0 }));
+  .map((x) =>
+    fill({
+      ...x,
+      gLog2Pages: x.gscid >= 0 ? Math.max(x.gLog2Pages, x.log2Pages) : 0,
+      s1Log2Pages: x.pscid >= 0 ? Math.max(x.s1Log2Pages, x.log2Pages) : 0,
+    }),
+  );
 
 const invalArb = fc.record({
   gvma: fc.boolean(),
@@ -163,6 +174,7 @@ function snap(t: Iotlb): Snapshot[] {
     log2Pages: e.log2Pages,
     gpaBase: e.gpaBase,
     gLog2Pages: e.gLog2Pages,
+    s1Log2Pages: e.s1Log2Pages,
     hasFirstStage: e.hasFirstStage,
     hasGStage: e.hasGStage,
   }));
@@ -201,11 +213,14 @@ describe("Iotlb invalidation scope", () => {
       hub: fc.constantFrom(...hubs),
       delta: fc.integer({ min: -3, max: 3 }),
       log2Pages: fc.constantFrom(0, 4, 9, 18, 27, 36),
+      // Sometimes a larger first-stage leaf than the entry (two-stage with smaller G leaves).
+      s1Extra: fc.constantFrom(0, 0, 0, 5, 9),
     })
     .filter((x) => x.gscid >= 0 || x.pscid >= 0)
     .map((x) => {
       const vpn = Math.min(2 ** 52 - 1, Math.max(0, x.hub + x.delta * 2 ** x.log2Pages));
-      return fill({ ...x, vpn, gpa: vpn, gLog2Pages: x.gscid >= 0 ? x.log2Pages : 0 });
+      const s1Log2Pages = x.pscid >= 0 ? Math.min(36, x.log2Pages + x.s1Extra) : 0;
+      return fill({ ...x, vpn, gpa: vpn, gLog2Pages: x.gscid >= 0 ? x.log2Pages : 0, s1Log2Pages });
     });
   const wideInvalArb = fc.record({
     gvma: fc.constant(false),
@@ -252,6 +267,21 @@ describe("Iotlb invalidation scope", () => {
     expect(left.filter((e) => e.pscid === 1 && !e.global && e.gscid === -1)).toEqual([
       expect.objectContaining({ vpnBase: page + 1, log2Pages: 0 }),
     ]);
+  });
+
+  it("a one-page VMA drops entries cut smaller than their first-stage leaf anywhere in it", () => {
+    const t = new Iotlb(16);
+    // A 2 MiB first-stage leaf seen through 4 KiB G-stage leaves: one entry per page.
+    t.insert(fill({ vpn: 0x200, pscid: 1, gscid: 3, s1Log2Pages: 9 }));
+    t.insert(fill({ vpn: 0x3ff, pscid: 1, gscid: 3, s1Log2Pages: 9 }));
+    t.insert(fill({ vpn: 0x400, pscid: 1, gscid: 3, s1Log2Pages: 9 }));
+    expect(t.invalidateVma(true, 3, true, 1, true, 0x201, 0)).toBe(2);
+    expect(t.entries().map((e) => e.vpnBase)).toEqual([0x400]);
+    // Without split entries the indexed path runs; the count follows removals.
+    expect(t.invalidateVma(true, 3, false, 0, false, 0, 0)).toBe(1);
+    t.insert(fill({ vpn: 0x200, pscid: 1 }));
+    t.insert(fill({ vpn: 0x201, pscid: 1 }));
+    expect(t.invalidateVma(false, 0, true, 1, true, 0x201, 0)).toBe(1);
   });
 
   it("VMA with PSCV keeps global entries; VMA without PSCV drops them", () => {

@@ -123,6 +123,38 @@ describe("cached entries stay until invalidated", () => {
     });
   }
 
+  it("IOTINVAL.VMA with an address drops every entry built from that first-stage leaf", () => {
+    // A 2 MiB first-stage leaf over 4 KiB G-stage leaves caches one 4 KiB entry per page; all of
+    // them "contain the first-stage leaf PTE corresponding to the IOVA in ADDR".
+    const { r, q, ddt } = setup();
+    const g = identityGStage(r);
+    const [gpaA, gpaB] = [0x1000_0000n, 0x1020_0000n];
+    const spa = [r.page(), r.page(), r.page(), r.page()];
+    g.map(gpaA, spa[0]!, URW);
+    g.map(gpaA + 0x1000n, spa[1]!, URW);
+    g.map(gpaB, spa[2]!, URW);
+    g.map(gpaB + 0x1000n, spa[3]!, URW);
+    const pt = new RawPt(r, 3);
+    const iova = 0x4000_0000n;
+    const leaf = pt.map(iova, gpaA, URW, 1);
+    ddt.writeDc(1, {
+      tc: V,
+      iohgatp: iohgatp(8, 9, g.rootPpn),
+      fsc: atp(8, pt.rootPpn),
+      ta: 5n << 12n,
+    });
+    expect(translate(r, dma(1, iova)).paddr).toBe(spa[0]);
+    expect(translate(r, dma(1, iova + 0x1000n)).paddr).toBe(spa[1]);
+    r.mem.write64(leaf, ((gpaB >> 12n) << 10n) | URW | P.V);
+    submit(
+      r,
+      q,
+      cmd.vma({ gv: true, gscid: 9, av: true, pscv: true, pscid: 5, addrPage: 0x4_0000 }),
+    );
+    expect(translate(r, dma(1, iova + 0x1000n)).paddr).toBe(spa[3]);
+    expect(translate(r, dma(1, iova)).paddr).toBe(spa[2]);
+  });
+
   it("IOTINVAL does not touch directory caches, IODIR does not touch the IOTLB", () => {
     const { r, q, ddt } = setup();
     const pt = new RawPt(r, 3);
