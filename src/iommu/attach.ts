@@ -2,8 +2,8 @@
 //
 // Every RID-domain change goes through `__iommu_group_set_domain_internal`: it calls the
 // driver's `attach_dev` for each member in list order. Normally the first failure re-attaches
-// the old domain to every device already switched (must-succeed) and leaves `group.domain`
-// unchanged; in MUST_SUCCEED mode (core transitions) it keeps going, parks failing devices on
+// the old domain to every device processed so far, the failing one included (must-succeed), and
+// leaves `group.domain` unchanged; in MUST_SUCCEED mode (core transitions) it keeps going, parks failing devices on
 // the blocking domain and still sets `group.domain`.
 
 import { err, formatResult, OK, type Result } from "../base/result.js";
@@ -105,8 +105,9 @@ export function iommuGroupSetDomainInternal(
     traceSetDomain(s, group, nd, result);
     return result;
   }
-  // err_revert: a well-behaved driver always re-accepts a domain that was attached.
-  for (let i = 0; i < failedAt; i++) {
+  // err_revert: a well-behaved driver always re-accepts a domain that was attached. Every device
+  // processed so far goes back, the failing one included (v6.16 breaks after it, not before).
+  for (let i = 0; i <= failedAt; i++) {
     // A NULL group domain only happens on first probe: leave it for release to clean up.
     if (group.domain !== null) {
       const back = iommuDeviceSetDomain(
@@ -114,7 +115,8 @@ export function iommuGroupSetDomainInternal(
         group,
         group.devices[i]!.dev,
         group.domain,
-        nd,
+        // The failing device never left the old domain (attach_dev failures keep it there).
+        i === failedAt ? group.domain : nd,
         IOMMU_SET_DOMAIN_MUST_SUCCEED,
       );
       s.warnOn(

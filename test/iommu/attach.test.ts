@@ -3,10 +3,10 @@ import { err, OK, unwrap } from "../../src/base/result.js";
 import { Device } from "../../src/bus/device.js";
 import { IOMMU_RESV } from "../../src/bus/firmware.js";
 import { checkCore } from "../../src/check/invariants.js";
-import { MockIommuDriver } from "../../src/drivers/mock/mock-iommu.js";
+import { MOCK_FLAGS_DEVICE_PASID, MockIommuDriver } from "../../src/drivers/mock/mock-iommu.js";
 import { IOMMU_NO_PASID } from "../../src/iommu/constants.js";
 import { IommuAttachHandle } from "../../src/iommu/domain.js";
-import { mockBed, platBed, platformFw } from "./setup.js";
+import { mockBed, platBed, platformFw, traceFields } from "./setup.js";
 
 describe("iommu_attach_device / iommu_detach_device", () => {
   it("attaches a singleton group, traces attach_device_to_domain, and detaches back to the core domain", () => {
@@ -73,16 +73,23 @@ describe("iommu_attach_device / iommu_detach_device", () => {
     const dom = unwrap(b.core.pagingDomainAlloc(a));
     b.mock.faults.arm({ op: "attach_dev", nth: 1, errno: "ENOSPC", filter: (i) => i.dev === e });
     b.mock.log.length = 0;
+    const rec = b.ctx.trace.record();
     expect(b.core.attachGroup(dom, g)).toEqual(err("ENOSPC"));
     expect(g.domain).toBe(def);
+    // core §3.3: every device processed so far goes back, the failing one included.
     expect(b.mock.log).toEqual([
       `attach_dev a ${dom.id}`,
       `attach_dev c ${dom.id}`,
       `attach_dev e ${dom.id}`,
       `attach_dev a ${def.id}`,
       `attach_dev c ${def.id}`,
+      `attach_dev e ${def.id}`,
     ]);
+    expect(traceFields(rec.stop(), "iommu:attach_device_to_domain")).toEqual(
+      ["a", "c", "a", "c", "e"].map((device) => ({ device })),
+    );
     for (const d of [a, c, e]) expect(b.mock.ridDomain(d)).toBe(def);
+    expect(b.ctx.warnings.list()).toEqual([]);
     expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
   });
 
@@ -233,6 +240,33 @@ describe("group attach handles", () => {
     expect(g.domain).toBe(d2);
     expect(unwrap(b.core.attachHandleGet(g, 0, 0))).toBe(h2);
     expect(g.pasidArray.reservations()).toEqual([]);
+    expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
+  });
+
+  it("a failed replace re-attaches the old domain to the failing device as its own old domain (IOPF refcount kept)", () => {
+    const b = mockBed();
+    const d = unwrap(b.mock.mockDevCreate(MOCK_FLAGS_DEVICE_PASID));
+    const g = b.core.groupOf(d)!;
+    const faulting = () => {
+      const dom = unwrap(b.core.pagingDomainAlloc(d));
+      dom.iopfHandler = () => OK;
+      return dom;
+    };
+    // A fault-capable PASID puts the device on the IOPF queue (one reference).
+    const sva = faulting();
+    expect(b.core.attachDevicePasid(sva, d, 5, new IommuAttachHandle("p5"))).toEqual(OK);
+    const d1 = unwrap(b.core.pagingDomainAlloc(d));
+    expect(b.core.replaceGroupHandle(g, d1, new IommuAttachHandle("h1"))).toEqual(OK);
+    expect(b.mock.iopfRefcount(d)).toBe(1);
+    const d2 = faulting();
+    b.mock.faults.arm({ op: "attach_dev", nth: 1, errno: "EIO", filter: (i) => i.domain === d2 });
+    b.mock.log.length = 0;
+    expect(b.core.replaceGroupHandle(g, d2, new IommuAttachHandle("h2"))).toEqual(err("EIO"));
+    expect(b.mock.log).toEqual([`attach_dev ${d.name} ${d2.id}`, `attach_dev ${d.name} ${d1.id}`]);
+    // The device never left d1: re-attaching d1 must not give back a reference d2 never took.
+    expect(b.mock.iopfRefcount(d)).toBe(1);
+    expect(d.iommu!.faultParam).not.toBeNull();
+    expect(g.domain).toBe(d1);
     expect(checkCore(b.core, { drivers: [b.mock] })).toEqual([]);
   });
 
