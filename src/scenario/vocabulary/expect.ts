@@ -8,7 +8,7 @@ import { NicDevice } from "../../hw/endpoints/nic.js";
 import type { PciFunction } from "../../hw/pci/topology.js";
 import { domainTypeName } from "../../iommu/constants.js";
 import type { IommuDomain } from "../../iommu/domain.js";
-import type { IommuGroup } from "../../iommu/group.js";
+import { type IommuGroup, ownerLabel } from "../../iommu/group.js";
 import { IommuFaultParam } from "../../iommu/iopf-queue.js";
 import { describedName, type Machine } from "../../machine/machine.js";
 import { driverState, receivedFrames } from "./drivers.js";
@@ -226,6 +226,18 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         type: object("owner"),
         doc: "the owner cookie, or null (kernel users or free)",
         get: (_m, s) => (s as IommuGroup).owner,
+      },
+      dma_owner: {
+        type: JSON_VALUE,
+        doc: "seed 004's typed owner of the group (iommu_device_set_dma_owner): {owner: DMA_OWNER_NONE | DMA_OWNER_DMA_API | DMA_OWNER_PRIVATE_DOMAIN | DMA_OWNER_PRIVATE_DOMAIN_USER, cookie, refcount}",
+        get: (m, s) => {
+          const st = m.core.dmaOwnerCompat.groupState(s as IommuGroup);
+          return {
+            owner: st.owner,
+            cookie: st.cookie === null ? null : ownerLabel(st.cookie),
+            refcount: st.refcount,
+          };
+        },
       },
       pasids: {
         type: JSON_VALUE,

@@ -1,11 +1,13 @@
 // DMA ownership (core §4): kernel DMA-API users against user-space owners.
 
 import type { Device } from "../../bus/device.js";
+import type { IommuDmaOwner } from "../../iommu/dma-owner-compat.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import type { Machine } from "../../machine/machine.js";
 import { DEV, GROUP } from "./kinds.js";
 import {
   BOOL,
+  enumOf,
   type FunctionSpec,
   object,
   param,
@@ -68,11 +70,23 @@ export const OWNERSHIP: readonly FunctionSpec<Machine>[] = [
   {
     name: "iommu_device_release_dma_owner",
     area: "ownership",
-    params: { dev: DEV },
+    params: {
+      dev: DEV,
+      owner: param(
+        enumOf(["DMA_OWNER_DMA_API", "DMA_OWNER_PRIVATE_DOMAIN", "DMA_OWNER_PRIVATE_DOMAIN_USER"]),
+        {
+          optional: true,
+          doc: "seed 004's typed release (the Dec 2021 series' two-argument form)",
+        },
+      ),
+    },
     returns: VOID,
-    ts: "core.deviceReleaseDmaOwner(dev)",
-    doc: "Drops one device claim; the last one releases the group.",
-    call: (m, a) => m.core.deviceReleaseDmaOwner(a.dev as Device),
+    ts: "core.deviceReleaseDmaOwner(dev) / core.dmaOwnerCompat.deviceReleaseDmaOwner(dev, owner)",
+    doc: "Drops one device claim; the last one releases the group. With owner (seed 004): drops one reference of iommu_device_set_dma_owner's typed owner (WARN if the group is not owned with that type); the last one returns the group to DMA_OWNER_NONE.",
+    call: (m, a) =>
+      a.owner === undefined
+        ? m.core.deviceReleaseDmaOwner(a.dev as Device)
+        : m.core.dmaOwnerCompat.deviceReleaseDmaOwner(a.dev as Device, a.owner as IommuDmaOwner),
   },
   {
     name: "iommu_group_dma_owner_claimed",
