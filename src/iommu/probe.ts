@@ -330,10 +330,11 @@ function iommuGroupFreeDevice(s: CoreState, group: IommuGroup, gdev: GroupDevice
 function iommuDeinitDevice(s: CoreState, dev: Device, group: IommuGroup): void {
   const ops = s.devIommuOps(dev);
   const di = s.devIommu(dev);
+  // v6.16 attaches the release domain whatever the device needs (even a require_direct device
+  // goes to a blocked release domain; choosing identity for it came later); straight to the
+  // driver, so no tracepoint.
   if (!di.attachDeferred && ops.releaseDomain) {
-    let rd = ops.releaseDomain;
-    // A device needing direct mappings must not be parked on a BLOCKED domain.
-    if (di.requireDirect && ops.identityDomain && rd === ops.blockedDomain) rd = ops.identityDomain;
+    const rd = ops.releaseDomain;
     rd.ops?.attachDev?.(rd, dev, group.domain);
   }
   ops.releaseDevice?.(dev);

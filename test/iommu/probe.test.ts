@@ -251,7 +251,7 @@ describe("device probe and release", () => {
     expect(b.mock.ridDomain(e)).toBe(user);
   });
 
-  it("release parks the device on release_domain before release_device (identity when it needs direct maps)", () => {
+  it("release parks the device on release_domain before release_device (v6.16: even a require_direct device)", () => {
     const b = platBed({
       releaseDomain: "blocked",
       staticIdentity: true,
@@ -266,8 +266,17 @@ describe("device probe and release", () => {
     });
     expect(r.iommu!.requireDirect).toBe(true);
     b.mock.log.length = 0;
+    const rec = b.ctx.trace.record();
     b.model.deviceDel(r);
-    expect(b.mock.log).toEqual([`attach_dev r ${b.mock.identityDomain!.id}`, "release_device r"]);
+    expect(b.mock.log).toEqual([`attach_dev r ${b.mock.blockedDomain!.id}`, "release_device r"]);
+    // The release domain goes straight to the driver: no attach_device_to_domain.
+    expect(traceFields(rec.stop(), "iommu:attach_device_to_domain")).toEqual([]);
+    // An attach-deferred device that never attached is not touched at release.
+    const lazy = platBed({ releaseDomain: "blocked", attachDeferred: true, defaultDomain: "none" });
+    const l = lazy.dev("l");
+    lazy.mock.log.length = 0;
+    lazy.model.deviceDel(l);
+    expect(lazy.mock.log).toEqual(["release_device l"]);
   });
 
   it("warns about a late probe of a device that already has a driver", () => {
