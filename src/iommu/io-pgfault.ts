@@ -49,9 +49,10 @@ export function iopfQueueAddDevice(s: CoreState, queue: IopfQueue, dev: Device):
 
 /**
  * `iopf_queue_remove_device`: WARN unless the device is on `queue`. Partial requests are dropped;
- * every group still awaiting a response is answered INVALID and unlinked, so the handler's later
- * `iopf_group_response` is a no-op; the handler still owns the group and frees it (with the
- * param reference it holds).
+ * every group still awaiting a response is answered INVALID, unlinked and freed (v6.14+: the
+ * groups used to leak). A handler that touches such a group afterwards (a late response, its own
+ * free, queued SVA work) uses freed memory in the kernel: the model WARNs and does nothing.
+ * Drivers avoid that by flushing the IOPF work first (core §7.5).
  */
 export function iopfQueueRemoveDevice(s: CoreState, queue: IopfQueue, dev: Device): void {
   const di = s.devIommu(dev);
@@ -67,7 +68,10 @@ export function iopfQueueRemoveDevice(s: CoreState, queue: IopfQueue, dev: Devic
   }
   const p = param!;
   p.partial.length = 0;
-  for (const group of [...p.faults]) sendResponse(s, group, IOMMU_PAGE_RESP_INVALID);
+  for (const group of [...p.faults]) {
+    sendResponse(s, group, IOMMU_PAGE_RESP_INVALID);
+    iopfFreeGroup(s, group);
+  }
   queue.devices.splice(queue.devices.indexOf(p), 1);
   di.faultParam = null;
   putFaultParam(p);
@@ -203,7 +207,8 @@ function iopfGroupAlloc(
 
 /**
  * `iopf_group_response(group, status)`: while the group is pending, one `page_response` with the
- * last request's PASID and grpid, then the group leaves the pending list; otherwise nothing.
+ * last request's PASID and grpid, then the group leaves the pending list; otherwise nothing. A
+ * freed group (e.g. by `iopf_queue_remove_device`) is a kernel use-after-free: WARN, nothing sent.
  */
 export function iopfGroupResponse(
   s: CoreState,
@@ -211,7 +216,7 @@ export function iopfGroupResponse(
   code: IommuPageResponseCode,
 ): void {
   const g = s.iopf.record(group);
-  if (g.freed) throw new SimError(`iopf_group_response: iopf group ${g.id} was freed`);
+  if (s.warnOn(g.freed, "iopf_group_response", `iopf group ${g.id} used after free`)) return;
   if (g.pending) sendResponse(s, g, code);
 }
 

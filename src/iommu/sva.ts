@@ -320,6 +320,10 @@ function iommuSvaIopfHandler(s: CoreState, group: IopfGroup): Result {
  * at the first that is not SUCCESS (errors are sticky), then one response and the group freed.
  */
 function iommuSvaHandleIopf(s: CoreState, group: IopfGroup): void {
+  // iopf_queue_remove_device freed the group under its queued work: a kernel use-after-free.
+  if (s.warnOn(group.freed, "iommu_sva_handle_iopf", `fault work of freed group ${group.id}`)) {
+    return;
+  }
   const domain = group.attachHandle.domain;
   let status: IommuPageResponseCode = IOMMU_PAGE_RESP_SUCCESS;
   if (domain === null || domain.freed || domain.mm === null) {

@@ -18,6 +18,7 @@ import {
   IOMMU_PAGE_RESP_INVALID,
   IOMMU_PAGE_RESP_SUCCESS,
 } from "../../src/iommu/fault.js";
+import type { IommuFaultParam } from "../../src/iommu/iopf-queue.js";
 import { PROT_READ } from "../../src/mm/flags.js";
 import { doMprotect } from "../../src/mm/mprotect.js";
 import { traceFields } from "./setup.js";
@@ -94,23 +95,48 @@ describe("IOPF queues (core §7.1)", () => {
     clean(b);
   });
 
-  it("remove_device answers pending groups INVALID once; the handler's later response is a no-op; WARN when not on the queue", () => {
+  it("remove_device answers pending groups INVALID once and frees them; a handler touching one later WARNs (use after free); WARN when not on the queue", () => {
     const b = svaBed();
     const { d, groups } = attachKeeper(b);
     expect(b.mock.triggerIopf(d, { pasid: 5, grpid: 3, perm: RW, addr: 0x1000n })).toEqual(OK);
     expect(groups).toHaveLength(1);
     expect(groups[0]!.pending).toBe(true);
+    const param = d.iommu!.faultParam as IommuFaultParam;
+    expect(param.users).toBe(2);
     b.core.iopfQueueRemoveDevice(b.mock.iopfQueue!, d);
     expect(responses(b)).toEqual([[5, 3, IOMMU_PAGE_RESP_INVALID]]);
+    // v6.14+: answered, unlinked and freed, with the group's and the queue's param references.
     expect(groups[0]!.pending).toBe(false);
-    expect(d.iommu!.faultParam).toBeNull();
-    b.core.iopfGroupResponse(groups[0]!, IOMMU_PAGE_RESP_SUCCESS);
-    expect(responses(b)).toHaveLength(1);
-    clean(b);
-    b.core.iopfFreeGroup(groups[0]!);
+    expect(groups[0]!.freed).toBe(true);
     expect(b.core.iopfGroups()).toEqual([]);
+    expect(param.users).toBe(0);
+    expect(d.iommu!.faultParam).toBeNull();
+    clean(b);
+    expect(b.ctx.warnings.list()).toEqual([]);
+    b.core.iopfGroupResponse(groups[0]!, IOMMU_PAGE_RESP_SUCCESS);
+    b.core.iopfFreeGroup(groups[0]!);
+    expect(responses(b)).toHaveLength(1);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual([
+      "iopf_group_response",
+      "iopf_free_group",
+    ]);
     b.core.iopfQueueRemoveDevice(b.mock.iopfQueue!, d);
     expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["iopf_queue_remove_device"]);
+  });
+
+  it("SVA work queued for a group that remove_device freed WARNs and does nothing when it runs", () => {
+    const b = svaBed();
+    const d = b.pdev("d");
+    const bond = unwrap(b.core.svaBindDevice(d, b.spawn().mm!));
+    const pasid = b.core.svaGetPasid(bond);
+    expect(b.mock.triggerIopf(d, { pasid, grpid: 4, perm: RW, addr: UADDR })).toEqual(OK);
+    expect(b.mock.iopfQueue!.wq.pendingCount).toBe(1);
+    b.core.iopfQueueRemoveDevice(b.mock.iopfQueue!, d);
+    expect(responses(b)).toEqual([[pasid, 4, IOMMU_PAGE_RESP_INVALID]]);
+    expect(b.core.iopfGroups()).toEqual([]);
+    b.ctx.scheduler.settle();
+    expect(responses(b)).toHaveLength(1);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["iommu_sva_handle_iopf"]);
   });
 
   it("flush_dev runs the queued work, ENODEV (WARN) off any queue; discard_partial EINVAL for no queue; free removes devices and the work queue", () => {
@@ -240,7 +266,10 @@ describe("iommu_report_device_fault (core §7.2)", () => {
     expect(b.core.iopfGroups()).toEqual([]);
     b.core.iopfFreeGroup(g);
     expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["iopf_free_group"]);
-    expect(() => b.core.iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS)).toThrow(/freed/);
+    // A response to a freed group is a use after free: WARN, nothing sent.
+    b.core.iopfGroupResponse(g, IOMMU_PAGE_RESP_SUCCESS);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["iopf_group_response"]);
+    expect(responses(b)).toHaveLength(1);
   });
 
   it("a handler refusing the group: FAILURE for the group, freed, and the report still returns 0", () => {
