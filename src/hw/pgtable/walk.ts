@@ -69,6 +69,27 @@ export function walk(
   user: boolean,
   out: WalkResult,
 ): boolean {
+  return (
+    walkFirstStage(memory, cfg, vpn, access, user, out) && walkSecondStage(memory, cfg, access, out)
+  );
+}
+
+/**
+ * The first half of `walk`: the first-stage translation of page `vpn` (its table reads go
+ * through the G-stage when that is on). On success `out.gpaPpn` holds the guest physical page
+ * (`vpn` itself when the first stage is Bare) and `out.ok` stays false until
+ * `walkSecondStage` completes the walk. A caller that must look at the GPA before the G-stage
+ * translates it (the RISC-V IOMMU's MSI address check, "Process to translate an IOVA" step 18)
+ * calls the halves itself.
+ */
+export function walkFirstStage(
+  memory: PhysicalMemory,
+  cfg: WalkConfig,
+  vpn: number,
+  access: Access,
+  user: boolean,
+  out: WalkResult,
+): boolean {
   const first = cfg.first.mode;
   const second = cfg.second.mode;
   if ((first === null && second === null) || first?.gStage === true || second?.gStage === false) {
@@ -104,12 +125,29 @@ export function walk(
     gpa = walkStage(memory, cfg, false, vpn, access, user, false, 0, out);
     if (gpa < 0) return false;
   }
+  out.gpaPpn = gpa;
+  return true;
+}
+
+/**
+ * The second half of `walk`, after a successful `walkFirstStage` on the same `out`: the
+ * G-stage translation of `out.gpaPpn` (identity when the G-stage is Bare), then the combined
+ * results. Returns `out.ok`.
+ */
+export function walkSecondStage(
+  memory: PhysicalMemory,
+  cfg: WalkConfig,
+  access: Access,
+  out: WalkResult,
+): boolean {
+  const first = cfg.first.mode;
+  const second = cfg.second.mode;
+  const gpa = out.gpaPpn;
   let ppn = gpa;
   if (second !== null) {
     ppn = walkStage(memory, cfg, true, gpa, access, true, false, 0, out);
     if (ppn < 0) return false;
   }
-  out.gpaPpn = gpa;
   out.ppn = ppn;
   if (first === null) out.pageShift = out.gShift;
   else if (second === null) out.pageShift = out.s1Shift;

@@ -20,7 +20,7 @@ import type {
 } from "../pci/translation-agent.js";
 import { modeFromField } from "../pgtable/modes.js";
 import { PTE_D, PTE_G, PTE_R, PTE_U, PTE_W, PTE_X } from "../pgtable/pte.js";
-import { walk } from "../pgtable/walk.js";
+import { walk, walkFirstStage, walkSecondStage } from "../pgtable/walk.js";
 import {
   ACCESS_EXECUTE,
   ACCESS_READ,
@@ -67,6 +67,11 @@ const TWO52 = 2 ** 52;
 const KIND_UNTRANSLATED = 0;
 const KIND_TRANSLATED = 1;
 const KIND_ATS = 2;
+
+/** Outcomes of `#walkSteps`. */
+const WALK_OK = 0;
+const WALK_FAULT = 1;
+const WALK_MSI = 2;
 
 /** Range reported to ATS when both stages are Bare ("recommended … large, such as 2 MiB"). */
 const BARE_ATS_SHIFT = 21;
@@ -429,24 +434,19 @@ export class Translator {
     if (env.trace.enabled) this.#traceIotlb(false, gscid, pscid);
     this.#configureStages();
     const r = this.#walk;
-    const ok = walk(env.physical, this.#cfg, this.#vpn, this.#access, !this.#priv, r);
-    if (env.trace.enabled) this.#traceWalk(ok);
-    if (this.#readPoison(r)) return FAULTS.pt_data_corruption;
     const msi = hasG && dc.msiptpMode === MSIPTP_MODE.Flat;
-    if (msi) {
-      // Step 18: a GPA recognised as a virtual interrupt file is translated by the MSI page
-      // table instead of the G-stage.
-      const gpa = ok ? r.gpaPpn : this.#finalGpaOfFault();
-      if (gpa >= 0 && isMsiPage(dc, gpa)) {
-        if (!translateMsi(env.mem, env.be, dc, gpa, this.#access === ACCESS_EXECUTE, this.#msi)) {
-          return this.#msi.fault;
-        }
-        out.ppn = this.#msi.ppn;
-        out.pageShift = PAGE_SHIFT;
-        return null;
-      }
+    const st = this.#walkSteps(this.#access, !this.#priv, msi);
+    if (env.trace.enabled) this.#traceWalk(st !== WALK_FAULT);
+    if (this.#readPoison(r)) return FAULTS.pt_data_corruption;
+    if (st === WALK_MSI) {
+      // Step 18: the GPA is a virtual interrupt file, translated by the MSI page table.
+      const x = this.#access === ACCESS_EXECUTE;
+      if (!translateMsi(env.mem, env.be, dc, r.gpaPpn, x, this.#msi)) return this.#msi.fault;
+      out.ppn = this.#msi.ppn;
+      out.pageShift = PAGE_SHIFT;
+      return null;
     }
-    if (!ok) return this.#walkFault();
+    if (st === WALK_FAULT) return this.#walkFault();
     out.ppn = r.ppn;
     out.pageShift = r.pageShift;
     out.pbmt = r.pbmt;
@@ -454,10 +454,18 @@ export class Translator {
     return null;
   }
 
-  /** The GPA whose final G-stage translation failed, or -1 if the walk failed before it. */
-  #finalGpaOfFault(): number {
+  /**
+   * Steps 17-19 on an IOTLB miss: the first stage; with MSI page tables on, the check of its GPA
+   * against the DC's MSI address pattern (step 18), made before any G-stage walk of that GPA;
+   * then the G-stage. WALK_MSI leaves the GPA in the walk result.
+   */
+  #walkSteps(access: Access, user: boolean, msi: boolean): number {
+    const mem = this.#env.physical;
     const r = this.#walk;
-    return r.faultStage === "second" && !r.implicit ? r.faultGpaPpn : -1;
+    if (!msi) return walk(mem, this.#cfg, this.#vpn, access, user, r) ? WALK_OK : WALK_FAULT;
+    if (!walkFirstStage(mem, this.#cfg, this.#vpn, access, user, r)) return WALK_FAULT;
+    if (isMsiPage(this.#dc!, r.gpaPpn)) return WALK_MSI;
+    return walkSecondStage(mem, this.#cfg, access, r) ? WALK_OK : WALK_FAULT;
   }
 
   /** Whether the walk read a PTE from a poisoned page (the IO bridge reports the corruption). */
@@ -548,30 +556,29 @@ export class Translator {
     if (env.trace.enabled) this.#traceIotlb(false, gscid, pscid);
     this.#configureStages();
     const r = this.#walk;
-    let ok = walk(env.physical, this.#cfg, this.#vpn, this.#access, user, r);
+    const msi = hasG && dc.msiptpMode === MSIPTP_MODE.Flat;
+    let st = this.#walkSteps(this.#access, user, msi);
     let granted = wantW;
-    if (!ok && wantW && r.fault !== "access-fault") {
+    if (st === WALK_FAULT && wantW && r.fault !== "access-fault") {
       // Write not allowed (or D not settable): try for read only.
       this.#access = ACCESS_READ;
-      ok = walk(env.physical, this.#cfg, this.#vpn, ACCESS_READ, user, r);
+      st = this.#walkSteps(ACCESS_READ, user, msi);
       granted = false;
     }
-    if (env.trace.enabled) this.#traceWalk(ok);
+    if (env.trace.enabled) this.#traceWalk(st !== WALK_FAULT);
     if (this.#readPoison(r)) return FAULTS.pt_data_corruption;
-    const msi = hasG && dc.msiptpMode === MSIPTP_MODE.Flat;
-    if (msi) {
-      const gpa = ok ? r.gpaPpn : this.#finalGpaOfFault();
-      if (gpa >= 0 && isMsiPage(dc, gpa)) {
-        if (!translateMsi(env.mem, env.be, dc, gpa, false, this.#msi)) return this.#msi.fault;
-        // The MSI PTE grants R=W=1, X=0 for one 4 KiB page; Global is 0 for MSI translations.
-        out.ppn = dc.T2GPA ? gpa : this.#msi.ppn;
-        out.sizeShift = PAGE_SHIFT;
-        out.r = true;
-        out.w = wantW;
-        return null;
-      }
+    if (st === WALK_MSI) {
+      const gpa = r.gpaPpn;
+      if (!translateMsi(env.mem, env.be, dc, gpa, false, this.#msi)) return this.#msi.fault;
+      // The MSI PTE grants R=W=1, X=0 for one 4 KiB page (W only if the first stage granted
+      // it too); Global is 0 for MSI translations.
+      out.ppn = dc.T2GPA ? gpa : this.#msi.ppn;
+      out.sizeShift = PAGE_SHIFT;
+      out.r = true;
+      out.w = granted;
+      return null;
     }
-    if (!ok) return this.#walkFault();
+    if (st === WALK_FAULT) return this.#walkFault();
     this.#cache(hasFirst, hasG, gscid, pscid, msi);
     const shift = msi ? PAGE_SHIFT : r.pageShift;
     const span = 2 ** (shift - PAGE_SHIFT);

@@ -15,7 +15,7 @@ import {
   PTE_W,
   PTE_X,
 } from "../../../src/hw/pgtable/pte.js";
-import { walk } from "../../../src/hw/pgtable/walk.js";
+import { walk, walkFirstStage, walkSecondStage } from "../../../src/hw/pgtable/walk.js";
 import {
   ACCESS_EXECUTE,
   ACCESS_READ,
@@ -191,6 +191,25 @@ describe("two-stage walk", () => {
       expect([out.s1Pbmt, out.gPbmt]).toEqual([pbmt1, pbmt2]);
     },
   );
+
+  it("walkFirstStage stops at the GPA without touching the G-stage leaf; walkSecondStage finishes", () => {
+    const t = twoStage();
+    t.vsMap(VA, TARGET_GPA, PTE_R | PTE_W | AD);
+    expect(t.g.map(TARGET_GPA, TARGET_SPA, 0x1000n, RW | PTE_U)).toBe("ok"); // A=D=0
+    t.cfg.second.ad = "update";
+    const leafPte = () => t.g.lookup(TARGET_GPA)!.perm & AD;
+    expect(walkFirstStage(t.mem, t.cfg, Number(VA >> 12n), ACCESS_WRITE, false, t.out)).toBe(true);
+    expect([t.out.ok, t.out.gpaPpn, t.out.steps]).toEqual([false, Number(TARGET_GPA >> 12n), 20]);
+    expect(leafPte()).toBe(0); // the final GPA has not been translated yet
+    expect(walkSecondStage(t.mem, t.cfg, ACCESS_WRITE, t.out)).toBe(true);
+    expect([t.out.ok, t.out.ppn, t.out.steps]).toEqual([true, Number(TARGET_SPA >> 12n), 24]);
+    expect(leafPte()).toBe(AD);
+    // Together they are `walk` (which now finds A/D set).
+    const whole = new WalkResult();
+    expect(walk(t.mem, t.cfg, Number(VA >> 12n), ACCESS_WRITE, false, whole)).toBe(true);
+    const fields = (o: WalkResult) => [o.ppn, o.gpaPpn, o.pageShift, o.steps, o.s1Perm, o.gPerm];
+    expect(fields(whole)).toEqual(fields(t.out));
+  });
 
   it("implicit guest-page fault: a first-stage table page the G-stage does not map", () => {
     const t = twoStage();

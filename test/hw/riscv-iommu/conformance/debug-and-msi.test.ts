@@ -170,6 +170,44 @@ describe("MSI address translation (MSI_FLAT)", () => {
     expect(r.iommu.ioatc.iotlbEntries()).toEqual([]);
   });
 
+  it("an MSI address never reaches the G-stage (step 18 before 19): no A/D update, no fault", () => {
+    // A G-stage that also maps the guest's interrupt-file page (as a hypervisor does for the
+    // harts), with A=D=0 and GADE=1: a walk of it would set A and D.
+    const { r, q, msiPt, ddt, g } = setup();
+    r.mem.write64(msiPt + 3n * 16n, msiPte(0x2f000n));
+    const gPte = g.map(MSI_GPA, r.page(), P.R | P.W | P.U);
+    ddt.writeDc(DID, {
+      tc: TC.V | TC.GADE,
+      iohgatp: iohgatp(8, 2, g.rootPpn),
+      msiptp: atp(1, msiPt >> 12n),
+      msiMask: 0x7n,
+      msiPattern: 0x2_8000n,
+    });
+    expect(translate(r, dma(DID, MSI_GPA, "write")).paddr).toBe(0x2f00_0000n);
+    expect(r.mem.read64(gPte) & (P.A | P.D)).toBe(0n);
+    // A corrupted G-stage table behind the MSI page is not read either.
+    r.iommu.setPoisoned(Number(gPte >> 12n), true);
+    expect(translate(r, dma(DID, MSI_GPA, "write")).paddr).toBe(0x2f00_0000n);
+    expect(takeFaults(r, q)).toEqual([]);
+  });
+
+  it("ATS to an MSI page behind a read-only first-stage page: W=0 (denied in one stage)", () => {
+    const { r, msiPt, ddt, g } = setup();
+    r.mem.write64(msiPt + 1n * 16n, msiPte(0x2f001n));
+    const pt = new RawPt(r, 3);
+    pt.map(0x5000n, 0x2800_1000n, P.R | P.A | P.U);
+    ddt.writeDc(DID + 2, {
+      tc: TC.V | TC.EN_ATS,
+      iohgatp: iohgatp(8, 2, g.rootPpn),
+      fsc: atp(8, pt.rootPpn),
+      msiptp: atp(1, msiPt >> 12n),
+      msiMask: 0x7n,
+      msiPattern: 0x2_8000n,
+    });
+    const c = ats(r, DID + 2, 0x5000n);
+    expect([c.status, c.r, c.w, c.x, c.ppn]).toEqual(["success", true, false, false, 0x2f001]);
+  });
+
   it("an ATS request for an MSI page gets R=W=1, X=0, 4 KiB, no Global", () => {
     const { r, msiPt } = setup();
     r.mem.write64(msiPt + 3n * 16n, msiPte(0x2f000n));
