@@ -64,9 +64,12 @@ export function translateMsi(
 ): boolean {
   out.fault = null;
   const i = interruptFileNumber(gpaPage, dc.msiAddrMask);
-  const byte = i * 16;
-  const page = dc.msiptpPpn + Math.floor(byte / 4096);
-  const st = mem.load64(page, byte % 4096, be);
+  // The PTE is at (msiptp.PPN × 2^12) | (I × 16): an OR, so a table not aligned to its size
+  // folds onto itself rather than running past its end.
+  const iPage = Math.floor(i / 256);
+  const page =
+    (hi32(dc.msiptpPpn) | hi32(iPage)) * TWO32 + ((lo32(dc.msiptpPpn) | lo32(iPage)) >>> 0);
+  const st = mem.load64(page, (i % 256) * 16, be);
   if (st !== ACCESS_OK) {
     out.fault =
       st === ACCESS_CORRUPT ? FAULTS.msi_pt_data_corruption : FAULTS.msi_pte_load_access_fault;

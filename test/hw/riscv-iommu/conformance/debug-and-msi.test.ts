@@ -143,6 +143,22 @@ describe("MSI address translation (MSI_FLAT)", () => {
     ]);
   });
 
+  it("reads the MSI PTE at (msiptp.PPN × 4096) | (I × 16): an OR, not a sum", () => {
+    const { r, g, ddt } = setup();
+    const pair = r.pages(2, 2);
+    const odd = (pair >> 12n) + 1n; // msiptp.PPN with bit 0 set
+    // Interrupt file I = 256 (mask 0x1ff): I × 16 = 0x1000 sets bit 12, already set in the PPN.
+    r.mem.write64(odd << 12n, msiPte(0x2f123n));
+    ddt.writeDc(DID + 3, {
+      tc: TC.V,
+      iohgatp: iohgatp(8, 2, g.rootPpn),
+      msiptp: atp(1, odd),
+      msiMask: 0x1ffn,
+      msiPattern: 0x2_8000n,
+    });
+    expect(translate(r, dma(DID + 3, 0x2810_0000n, "write")).paddr).toBe(0x2f12_3000n);
+  });
+
   it("an MSI page is not executable (cause 1); poisoned MSI page table (270)", () => {
     const { r, q, msiPt } = setup();
     r.mem.write64(msiPt + 3n * 16n, msiPte(0x2f000n));
