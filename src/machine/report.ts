@@ -175,6 +175,10 @@ function bytesText(b: bigint): string {
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? "" : what.endsWith("s") ? "es" : "s"}`;
+}
+
 /** Plain-language percentage of a hit rate. */
 function rate(r: number | null): string {
   return r === null ? "no lookups" : `${(r * 100).toFixed(1)}% hits`;
@@ -278,7 +282,12 @@ export function activityReport(m: Machine, stats: MachineStatistics): string {
     out.push(`${i.name} (${i.driver}):`);
     if (i.iotlb !== null) {
       out.push(
-        `  IOTLB ${rate(i.iotlb.hitRate)} (${i.iotlb.hits} hits, ${i.iotlb.misses} misses, ${i.iotlb.entries}/${i.iotlb.capacity} entries); DDT cache ${rate(i.ddtCache?.hitRate ?? null)}; PDT cache ${rate(i.pdtCache?.hitRate ?? null)}`,
+        `  IOTLB ${rate(i.iotlb.hitRate)} (${plural(i.iotlb.hits, "hit")}, ${plural(i.iotlb.misses, "miss")}, ${i.iotlb.entries}/${i.iotlb.capacity} entries); DDT cache ${rate(i.ddtCache?.hitRate ?? null)}; PDT cache ${rate(i.pdtCache?.hitRate ?? null)}`,
+      );
+    }
+    for (const a of i.atcs) {
+      out.push(
+        `  ${a.device}'s ATC (ATS): ${rate(a.hitRate)} (${plural(a.hits, "hit")}, ${plural(a.misses, "miss")}, ${a.invalidated} invalidated)`,
       );
     }
     if (i.queues !== null) {

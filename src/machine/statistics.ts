@@ -37,6 +37,14 @@ export interface IommuStats {
     readonly fq: QueueStats;
     readonly pq: QueueStats;
   } | null;
+  /**
+   * The ATCs of the devices behind the IOMMU (ATS: they cache translations themselves, so their
+   * hits never reach the IOTLB), by device name.
+   */
+  readonly atcs: readonly (CacheStats & {
+    readonly device: string;
+    readonly invalidated: number;
+  })[];
   /** Fault records the driver took, by cause name (sorted). */
   readonly faultsByCause: Readonly<Record<string, number>>;
   readonly faults: number;
@@ -64,7 +72,27 @@ export interface MachineStatistics {
 const RESPONSE_CODES = ["SUCCESS", "INVALID", "FAILURE"] as const;
 
 export function machineStatistics(m: Machine): MachineStatistics {
-  return { dma: dmaStats(m), iommus: m.iommus().map(iommuStats) };
+  return { dma: dmaStats(m), iommus: m.iommus().map((i) => iommuStats(m, i)) };
+}
+
+function atcStats(m: Machine, iommu: string): IommuStats["atcs"] {
+  const hosts = new Set<object>(m.pci.hosts.filter((h) => h.iommu === iommu).map((h) => h.host));
+  return m.endpoints.models().flatMap((e) => {
+    if (e.atc === null || !hosts.has(e.fn.host)) return [];
+    const a = e.atc;
+    const total = a.hits + a.misses;
+    return [
+      {
+        device: e.name,
+        hits: a.hits,
+        misses: a.misses,
+        hitRate: total === 0 ? null : a.hits / total,
+        entries: a.entries().length,
+        capacity: a.capacity,
+        invalidated: a.invalidated,
+      },
+    ];
+  });
 }
 
 function dmaStats(m: Machine): DmaStats {
@@ -99,7 +127,7 @@ function cache(v: Json | undefined): CacheStats | null {
   };
 }
 
-function iommuStats(i: MachineIommu): IommuStats {
+function iommuStats(m: Machine, i: MachineIommu): IommuStats {
   const hw = i.riscv?.hardware.toJSON() as
     | { caches: Record<string, Json>; queues: Record<string, Record<string, number>> }
     | undefined;
@@ -127,6 +155,7 @@ function iommuStats(i: MachineIommu): IommuStats {
           pq: { head: q.pq!.pqh!, tail: q.pq!.pqt!, records: q.pq!.queued ?? 0 },
         }
       : null,
+    atcs: atcStats(m, i.name),
     faultsByCause: Object.fromEntries([...byCause].sort(([a], [b]) => (a < b ? -1 : 1))),
     faults: i.riscv?.iommu.faultsSeen ?? 0,
     pageRequests: q
@@ -175,6 +204,11 @@ export function statisticsJSON(s: MachineStatistics): Json {
               fq: { ...i.queues.fq },
               pq: { ...i.queues.pq },
             },
+      device_atcs: i.atcs.map((a) => ({
+        device: a.device,
+        ...(cacheJSON(a) as { [k: string]: Json }),
+        invalidated: a.invalidated,
+      })),
       faults: i.faults,
       faults_by_cause: { ...i.faultsByCause },
       page_requests: i.pageRequests,
