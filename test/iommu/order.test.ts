@@ -9,9 +9,14 @@ import { checkCore } from "../../src/check/invariants.js";
 import { MockIommuDriver } from "../../src/drivers/mock/mock-iommu.js";
 import { IOMMU_DOMAIN_DMA, IOMMU_DOMAIN_DMA_FQ } from "../../src/iommu/constants.js";
 import { defaultDmaIommuHooks } from "../../src/iommu/dma-cookie.js";
-import { IommuAttachHandle } from "../../src/iommu/domain.js";
+import { IommuAttachHandle, type IommuDomainOps } from "../../src/iommu/domain.js";
 import { platBed, platformFw } from "./setup.js";
 import { svaBed } from "./sva-setup.js";
+
+function withoutSetDevPasid(ops: IommuDomainOps): IommuDomainOps {
+  const { setDevPasid: _, ...rest } = ops;
+  return rest;
+}
 
 /** Two PASID-capable devices (256 PASIDs) in one group, a stray device, a foreign domain. */
 function pasidBed() {
@@ -22,7 +27,7 @@ function pasidBed() {
   const d1 = unwrap(b.core.pagingDomainAlloc(a));
   const d2 = unwrap(b.core.pagingDomainAlloc(a));
   const noPasid = unwrap(b.core.pagingDomainAlloc(a));
-  noPasid.ops = { ...noPasid.ops, setDevPasid: undefined };
+  noPasid.ops = withoutSetDevPasid(noPasid.ops!);
   const stray = new Device("stray", b.platform);
   b.model.deviceAdd(stray);
   const other = new MockIommuDriver(b.core, { name: "other", claimBus: "platform" });
@@ -33,7 +38,7 @@ function pasidBed() {
   b.model.deviceAdd(x);
   const foreign = unwrap(b.core.pagingDomainAlloc(x));
   const foreignNoPasid = unwrap(b.core.pagingDomainAlloc(x));
-  foreignNoPasid.ops = { ...foreignNoPasid.ops, setDevPasid: undefined };
+  foreignNoPasid.ops = withoutSetDevPasid(foreignNoPasid.ops!);
   const driverCalls = () => b.mock.log.filter((l) => l.startsWith("set_dev_pasid")).length;
   return { ...b, a, g, d1, d2, noPasid, stray, foreign, foreignNoPasid, driverCalls };
 }
