@@ -21,6 +21,7 @@ import {
   type PrgResponse,
 } from "../pci/translation-agent.js";
 import type { IommuCapabilities } from "./capabilities.js";
+import { deviceIdTooWide } from "./context.js";
 import type { DirectoryCache } from "./directory-cache.js";
 import type { ImplicitMemory } from "./implicit-memory.js";
 import type { Iotlb } from "./iotlb.js";
@@ -43,6 +44,8 @@ export interface CommandEnv {
   readonly dir: DirectoryCache;
   be(): boolean;
   wsi(): boolean;
+  /** `ddtp.iommu_mode` (IODIR's DID may not be wider than it supports). */
+  ddtpMode(): number;
   raise(bits: number): void;
   sendInvalidation(msg: InvalidationRequest): void;
   sendPrgResponse(msg: PrgResponse): void;
@@ -317,7 +320,17 @@ export class CommandQueue {
     if ((lo0 & 0xc00) !== 0 || (hi0 & 0xfd) !== 0 || lo1 !== 0 || hi1 !== 0) {
       return this.#illegal(`${name} reserved bits`, lo0, hi0, lo1, hi1);
     }
-    const dir = this.#env.dir;
+    // "When DV operand is 1, the value of the DID operand must not be wider than that supported
+    // by the ddtp.iommu_mode"; the PID of INVAL_PDT not wider than the widest PDT supported.
+    const env = this.#env;
+    if (dv && deviceIdTooWide(did, env.ddtpMode(), env.caps.MSI_FLAT)) {
+      return this.#illegal(`${name} DID wider than the DDT`, lo0, hi0, lo1, hi1);
+    }
+    const pidBits = env.caps.PD20 ? 20 : env.caps.PD17 ? 17 : 8;
+    if (func3 === 1 && pid >>> pidBits !== 0) {
+      return this.#illegal(`${name} PID wider than ${pidBits} bits`, lo0, hi0, lo1, hi1);
+    }
+    const dir = env.dir;
     let dropped: number;
     if (func3 === 0) {
       if (pid !== 0) return this.#illegal("IODIR.INVAL_DDT with PID", lo0, hi0, lo1, hi1);

@@ -156,6 +156,7 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
       dir: this.dir,
       be,
       wsi: () => (this.#fctl & FCTL.WSI) !== 0,
+      ddtpMode: () => this.ddtpMode,
       raise,
       sendInvalidation: (m) => this.#sendInvalidation(m),
       sendPrgResponse: (m) => this.#sendPrgResponse(m),

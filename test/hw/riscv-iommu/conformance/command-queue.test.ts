@@ -370,6 +370,17 @@ describe("illegal commands (cmd_ill) and queue memory faults (cqmf)", () => {
     ["IODIR.INVAL_DDT with PID", [cmd.inval_ddt()[0] | (5n << 12n), 0n]],
     ["IODIR.INVAL_PDT with DV=0", [3n | (1n << 7n), 0n]],
     ["IODIR reserved bit 32", [cmd.inval_ddt()[0] | (1n << 32n), 0n]],
+    // "the value of the DID operand must not be wider than that supported by the ddtp.iommu_mode"
+    // (2LVL, base format: 16 bits); "the PID operand of IODIR.INVAL_PDT must not be wider than the
+    // width supported by the IOMMU".
+    ["IODIR.INVAL_DDT with a DID wider than the DDT", cmd.inval_ddt(0x1_0000)],
+    ["IODIR.INVAL_PDT with a DID wider than the DDT", cmd.inval_pdt(0x1_0000, 1)],
+    ["IODIR.INVAL_PDT with a PID wider than PD17", cmd.inval_pdt(1, 0x2_0000), { PD20: false }],
+    [
+      "IODIR.INVAL_PDT with a PID wider than PD8",
+      cmd.inval_pdt(1, 0x100),
+      { PD20: false, PD17: false },
+    ],
     ["IODIR dword1 set", [cmd.inval_ddt()[0], 1n]],
     ["ATS func3 2", [4n | (2n << 7n), 0n]],
     ["ATS reserved bit 34", [cmd.ats_prgr(1, 0, 0)[0] | (1n << 34n), 0n]],
@@ -388,6 +399,21 @@ describe("illegal commands (cmd_ill) and queue memory faults (cqmf)", () => {
       expect(r.iommu.read32(R.ipsr) & 1).toBe(1);
     });
   }
+
+  it("IODIR operands as wide as the DDT and the PDT modes allow are legal", () => {
+    for (const [levels, did] of [
+      [1, 0x7f],
+      [2, 0xffff],
+      [3, 0xff_ffff],
+    ] as const) {
+      const r = rig({ PD20: false });
+      const q = enableQueues(r);
+      new Ddt(r, levels).install();
+      submit(r, q, cmd.inval_ddt(did), cmd.inval_pdt(did, 0x1_ffff));
+      expect(r.iommu.read32(R.cqcsr) & CQCSR.cmd_ill).toBe(0);
+      expect(r.iommu.read32(R.cqh)).toBe(2);
+    }
+  });
 
   it("clearing cmd_ill resumes at cqh (software fixes the command first)", () => {
     const { r, q } = setup();
