@@ -94,6 +94,39 @@ describe("device probe and release", () => {
     expect(m.core.domains()).toContain(m.mock.blockedDomain);
   });
 
+  it("the last device leaving an owned group, or one off its default domain, WARNs — and the core domains still go", () => {
+    const b = platBed({ defaultDomain: "none", staticBlocked: false });
+    const d = b.dev("d");
+    const g = b.core.groupOf(d)!;
+    const def = g.defaultDomain!;
+    expect(b.core.deviceClaimDmaOwner(d, "vfio")).toEqual(OK);
+    const blocking = g.blockingDomain!;
+    b.model.deviceDel(d);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["__iommu_group_free_device"]);
+    expect(def.freed).toBe(true);
+    expect(blocking.freed).toBe(true);
+    expect(g.domain).toBeNull();
+    // Unowned but on a user domain: WARN too; the user's domain is the user's to free.
+    const e = b.dev("e");
+    const user = unwrap(b.core.pagingDomainAlloc(e));
+    expect(b.core.attachDevice(user, e)).toEqual(OK);
+    b.model.deviceDel(e);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["__iommu_group_free_device"]);
+    expect(user.freed).toBe(false);
+    // On its default domain but still counted as used by a kernel driver: WARN.
+    const k = b.dev("k");
+    expect(b.core.deviceUseDefaultDomain(k)).toEqual(OK);
+    b.model.deviceDel(k);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["__iommu_group_free_device"]);
+    // A member leaving a group that keeps devices is no reason to WARN.
+    const s = platBed({ defaultDomain: "none", deviceGroup: "single" });
+    const x = s.dev("x");
+    s.dev("y");
+    expect(s.core.deviceClaimDmaOwner(x, "vfio")).toEqual(OK);
+    s.model.deviceDel(x);
+    expect(s.ctx.warnings.list()).toEqual([]);
+  });
+
   it("bus_iommu_probe defers default-domain set-up so the type accounts for the whole group", () => {
     // Devices exist before the IOMMU: the group's type combines both drivers' wishes.
     const b = bed();
