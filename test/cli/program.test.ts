@@ -285,3 +285,28 @@ describe("internal errors", () => {
     );
   });
 });
+
+describe("progress", () => {
+  it("runs of several scenarios tick a progress bar the io provides (a TTY's stderr)", async () => {
+    const ticks: string[] = [];
+    let stopped = 0;
+    const io: CliIo = {
+      stdout: () => {},
+      stderr: () => {},
+      readFile: (p) => ({ "a.yaml": PASS, "b.yaml": PASS })[p] ?? "",
+      writeFile: () => {},
+      progress: (total, what) => {
+        ticks.push(`${what}/${total}`);
+        return { tick: (l) => ticks.push(l), stop: () => void stopped++ };
+      },
+    };
+    const deps: CliDeps = { host: fakeHost, demo: () => 0 };
+    expect(await runCli(["run", "a.yaml", "b.yaml"], io, deps)).toBe(0);
+    expect(ticks).toEqual(["scenarios/2", "a.yaml", "b.yaml"]);
+    expect(stopped).toBe(1);
+    // One run draws nothing.
+    ticks.length = 0;
+    expect(await runCli(["run", "a.yaml"], io, deps)).toBe(0);
+    expect(ticks).toEqual([]);
+  });
+});
