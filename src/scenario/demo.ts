@@ -87,6 +87,8 @@ export function formatDemo(run: DemoRun, trace: { file: string; events: number }
   const m = run.machine;
   const out: string[] = [];
   out.push(run.scenario.name);
+  if (run.scenario.description) for (const l of wrap(run.scenario.description, WIDTH)) out.push(l);
+  out.push("");
   out.push(
     `Machine "${m.name}": ${m.iommus().length} RISC-V IOMMUs, ${m.core.groups().length} IOMMU groups, ${m.presentDevices().length} devices; seed ${run.result.seed}; story ${run.scenario.file}`,
   );
@@ -130,6 +132,14 @@ export function formatDemo(run: DemoRun, trace: { file: string; events: number }
       ? "Trace: not recorded (iommu-sim demo --trace FILE: .json for ui.perfetto.dev, else ftrace-style text)."
       : `Trace: ${trace.events} events written to ${trace.file}${trace.file.endsWith(".json") ? " (open it in ui.perfetto.dev)" : ""}.`,
   );
+  out.push("");
+  out.push(
+    "Next: iommu-sim inspect scenarios/demo/story.yaml --step N [--domain ID] shows the machine at any",
+  );
+  out.push(
+    "step; iommu-sim run scenarios/*/*.yaml runs every scenario; docs/scenario-language.md tells how",
+  );
+  out.push("to write your own.");
   return `${out.join("\n")}\n`;
 }
 
