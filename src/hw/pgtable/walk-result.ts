@@ -70,6 +70,12 @@ export class WalkConfig {
   readonly first = new StageConfig();
   /** G-stage (second stage). */
   readonly second = new StageConfig();
+  /**
+   * Pages of physical address space the walker can reach: a page-table page at or above it is
+   * an access fault, as one outside RAM is. 2^44 (every PTE PPN) unless the walking agent's
+   * physical addresses are narrower, e.g. a RISC-V IOMMU's 2^(capabilities.PAS - 12).
+   */
+  ppnLimit = 2 ** 44;
 }
 
 // ---- faults ----
@@ -90,7 +96,8 @@ export type WalkFault = "none" | "page-fault" | "guest-page-fault" | "access-fau
  *   above the GPA width not zero;
  * - "permission": U/SUM/privilege rule or R/W/X (with MXR) forbids the access;
  * - "accessed-dirty": A=0, or D=0 on a write, under the "fault" A/D policy;
- * - "pte-access": access fault, a PTE to read lies outside RAM (memory.pageU32 is null);
+ * - "pte-access": access fault, a PTE to read lies outside RAM (memory.pageU32 is null) or at
+ *   or above WalkConfig.ppnLimit;
  * - "shadow-stack": access fault, a regular write or an execute of a shadow-stack page.
  *
  * No RISC-V mode forbids a leaf at any level (priv: "Any level of PTE may be a leaf PTE"), so

@@ -203,7 +203,7 @@ function walkStage(
       spage = walkStage(memory, cfg, true, page, ACCESS_READ, true, true, idx << 3, out);
       if (spage < 0) return -1;
     }
-    const words = memory.pageU32(spage);
+    const words = spage < cfg.ppnLimit ? memory.pageU32(spage) : null;
     const step = out.steps;
     if (step < MAX_WALK_STEPS) {
       out.stepStage[step] = g ? STEP_SECOND : STEP_FIRST;
@@ -292,7 +292,7 @@ function walkStage(
         wpage = walkStage(memory, cfg, true, page, ACCESS_WRITE, true, true, idx << 3, out);
         if (wpage < 0) return -1;
       }
-      const wwords = memory.writablePageU32(wpage);
+      const wwords = wpage < cfg.ppnLimit ? memory.writablePageU32(wpage) : null;
       if (wwords === null)
         return fail(out, g, true, "pte-access", level, vpn, offset, implicit, access);
       // Atomic compare-and-set: "If the comparison fails, return to step 2."

@@ -147,6 +147,9 @@ export class Translator {
     this.#cfg.first.svnapot = true;
     this.#cfg.second.svnapot = true;
     this.#gcfg.second.svnapot = true;
+    // Page-table pages beyond capabilities.PAS cannot be addressed: access faults.
+    this.#cfg.ppnLimit = 2 ** (env.caps.PAS - PAGE_SHIFT);
+    this.#gcfg.ppnLimit = this.#cfg.ppnLimit;
     const pbmt = env.caps.Svpbmt;
     this.#cfg.first.svpbmt = pbmt;
     this.#cfg.second.svpbmt = pbmt;

@@ -215,6 +215,23 @@ describe("walk: faults", () => {
     ]);
   });
 
+  it("access fault for a table page at or above ppnLimit (the agent's physical address width)", () => {
+    const t = single(SV39);
+    expect(t.pt.map(0x1000n, 0x8010_0000n, 0x1000n, RW)).toBe("ok"); // A=D=0
+    t.cfg.first.ad = "update";
+    const leafTable = t.pt.rootPpn; // tables above the root come later from the allocator
+    t.cfg.ppnLimit = leafTable + 1; // the root is reachable, the tables below it are not
+    expect(t.go(0x1000n)).toBe(false);
+    expect([t.out.fault, t.out.reason, t.out.faultLevel]).toEqual([
+      "access-fault",
+      "pte-access",
+      1,
+    ]);
+    t.cfg.ppnLimit = 2 ** 44;
+    expect(t.go(0x1000n, ACCESS_WRITE)).toBe(true);
+    expect(t.pt.lookup(0x1000n)!.perm & AD).toBe(AD);
+  });
+
   it("non-canonical first-stage VA: page fault before any PTE read", () => {
     const t = single(SV39);
     expect(t.go(0x40_0000_0000n)).toBe(false);

@@ -11,6 +11,7 @@ import {
   dma,
   enableQueues,
   type Fault,
+  HIGH_RAM_PPN,
   identityGStage,
   iohgatp,
   P,
@@ -156,6 +157,28 @@ describe("first stage (single-stage, PDTV=0)", () => {
     ] as const) {
       expect(translate(s.r, dma(DID, IOVA, access)).fault?.cause).toBe(cause);
       expect(takeFaults(s.r, s.q)).toEqual([record(cause, ttyp)]);
+    }
+  });
+
+  it("a page-table page beyond capabilities.PAS is an access fault, even where RAM exists", () => {
+    // RAM at 4 GiB; with PAS = 32 the IOMMU cannot address it (as for the DDT), with 40 it can.
+    for (const [pas, first, second] of [
+      [32, 5, 5],
+      [40, 13, 21],
+    ] as const) {
+      const r = rig({ PAS: pas }, {}, true);
+      const q = enableQueues(r);
+      const ddt = new Ddt(r, 1);
+      ddt.install();
+      const pt = new RawPt(r, 3);
+      r.mem.write64(pt.root + ((IOVA >> 30n) & 0x1ffn) * 8n, (HIGH_RAM_PPN << 10n) | P.V);
+      ddt.writeDc(DID, { tc: V, fsc: atp(8, pt.rootPpn) });
+      expect(translate(r, dma(DID, IOVA)).fault?.cause).toBe(first);
+      const g = new RawPt(r, 3, true);
+      r.mem.write64(g.root + (IOVA >> 30n) * 8n, (HIGH_RAM_PPN << 10n) | P.V);
+      ddt.writeDc(DID + 1, { tc: V, iohgatp: iohgatp(8, 1, g.rootPpn) });
+      expect(translate(r, dma(DID + 1, IOVA)).fault?.cause).toBe(second);
+      expect(takeFaults(r, q).map((f) => f.cause)).toEqual([first, second]);
     }
   });
 
