@@ -92,9 +92,12 @@ export function checkCore(core: IommuCore, opts: CheckOptions = {}): Violation[]
     liveDomain(g.defaultDomain, "default_domain", g);
     liveDomain(g.blockingDomain, "blocking_domain", g);
 
-    // §1.10 #2: a default domain implies a current domain.
+    // §1.10 #2: a default domain implies a current domain; so do members, once the group's
+    // default-domain set-up is no longer deferred by a bus probe.
     if (g.defaultDomain !== null && g.domain === null) {
       add("1.10.2", "default_domain set but domain is NULL", where);
+    } else if (g.domain === null && g.devices.length > 0 && !g.onProbeList) {
+      add("1.10.2", "group has devices but no domain and no deferred set-up", where);
     }
     // §1.10 #3.
     if (g.ownerCnt === 0 && g.owner !== null) add("1.10.3", "owner set with owner_cnt 0", where);

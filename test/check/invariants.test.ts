@@ -79,6 +79,18 @@ describe("checkCore", () => {
     const def = h.g.defaultDomain!;
     h.g.domain = null;
     expect(names(h.check())).toContain("1.10.2");
+    // Members but no domain at all: fine only while bus_iommu_probe defers the set-up.
+    h.g.defaultDomain = null;
+    expect(
+      h
+        .check()
+        .filter((x) => x.invariant === "1.10.2")
+        .map((x) => x.message),
+    ).toEqual(["group has devices but no domain and no deferred set-up"]);
+    h.g.onProbeList = true;
+    expect(names(h.check())).not.toContain("1.10.2");
+    h.g.onProbeList = false;
+    h.g.defaultDomain = def;
     h.g.domain = def;
     def.freed = true;
     expect(names(h.check())).toContain("domain-live");
