@@ -125,6 +125,60 @@ describe("first stage (single-stage, PDTV=0)", () => {
     expect(takeFaults(s.r, s.q).map((f) => f.cause)).toEqual([15, 12, 13]);
   });
 
+  it("a privilege request without a PASID is a User request (U=0 page faults, PRIV=0)", () => {
+    const s = setup();
+    const pt = firstStage(s);
+    pt.map(IOVA, s.r.page(), RW_AD); // U=0: supervisor only
+    expect(translate(s.r, dma(DID, IOVA, "read", { priv: true })).fault?.cause).toBe(13);
+    expect(takeFaults(s.r, s.q)).toEqual([record(13, 2)]);
+  });
+
+  it("xwr=010 (a Zicfiss shadow-stack page on harts) and 110 stay reserved for IO: page faults", () => {
+    const s = setup();
+    const pt = firstStage(s);
+    pt.map(IOVA, s.r.page(), P.W | P.U | P.A | P.D); // xwr = 010
+    pt.map(IOVA + 0x1000n, s.r.page(), P.W | P.X | P.U | P.A | P.D); // xwr = 110
+    for (const va of [IOVA, IOVA + 0x1000n]) {
+      expect(translate(s.r, dma(DID, va, "read")).fault?.cause).toBe(13);
+      expect(translate(s.r, dma(DID, va, "write")).fault?.cause).toBe(15);
+    }
+    // The same in the G-stage.
+    const g = new RawPt(s.r, 3, true);
+    g.map(IOVA, s.r.page(), P.W | P.U | P.A | P.D);
+    s.ddt.writeDc(DID + 1, { tc: V, iohgatp: iohgatp(8, 1, g.rootPpn) });
+    expect(translate(s.r, dma(DID + 1, IOVA, "write")).fault?.cause).toBe(23);
+  });
+
+  it("Svnapot: a 64 KiB NAPOT leaf translates with pageShift 16; other N=1 encodings fault", () => {
+    const s = setup();
+    const pt = firstStage(s);
+    const block = s.r.pages(16, 16);
+    const va = 0x5_0000n; // 64 KiB aligned
+    // ppn[3:0] = 1000 marks the 64 KiB range; the IOMMU takes ppn[3:0] from vpn[3:0].
+    const napotPpn = (block >> 12n) | 8n;
+    for (let i = 0n; i < 16n; i++) {
+      pt.map(va + i * 0x1000n, napotPpn << 12n, URW, 0, 1n << 63n);
+    }
+    const res = translate(s.r, dma(DID, va + 0x7123n));
+    expect([res.paddr, res.pageShift]).toEqual([block + 0x7123n, 16]);
+    pt.map(IOVA, (block >> 12n) << 12n, URW, 0, 1n << 63n); // ppn[3:0] = 0000: reserved
+    expect(translate(s.r, dma(DID, IOVA)).fault?.cause).toBe(13);
+  });
+
+  it("Svpbmt: PBMT=3 is reserved; without capabilities.Svpbmt the PBMT bits are reserved", () => {
+    for (const [svpbmt, pbmt, ok] of [
+      [true, 1n, true],
+      [true, 3n, false],
+      [false, 1n, false],
+    ] as const) {
+      const s = setup({ Svpbmt: svpbmt });
+      const pt = firstStage(s);
+      pt.map(IOVA, s.r.page(), URW, 0, pbmt << 61n);
+      const res = translate(s.r, dma(DID, IOVA));
+      expect(ok ? res.pbmt : res.fault?.cause).toBe(ok ? Number(pbmt) : 13);
+    }
+  });
+
   it("SADE=0: A=0, or D=0 on a write, is a page fault", () => {
     const s = setup();
     const pt = firstStage(s);
