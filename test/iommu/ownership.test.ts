@@ -238,6 +238,19 @@ describe("claiming and releasing DMA ownership", () => {
     expect(core.groupClaimDmaOwner(g, "vfio")).toEqual(OK);
     const e = dev("e");
     expect(mock.ridDomain(e)).toBe(g.blockingDomain);
+    // One with firmware direct mappings cannot join it: the blocking domain refuses it (EINVAL)
+    // and its probe is undone.
+    const r = dev("r", {
+      resv: [{ start: 0x1000n, length: 0x1000n, prot: 3, type: IOMMU_RESV.DIRECT }],
+    });
+    expect(r.iommuGroup).toBeNull();
+    expect(r.iommu).toBeNull();
+    expect(g.devices.map((x) => x.dev.name)).toEqual(["a", "c", "e"]);
+    expect(mock.log).toContain("release_device r");
+    expect(
+      core.logs().some((l) => l.device === "r" && l.message.startsWith("Firmware has requested")),
+    ).toBe(true);
+    expect(checkCore(core, { drivers: [mock] })).toEqual([]);
   });
 });
 
