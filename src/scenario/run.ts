@@ -152,16 +152,17 @@ export function runScenario<M extends ScenarioMachine, P extends MachinePlan>(
         ...(step.note === undefined ? {} : { note: step.note }),
       };
       if (failed || step.kind === "section") {
-        const status = failed ? "skipped" : "pass";
-        results.push({
+        const result: StepResult = {
           ...base,
           ...(step.kind === "section" ? { section: step.title } : {}),
-          status,
+          status: failed ? "skipped" : "pass",
           startNs: ctx.clock.now,
           durationNs: 0,
           traceEvents: 0,
           warnings: [],
-        });
+        };
+        results.push(result);
+        opts.onStep?.(result);
         continue;
       }
       const t0 = ctx.clock.now;

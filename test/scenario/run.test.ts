@@ -274,3 +274,44 @@ describe("running scenarios", () => {
     );
   });
 });
+
+describe("sections and run hooks", () => {
+  const STEPS = [
+    "  - section: setup",
+    "    note: a domain",
+    "  - fake_domain_alloc: {dev: a}",
+    "    as: d1",
+    "  - section: attach",
+    "  - fake_attach: {domain: d1, dev: a}",
+  ];
+
+  it("a section step calls nothing and reports its title", () => {
+    const r = run(STEPS);
+    expect(r.status).toBe("pass");
+    expect(r.steps.map((s) => s.section ?? s.call)).toEqual([
+      "setup",
+      "fake_domain_alloc(dev=a)",
+      "attach",
+      "fake_attach(domain=d1, dev=a)",
+    ]);
+    expect(r.steps[0]).toMatchObject({ status: "pass", traceEvents: 0, note: "a domain" });
+    expect(formatScenarioResult(r, { verbose: true })).toContain("  § attach");
+    expect((scenarioResultJSON(r) as { steps: { section?: string }[] }).steps[2]!.section).toBe(
+      "attach",
+    );
+  });
+
+  it("onBoot sees the machine before step 1, onStep every result, stopAfter ends the run early", () => {
+    const s = loadScenario(`machine: two\nsteps:\n${STEPS.join("\n")}\n`, "r.yaml", fakeHost);
+    const seen: string[] = [];
+    const r = runScenario(s, fakeHost, {
+      stopAfter: 2,
+      onBoot: (m) => seen.push(`boot ${m.ctx.clock.now}`),
+      onStep: (x) => seen.push(`${x.step} ${x.status}`),
+    });
+    expect(seen).toEqual(["boot 0", "1 pass", "2 pass"]);
+    expect(r.steps).toHaveLength(2);
+    expect(r.status).toBe("pass");
+    expect(runScenario(s, fakeHost, { stopAfter: 0 }).steps).toEqual([]);
+  });
+});
