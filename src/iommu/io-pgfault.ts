@@ -97,11 +97,15 @@ export function iopfQueueDiscardPartial(queue: IopfQueue | null): Result {
   return OK;
 }
 
-/** `iopf_queue_free`: removes every device, then destroys the work queue. */
+/**
+ * `iopf_queue_free`: removes every device, then destroys the work queue — `destroy_workqueue`
+ * drains it first, so work still queued runs now.
+ */
 export function iopfQueueFree(s: CoreState, queue: IopfQueue | null): void {
   if (queue === null) return;
   liveQueue(queue, "iopf_queue_free");
   for (const p of [...queue.devices]) iopfQueueRemoveDevice(s, queue, p.dev);
+  queue.wq.flush();
   s.ctx.scheduler.destroyQueue(queue.wq);
   queue.freed = true;
   s.iopf.queues.splice(s.iopf.queues.indexOf(queue), 1);

@@ -124,6 +124,22 @@ describe("IOPF queues (core §7.1)", () => {
     expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["iopf_queue_remove_device"]);
   });
 
+  it("iopf_queue_free drains the work still queued (destroy_workqueue), so an answered group's work frees it", () => {
+    const b = svaBed();
+    const d = b.pdev("d");
+    const bond = unwrap(b.core.svaBindDevice(d, b.spawn().mm!));
+    const pasid = b.core.svaGetPasid(bond);
+    expect(b.mock.triggerIopf(d, { pasid, grpid: 6, perm: RW, addr: UADDR })).toEqual(OK);
+    const [g] = b.core.iopfGroups();
+    // Answered early: no longer pending, so remove_device leaves it to its queued work.
+    b.core.iopfGroupResponse(g!, IOMMU_PAGE_RESP_INVALID);
+    b.core.iopfQueueFree(b.mock.iopfQueue!);
+    expect(g!.freed).toBe(true);
+    expect(b.core.iopfGroups()).toEqual([]);
+    expect(responses(b)).toEqual([[pasid, 6, IOMMU_PAGE_RESP_INVALID]]);
+    expect(b.ctx.warnings.list()).toEqual([]);
+  });
+
   it("SVA work queued for a group that remove_device freed WARNs and does nothing when it runs", () => {
     const b = svaBed();
     const d = b.pdev("d");
