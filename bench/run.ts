@@ -33,7 +33,7 @@ for (const file of files) {
   await bench.run();
   for (const task of bench.tasks) {
     const r = task.result;
-    if (!r || r.state !== "completed") {
+    if (r?.state !== "completed") {
       console.error(`${suite.title} / ${task.name}: ${r?.state ?? "did not run"}`);
       process.exitCode = 1;
       continue;

@@ -639,15 +639,13 @@ describe("pci_enable_device, pci_set_master, pci_disable_device", () => {
 describe("pci_match_id", () => {
   it("returns the first entry whose vendor/device (and subsystem, when given) configuration space matches", () => {
     const h = host();
-    const ep = h
-      .addRootPort()
-      .addEndpoint({
-        name: "ep",
-        vendorId: 0x8086,
-        deviceId: 0x100e,
-        subsystemVendorId: 0x1af4,
-        subsystemId: 7,
-      });
+    const ep = h.addRootPort().addEndpoint({
+      name: "ep",
+      vendorId: 0x8086,
+      deviceId: 0x100e,
+      subsystemVendorId: 0x1af4,
+      subsystemId: 7,
+    });
     h.enumerate();
     const fn = h.function("ep");
     expect(ep).toBeDefined();
