@@ -549,7 +549,7 @@ export class MockIommuDriver {
     );
   }
 
-  #attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): Result {
+  #attachDev(domain: IommuDomain, dev: Device, _old: IommuDomain | null): Result {
     this.log.push(`attach_dev ${dev.name} ${domain.id}`);
     const e = this.#inject("attach_dev", { dev, domain });
     if (e) return err(e);
@@ -559,7 +559,9 @@ export class MockIommuDriver {
     }
     const r = this.#enableIopf(dev, domain);
     if (!r.ok) return r;
-    this.#disableIopf(dev, old);
+    // Like the selftest's mdev->domain: the domain the device is really on, which a failed
+    // must-succeed transition may have left different from what the core passes as old.
+    this.#disableIopf(dev, this.#rid.get(dev) ?? null);
     this.#rid.set(dev, domain);
     return OK;
   }

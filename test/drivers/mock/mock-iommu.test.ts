@@ -118,6 +118,34 @@ describe("mock devices and domains (selftest.c)", () => {
     expect(view.mapped_pages).toBe(2);
   });
 
+  it("attach_dev drops the IOPF reference of the domain the device is on (mdev->domain), whatever the core thinks it left", () => {
+    const b = mockBed();
+    const d = unwrap(b.mock.mockDevCreate());
+    const g = b.core.groupOf(d)!;
+    const blocked = b.mock.blockedDomain!;
+    const faulting = unwrap(b.core.pagingDomainAlloc(d));
+    faulting.iopfHandler = () => OK;
+    expect(b.core.deviceClaimDmaOwner(d, "ictx")).toEqual(OK);
+    expect(b.core.attachGroup(faulting, g)).toEqual(OK);
+    expect(b.mock.iopfRefcount(d)).toBe(1);
+    // A must-succeed detach whose attach fails: the group says blocked, the device stays put.
+    b.mock.faults.arm({
+      op: "attach_dev",
+      nth: 1,
+      errno: "EIO",
+      filter: (i) => i.domain === blocked,
+    });
+    b.core.detachGroup(faulting, g);
+    expect(g.domain).toBe(blocked);
+    expect(b.mock.ridDomain(d)).toBe(faulting);
+    expect(b.ctx.warnings.take().map((w) => w.site)).toEqual(["__iommu_group_set_domain_nofail"]);
+    // Leaving for a domain without faults gives back the reference the device really held.
+    const plain = unwrap(b.core.pagingDomainAlloc(d));
+    expect(b.core.attachGroup(plain, g)).toEqual(OK);
+    expect(b.mock.iopfRefcount(d)).toBe(0);
+    expect(d.iommu!.faultParam).toBeNull();
+  });
+
   it("release_device forgets what the driver programmed for the device", () => {
     const b = mockBed();
     const d = unwrap(b.mock.mockDevCreate(MOCK_FLAGS_DEVICE_PASID));
