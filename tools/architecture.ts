@@ -4,6 +4,10 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve } from "node:path";
 
+const HW = ["hw/memory", "hw/pgtable", "hw/pci", "hw/riscv-iommu", "hw/endpoints"];
+/** Everything below the machine: what `check/` may read. */
+const BELOW_MACHINE = ["base", ...HW, "bus", "mm", "iommu", "dma", "drivers"];
+
 /**
  * Layer of a file (path relative to src/, posix separators) → layers it may import from.
  * Every layer may import from itself. `hw/*` sub-layers are layers of their own.
@@ -19,93 +23,13 @@ export const ALLOWED: Record<string, readonly string[]> = {
   mm: ["base", "hw/memory", "hw/pgtable"],
   iommu: ["base", "bus", "mm", "hw/memory", "hw/pgtable", "hw/pci"],
   // IOMMU drivers (riscv, mock) and device drivers (DMA API and SVA users) alike.
-  drivers: [
-    "base",
-    "iommu",
-    "bus",
-    "mm",
-    "dma",
-    "hw/memory",
-    "hw/pgtable",
-    "hw/pci",
-    "hw/riscv-iommu",
-    "hw/endpoints",
-  ],
+  drivers: ["base", ...HW, "bus", "mm", "iommu", "dma"],
   dma: ["base", "iommu", "bus", "mm", "hw/memory", "hw/pgtable", "hw/pci"],
-  check: [
-    "base",
-    "iommu",
-    "bus",
-    "mm",
-    "dma",
-    "drivers",
-    "hw/memory",
-    "hw/pgtable",
-    "hw/pci",
-    "hw/riscv-iommu",
-    "hw/endpoints",
-  ],
-  machine: [
-    "base",
-    "iommu",
-    "bus",
-    "mm",
-    "dma",
-    "drivers",
-    "check",
-    "hw/memory",
-    "hw/pgtable",
-    "hw/pci",
-    "hw/riscv-iommu",
-    "hw/endpoints",
-  ],
-  scenario: [
-    "base",
-    "iommu",
-    "bus",
-    "mm",
-    "dma",
-    "drivers",
-    "check",
-    "machine",
-    "hw/memory",
-    "hw/pgtable",
-    "hw/pci",
-    "hw/riscv-iommu",
-    "hw/endpoints",
-  ],
-  cli: [
-    "base",
-    "iommu",
-    "bus",
-    "mm",
-    "dma",
-    "drivers",
-    "check",
-    "machine",
-    "scenario",
-    "hw/memory",
-    "hw/pgtable",
-    "hw/pci",
-    "hw/riscv-iommu",
-    "hw/endpoints",
-  ],
-  index: [
-    "base",
-    "iommu",
-    "bus",
-    "mm",
-    "dma",
-    "drivers",
-    "check",
-    "machine",
-    "scenario",
-    "hw/memory",
-    "hw/pgtable",
-    "hw/pci",
-    "hw/riscv-iommu",
-    "hw/endpoints",
-  ],
+  check: BELOW_MACHINE,
+  machine: [...BELOW_MACHINE, "check"],
+  scenario: [...BELOW_MACHINE, "check", "machine"],
+  cli: [...BELOW_MACHINE, "check", "machine", "scenario"],
+  index: [...BELOW_MACHINE, "check", "machine", "scenario"],
 };
 
 /** Only these layers may use the host: Node modules, process, console, the DOM. */
