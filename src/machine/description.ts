@@ -21,6 +21,7 @@ import {
   type Reader,
   refine,
   required,
+  type StructOf,
   struct,
   suggest,
   u64,
@@ -683,31 +684,13 @@ function readDevice(
   if (isPlatform) {
     const f = readPlatformFields(node, path, d);
     if (!f) return undefined;
-    return {
-      bus: "platform",
-      name: n.name,
-      loc: n.keyLoc,
-      fieldLocs: fieldLocs(node),
-      iommu: f.iommu === undefined ? UNSET_IOMMU : f.iommu,
-      reservedRegions: f.reserved_regions,
-      driver: f.driver,
-      endpoint: f.endpoint,
-      present: f.present,
-      pasidNumBits: f.pasid_num_bits,
-    };
+    return { bus: "platform", ...deviceCommon(n, f), pasidNumBits: f.pasid_num_bits };
   }
   const f = readPciFields(node, path, d);
   if (!f) return undefined;
   return {
     bus: "pci",
-    name: n.name,
-    loc: n.keyLoc,
-    fieldLocs: fieldLocs(node),
-    iommu: f.iommu === undefined ? UNSET_IOMMU : f.iommu,
-    reservedRegions: f.reserved_regions,
-    driver: f.driver,
-    endpoint: f.endpoint,
-    present: f.present,
+    ...deviceCommon(n, f),
     parent: f.parent,
     slot: f.slot,
     function: f.function,
@@ -717,6 +700,20 @@ function readDevice(
     acs: f.acs,
     dmaAliases: f.dma_alias,
     part: f.part,
+  };
+}
+
+/** The fields of either bus's device that `COMMON_DEVICE_FIELDS` read. */
+function deviceCommon(n: Named<InputNode>, f: StructOf<typeof COMMON_DEVICE_FIELDS>): DeviceCommon {
+  return {
+    name: n.name,
+    loc: n.keyLoc,
+    fieldLocs: fieldLocs(n.value),
+    iommu: f.iommu === undefined ? UNSET_IOMMU : f.iommu,
+    reservedRegions: f.reserved_regions,
+    driver: f.driver,
+    endpoint: f.endpoint,
+    present: f.present,
   };
 }
 
