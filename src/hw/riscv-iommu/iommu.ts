@@ -454,23 +454,23 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
       case REG.fqb + 4:
         return this.#fq.base.hi;
       case REG.fqh:
-        return this.#fq.fqh;
+        return this.#fq.head;
       case REG.fqt:
-        return this.#fq.fqt;
+        return this.#fq.tail;
       case REG.pqb:
         return caps.ATS ? this.#pq.base.lo : 0;
       case REG.pqb + 4:
         return caps.ATS ? this.#pq.base.hi : 0;
       case REG.pqh:
-        return caps.ATS ? this.#pq.pqh : 0;
+        return caps.ATS ? this.#pq.head : 0;
       case REG.pqt:
-        return caps.ATS ? this.#pq.pqt : 0;
+        return caps.ATS ? this.#pq.tail : 0;
       case REG.cqcsr:
         return this.#cq.cqcsr;
       case REG.fqcsr:
-        return this.#fq.fqcsr;
+        return this.#fq.csr;
       case REG.pqcsr:
-        return caps.ATS ? this.#pq.pqcsr : 0;
+        return caps.ATS ? this.#pq.csr : 0;
       case REG.ipsr:
         return this.#irq.ipsr;
       case REG.tr_req_iova:
@@ -581,7 +581,7 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
     // UNSPECIFIED while the IOMMU is not Off or a queue is enabled: ignored here.
     const busy =
       this.ddtpMode !== DDTP_MODE.Off ||
-      ((this.#cq.cqcsr | this.#fq.fqcsr | this.#pq.pqcsr) & 0x1_0001) !== 0;
+      ((this.#cq.cqcsr | this.#fq.csr | this.#pq.csr) & 0x1_0001) !== 0;
     if (busy) return;
     let f = this.#fctl;
     if (this.caps.END) f = (f & ~FCTL.BE) | (v & FCTL.BE);

@@ -7,7 +7,7 @@
 import type { Json } from "../../base/json.js";
 import type { PageRequestMessage } from "../pci/translation-agent.js";
 import type { ImplicitMemory } from "./implicit-memory.js";
-import { nextIndex, QueueBase } from "./queue-base.js";
+import { OutputQueue } from "./output-queue.js";
 import { IPSR, QCSR } from "./registers.js";
 
 const RECORD_SIZE = 16;
@@ -20,32 +20,12 @@ const RECORD_SIZE = 16;
  */
 export type PageRequestOutcome = "queued" | "off" | "memory-fault" | "overflow";
 
-export class PageRequestQueue {
-  readonly base: QueueBase;
-  pqh = 0;
-  pqt = 0;
-  pqcsr = 0;
+export class PageRequestQueue extends OutputQueue<PageRequestMessage> {
   queued = 0;
   discarded = 0;
-  readonly #mem: ImplicitMemory;
-  readonly #be: () => boolean;
-  readonly #raise: (bits: number) => void;
 
   constructor(pasBits: number, mem: ImplicitMemory, be: () => boolean, raise: (b: number) => void) {
-    this.base = new QueueBase(pasBits);
-    this.#mem = mem;
-    this.#be = be;
-    this.#raise = raise;
-  }
-
-  get on(): boolean {
-    return (this.pqcsr & QCSR.on) !== 0 && (this.pqcsr & QCSR.en) !== 0;
-  }
-
-  get conditions(): number {
-    return (this.pqcsr & QCSR.ie) !== 0 && (this.pqcsr & (QCSR.mf | QCSR.bit9)) !== 0
-      ? IPSR.pip
-      : 0;
+    super(pasBits, RECORD_SIZE, IPSR.pip, mem, be, raise);
   }
 
   /** Writes the record of `msg` (the caller has located the DC and checked EN_PRI). */
@@ -54,21 +34,21 @@ export class PageRequestQueue {
       this.discarded++;
       return "off";
     }
-    if ((this.pqcsr & QCSR.mf) !== 0) {
+    if ((this.csr & QCSR.mf) !== 0) {
       this.discarded++;
       return "memory-fault";
     }
-    if ((this.pqcsr & QCSR.bit9) !== 0) {
+    if ((this.csr & QCSR.bit9) !== 0) {
       this.discarded++;
       return "overflow";
     }
-    const next = nextIndex(this.pqt, this.base.entries);
-    if (next === this.pqh) {
-      this.pqcsr |= QCSR.bit9; // pqof
-      this.discarded++;
-      this.#raise(this.conditions);
-      return "overflow";
-    }
+    const outcome = this.push(msg);
+    if (outcome === "queued") this.queued++;
+    else this.discarded++;
+    return outcome;
+  }
+
+  protected writeRecord(msg: PageRequestMessage, ppn: number, off: number, be: boolean): boolean {
     // Header: PID 31:12, PV 32, PRIV 33, EXEC 34, DID 63:40. PRIV and EXEC are 0 without PASID.
     const pv = msg.pasidValid;
     const lo0 = pv ? (msg.pasid & 0xf_ffff) << 12 : 0;
@@ -85,63 +65,23 @@ export class PageRequestQueue {
       ((msg.prgIndex & 0x1ff) << 3) |
       ((msg.page % 0x10_0000) << 12);
     const hi1 = Math.floor(msg.page / 0x10_0000);
-    const ppn = this.base.pageOf(this.pqt, RECORD_SIZE);
-    const off = this.base.offsetOf(this.pqt, RECORD_SIZE);
-    const be = this.#be();
-    const ok =
-      this.#mem.store64(ppn, off, lo0 >>> 0, hi0 >>> 0, be) &&
-      this.#mem.store64(ppn, off + 8, lo1 >>> 0, hi1 >>> 0, be);
-    if (!ok) {
-      this.pqcsr |= QCSR.mf; // pqmf
-      this.discarded++;
-      this.#raise(this.conditions);
-      return "memory-fault";
-    }
-    this.pqt = next;
-    this.queued++;
-    if ((this.pqcsr & QCSR.ie) !== 0) this.#raise(IPSR.pip);
-    return "queued";
-  }
-
-  writeBase(half: 0 | 1, value: number): void {
-    if ((this.pqcsr & (QCSR.on | QCSR.busy)) !== 0) return; // UNSPECIFIED while on: ignored
-    this.base.write(half, value);
-    this.pqh &= this.base.indexMask;
-    this.pqt &= this.base.indexMask;
-  }
-
-  writeHead(value: number): void {
-    this.pqh = (value & this.base.indexMask) >>> 0;
-  }
-
-  writeCsr(value: number): void {
-    const wasEn = (this.pqcsr & QCSR.en) !== 0;
-    const en = (value & QCSR.en) !== 0;
-    let csr = this.pqcsr & ~(QCSR.en | QCSR.ie);
-    csr |= value & (QCSR.en | QCSR.ie);
-    csr &= ~(value & (QCSR.mf | QCSR.bit9)); // pqmf, pqof: RW1C
-    if (en && !wasEn) {
-      this.pqt = 0;
-      csr &= ~(QCSR.mf | QCSR.bit9);
-      csr |= QCSR.on;
-    } else if (!en && wasEn) {
-      csr &= ~QCSR.on;
-    }
-    this.pqcsr = csr >>> 0;
-    this.#raise(this.conditions);
+    return (
+      this.mem.store64(ppn, off, lo0 >>> 0, hi0 >>> 0, be) &&
+      this.mem.store64(ppn, off + 8, lo1 >>> 0, hi1 >>> 0, be)
+    );
   }
 
   toJSON(): Json {
     return {
       pqb: this.base.toJSON(),
-      pqh: this.pqh,
-      pqt: this.pqt,
+      pqh: this.head,
+      pqt: this.tail,
       pqcsr: {
-        pqen: (this.pqcsr & QCSR.en) !== 0,
-        pie: (this.pqcsr & QCSR.ie) !== 0,
-        pqmf: (this.pqcsr & QCSR.mf) !== 0,
-        pqof: (this.pqcsr & QCSR.bit9) !== 0,
-        pqon: (this.pqcsr & QCSR.on) !== 0,
+        pqen: (this.csr & QCSR.en) !== 0,
+        pie: (this.csr & QCSR.ie) !== 0,
+        pqmf: (this.csr & QCSR.mf) !== 0,
+        pqof: (this.csr & QCSR.bit9) !== 0,
+        pqon: this.on,
         busy: false,
       },
       queued: this.queued,
