@@ -196,14 +196,16 @@ export interface MachineDescription {
   readonly devices: readonly DeviceDescription[];
 }
 
+/** How `extends:` and bare names find the built-in machines. */
+export interface BuiltinResolver {
+  /** The node of a built-in machine, or undefined for an unknown name. */
+  readonly resolveBuiltin: (name: string) => InputNode | undefined;
+  /** Every built-in machine's name, for messages. */
+  readonly builtinNames: readonly string[];
+}
+
 /** Reads a description node; `resolveBuiltin` supplies the nodes of built-in machines for `extends:`. */
-export function readDescription(
-  node: InputNode,
-  opts: {
-    resolveBuiltin: (name: string) => InputNode | undefined;
-    builtinNames: readonly string[];
-  },
-): MachineDescription {
+export function readDescription(node: InputNode, opts: BuiltinResolver): MachineDescription {
   const d = new Diagnostics();
   const desc = readDescriptionInto(node, "", d, opts);
   d.throwIfAny();
@@ -215,10 +217,7 @@ export function readDescriptionInto(
   node: InputNode,
   path: string,
   d: Diagnostics,
-  opts: {
-    resolveBuiltin: (name: string) => InputNode | undefined;
-    builtinNames: readonly string[];
-  },
+  opts: BuiltinResolver,
 ): MachineDescription | undefined {
   const full = expandExtends(node, path, d, opts, []);
   if (!full) return undefined;
@@ -269,10 +268,7 @@ function expandExtends(
   node: InputNode,
   path: string,
   d: Diagnostics,
-  opts: {
-    resolveBuiltin: (name: string) => InputNode | undefined;
-    builtinNames: readonly string[];
-  },
+  opts: BuiltinResolver,
   chain: string[],
 ): InputNode | undefined {
   if (node.kind === "scalar" && typeof node.value === "string") {
@@ -296,10 +292,7 @@ function builtin(
   loc: InputLocation,
   path: string,
   d: Diagnostics,
-  opts: {
-    resolveBuiltin: (name: string) => InputNode | undefined;
-    builtinNames: readonly string[];
-  },
+  opts: BuiltinResolver,
   chain: string[],
 ): InputNode | undefined {
   if (chain.includes(id)) {

@@ -3,12 +3,12 @@
 // problem (with file:line:column for text).
 
 import { builtinMachineNames, builtinMachineNode } from "./builtin.js";
-import { type MachineDescription, readDescription } from "./description.js";
+import { type BuiltinResolver, type MachineDescription, readDescription } from "./description.js";
 import { fromPlain, type InputNode } from "./input/node.js";
 import { parseYaml } from "./input/yaml.js";
 
 /** Resolves `extends:` and bare names against the built-in machines. */
-export const BUILTIN_RESOLVER = {
+export const BUILTIN_RESOLVER: BuiltinResolver = {
   resolveBuiltin: builtinMachineNode,
   builtinNames: builtinMachineNames(),
 };
