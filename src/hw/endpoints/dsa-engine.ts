@@ -269,7 +269,6 @@ export class DsaEngine {
   }
 
   #memmove(job: DsaJob): StepResult {
-    const dma = this.#env.dma;
     const size = job.size;
     const buf = this.#a;
     while (job.progress < size) {
@@ -292,26 +291,8 @@ export class DsaEngine {
         pos = end - n;
       }
       if (
-        !dma.read(
-          job.pasidValid,
-          job.pasid,
-          job.priv,
-          job.page(DESC.ADDR1, pos),
-          job.offset(DESC.ADDR1, pos),
-          buf,
-          0,
-          n,
-        ) ||
-        !dma.write(
-          job.pasidValid,
-          job.pasid,
-          job.priv,
-          job.page(DESC.ADDR2, pos),
-          job.offset(DESC.ADDR2, pos),
-          buf,
-          0,
-          n,
-        )
+        !this.#dma(job, false, DESC.ADDR1, pos, buf, n) ||
+        !this.#dma(job, true, DESC.ADDR2, pos, buf, n)
       ) {
         job.result = job.descending ? 1 : 0;
         return this.#fault(job);
@@ -323,7 +304,6 @@ export class DsaEngine {
   }
 
   #memfill(job: DsaJob): StepResult {
-    const dma = this.#env.dma;
     const size = job.size;
     const buf = this.#a;
     const pattern = job.desc.subarray(DESC.ADDR1, DESC.ADDR1 + 8);
@@ -331,18 +311,7 @@ export class DsaEngine {
       const pos = job.progress;
       const n = Math.min(size - pos, PAGE_SIZE - job.offset(DESC.ADDR2, pos));
       for (let i = 0; i < n; i++) buf[i] = pattern[(pos + i) & 7]!;
-      if (
-        !dma.write(
-          job.pasidValid,
-          job.pasid,
-          job.priv,
-          job.page(DESC.ADDR2, pos),
-          job.offset(DESC.ADDR2, pos),
-          buf,
-          0,
-          n,
-        )
-      ) {
+      if (!this.#dma(job, true, DESC.ADDR2, pos, buf, n)) {
         return this.#fault(job);
       }
       job.progress += n;
@@ -353,7 +322,6 @@ export class DsaEngine {
 
   /** compare (source 1 against source 2) and compval (source against an 8-byte pattern). */
   #compare(job: DsaJob): StepResult {
-    const dma = this.#env.dma;
     const size = job.size;
     const a = this.#a;
     const b = this.#b;
@@ -363,34 +331,12 @@ export class DsaEngine {
       const pos = job.progress;
       let n = Math.min(size - pos, PAGE_SIZE - job.offset(DESC.ADDR1, pos));
       if (!val) n = Math.min(n, PAGE_SIZE - job.offset(DESC.ADDR2, pos));
-      if (
-        !dma.read(
-          job.pasidValid,
-          job.pasid,
-          job.priv,
-          job.page(DESC.ADDR1, pos),
-          job.offset(DESC.ADDR1, pos),
-          a,
-          0,
-          n,
-        )
-      ) {
+      if (!this.#dma(job, false, DESC.ADDR1, pos, a, n)) {
         return this.#fault(job);
       }
       if (val) {
         for (let i = 0; i < n; i++) b[i] = pattern[(pos + i) & 7]!;
-      } else if (
-        !dma.read(
-          job.pasidValid,
-          job.pasid,
-          job.priv,
-          job.page(DESC.ADDR2, pos),
-          job.offset(DESC.ADDR2, pos),
-          b,
-          0,
-          n,
-        )
-      ) {
+      } else if (!this.#dma(job, false, DESC.ADDR2, pos, b, n)) {
         return this.#fault(job);
       }
       for (let i = 0; i < n; i++) {
@@ -417,24 +363,12 @@ export class DsaEngine {
   }
 
   #batch(job: DsaJob): StepResult {
-    const env = this.#env;
     const count = job.size;
     while (job.next < count) {
       if (job.sub === null) {
         const desc = new Uint8Array(DESC_SIZE);
         const at = job.next * DESC_SIZE;
-        if (
-          !env.dma.read(
-            job.pasidValid,
-            job.pasid,
-            job.priv,
-            job.page(DESC.ADDR1, at),
-            job.offset(DESC.ADDR1, at),
-            desc,
-            0,
-            DESC_SIZE,
-          )
-        ) {
+        if (!this.#dma(job, false, DESC.ADDR1, at, desc, DESC_SIZE)) {
           return this.#fault(job, DSA_COMP.BATCH_PAGE_FAULT);
         }
         const sub = new DsaJob(job.wq, job.pasidValid, job.pasid, job.priv, desc, job, job.next);
@@ -449,6 +383,26 @@ export class DsaEngine {
     job.bytes = job.next;
     job.status = job.failed ? DSA_COMP.BATCH_FAIL : DSA_COMP.SUCCESS;
     return "done";
+  }
+
+  /**
+   * Moves `n` bytes between `buf` and the address in `job`'s descriptor field `field` plus `at`,
+   * as `job`'s requester (its PASID and privilege); false on failure (see `DeviceDma.fault*`).
+   */
+  #dma(
+    job: DsaJob,
+    write: boolean,
+    field: number,
+    at: number,
+    buf: Uint8Array,
+    n: number,
+  ): boolean {
+    const dma = this.#env.dma;
+    const page = job.page(field, at);
+    const offset = job.offset(field, at);
+    return write
+      ? dma.write(job.pasidValid, job.pasid, job.priv, page, offset, buf, 0, n)
+      : dma.read(job.pasidValid, job.pasid, job.priv, page, offset, buf, 0, n);
   }
 
   // ---------------------------------------------------------------- faults
@@ -570,16 +524,7 @@ export class DsaEngine {
       putU32(r, CR.FAULT_ADDR + 4, hi);
     }
     putU32(r, CR.INVALID_FLAGS, job.invalidFlags);
-    return this.#env.dma.write(
-      job.pasidValid,
-      job.pasid,
-      job.priv,
-      job.page(DESC.COMPLETION_ADDR),
-      job.offset(DESC.COMPLETION_ADDR),
-      r,
-      0,
-      CR_SIZE,
-    );
+    return this.#dma(job, true, DESC.COMPLETION_ADDR, 0, r, CR_SIZE);
   }
 }
 
