@@ -26,15 +26,21 @@ import {
   IommufdCtx,
 } from "../../drivers/vfio/iommufd.js";
 import { VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE } from "../../drivers/vfio/type1.js";
-import { IDXD_OP_FLAG } from "../../hw/endpoints/dsa-regs.js";
 import { NicDevice } from "../../hw/endpoints/nic.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import { describedName, type Machine } from "../../machine/machine.js";
 import type { Process } from "../../mm/process.js";
 import { DMA_DRIVERS } from "./device-dma.js";
 import { IdxdFile, IoasRef } from "./driver-objects.js";
-import { completionView, descriptor, OP_FLAGS, OPCODES } from "./dsa.js";
-import { readMapped } from "./expect-cpu.js";
+import {
+  awaitCompletion,
+  completionView,
+  DESC_FIELDS,
+  descriptor,
+  OPCODE,
+  taskRecord,
+  WAIT,
+} from "./dsa.js";
 import { DEV, GROUP } from "./kinds.js";
 import { CPU_FAULTS, TASK } from "./process.js";
 import {
@@ -127,23 +133,6 @@ const ENQCMD_FAILURES = {
   codes: ["retry", ...CPU_FAULTS.codes],
 } as const;
 
-/** The descriptor fields of `enqcmd` (process virtual addresses). */
-const DESC_PARAMS = {
-  opcode: param(enumOf(Object.keys(OPCODES)), { doc: "the operation" }),
-  src_addr: param(U64, { optional: true }),
-  dst_addr: param(U64, { optional: true }),
-  src2_addr: param(U64, { optional: true, doc: "compare: the second buffer" }),
-  pattern: param(U64, { optional: true, doc: "memfill: the 8-byte pattern" }),
-  comp_pattern: param(U64, { optional: true, doc: "compval: the 8-byte pattern" }),
-  xfer_size: param(int(0, 0xffff_ffff, "a transfer size"), { optional: true }),
-  expected_res: param(int(0, 255, "an expected result"), { optional: true }),
-  completion_addr: param(U64, { optional: true, doc: "where the completion record goes" }),
-  flags: param(OP_FLAGS, {
-    optional: true,
-    doc: "default CRAV | RCR with a completion address (add IDXD_OP_FLAG_BOF to block on faults)",
-  }),
-};
-
 function cpuFailure(f: { code: string; signal: string; addr: bigint }): Failure {
   return failure(f.code, { signal: f.signal, code: f.code, addr: jsonAddr(f.addr) }, [f.signal]);
 }
@@ -191,11 +180,10 @@ const IDXD: readonly FunctionSpec<Machine>[] = [
       desc_addr: param(U64, {
         doc: "where in the process's memory it builds the 64-byte descriptor (64-byte aligned)",
       }),
-      ...DESC_PARAMS,
-      wait: param(BOOL, {
-        optional: true,
-        doc: "settle the machine and return the completion record (default true)",
-      }),
+      // The descriptor's fields hold process virtual addresses.
+      opcode: OPCODE,
+      ...DESC_FIELDS,
+      wait: WAIT,
     },
     returns: returnsOrFails(JSON_VALUE, ENQCMD_FAILURES),
     drivers: DMA_DRIVERS,
@@ -206,29 +194,15 @@ const IDXD: readonly FunctionSpec<Machine>[] = [
       const task = liveTask(a.task as Process);
       const addr = a.desc_addr as bigint;
       if ((addr & 63n) !== 0n) throw new SimError("ENQCMD needs a 64-byte aligned descriptor");
-      const completion = a.completion_addr as bigint | undefined;
-      const fl =
-        (a.flags as number | undefined) ??
-        (completion === undefined ? 0 : IDXD_OP_FLAG.CRAV | IDXD_OP_FLAG.RCR);
       // The PASID field is the CPU's to fill (ENQCMD puts IA32_PASID there).
-      const desc = descriptor(
-        { ...a, pasid: 0, priv: false },
-        OPCODES[a.opcode as keyof typeof OPCODES],
-        fl,
-      );
+      const desc = descriptor(a, 0, false);
       const fault = m.cpu.storeFrom(task.mm!, addr, desc, task);
       if (fault !== null) return cpuFailure(fault);
       const r = file.ctx.enqcmd(task, m.cpu, addr);
       if (r.status === "fault") return cpuFailure(r.fault);
       if (r.status === "retry")
         return failure("retry", { wq: file.ctx.wq.id, pasid: file.ctx.pasid });
-      if (a.wait === false || completion === undefined) {
-        if (a.wait !== false) m.settle();
-        return ok(null);
-      }
-      m.settle();
-      const rec = task.mm === null ? null : readMapped(task.mm, completion, 32);
-      return ok(rec === null ? null : completionView(rec.data));
+      return awaitCompletion(m, a, (addr) => taskRecord(task, addr));
     },
   },
   {

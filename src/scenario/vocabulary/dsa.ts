@@ -26,6 +26,7 @@ import { DMA_DRIVERS } from "./device-dma.js";
 import { readMapped } from "./expect-cpu.js";
 import { DEV } from "./kinds.js";
 import {
+  type Args,
   BOOL,
   enumOf,
   type Failure,
@@ -127,17 +128,45 @@ function command(m: Machine, d: DsaDevice, cmd: number, operand: number): Result
   return failure(name, { cmdsts: name, code });
 }
 
-/** A 64-byte descriptor in the idxd layout (`struct dsa_hw_desc`). */
-export function descriptor(
-  a: Readonly<Record<string, unknown>>,
-  opcode: number,
-  fl: number,
-): Uint8Array {
+/** The operation of a submitted descriptor. */
+export const OPCODE = param(enumOf(Object.keys(OPCODES)), { doc: "the operation" });
+
+/** A descriptor's operands after `opcode`, as its submitter names them (`descriptor` reads them). */
+export const DESC_FIELDS = {
+  src_addr: param(U64, { optional: true }),
+  dst_addr: param(U64, { optional: true }),
+  src2_addr: param(U64, { optional: true, doc: "compare: the second buffer" }),
+  pattern: param(U64, { optional: true, doc: "memfill: the 8-byte pattern" }),
+  comp_pattern: param(U64, { optional: true, doc: "compval: the 8-byte pattern" }),
+  xfer_size: param(int(0, 0xffff_ffff, "a transfer size"), { optional: true }),
+  expected_res: param(int(0, 255, "an expected result"), { optional: true }),
+  completion_addr: param(U64, { optional: true, doc: "where the completion record goes" }),
+  flags: param(OP_FLAGS, {
+    optional: true,
+    doc: "default CRAV | RCR with a completion address (add IDXD_OP_FLAG_BOF to block on faults)",
+  }),
+};
+
+/** Whether a submission waits for its completion record. */
+export const WAIT = param(BOOL, {
+  optional: true,
+  doc: "settle the machine and return the completion record (default true)",
+});
+
+/**
+ * The 64-byte descriptor (idxd's `struct dsa_hw_desc`) of a submission's `opcode` and
+ * `DESC_FIELDS`, with the PASID field and privilege bit given.
+ */
+export function descriptor(a: Args, pasid: number, priv: boolean): Uint8Array {
+  const opcode = OPCODES[a.opcode as keyof typeof OPCODES];
+  const fl =
+    (a.flags as number | undefined) ??
+    (a.completion_addr === undefined ? 0 : IDXD_OP_FLAG.CRAV | IDXD_OP_FLAG.RCR);
   const b = new Uint8Array(64);
   const dv = new DataView(b.buffer);
   const u64 = (at: number, v: unknown) =>
     dv.setBigUint64(at, (v as bigint | undefined) ?? 0n, true);
-  dv.setUint32(0, ((a.pasid as number | undefined) ?? 0) | (a.priv ? 0x8000_0000 : 0), true);
+  dv.setUint32(0, pasid | (priv ? 0x8000_0000 : 0), true);
   dv.setUint32(4, ((opcode << 24) | fl) >>> 0, true);
   u64(8, a.completion_addr);
   u64(16, a.src_addr ?? a.pattern);
@@ -145,6 +174,12 @@ export function descriptor(
   dv.setUint32(32, (a.xfer_size as number | undefined) ?? 0, true);
   b[40] = (a.expected_res as number | undefined) ?? 0;
   return b;
+}
+
+/** The completion record at `addr` as a process reads it: through its page table. */
+export function taskRecord(task: Process, addr: bigint): Json {
+  const rec = task.mm === null ? null : readMapped(task.mm, addr, CR_SIZE);
+  return rec === null ? null : completionView(rec.data);
 }
 
 /**
@@ -158,16 +193,22 @@ function readRecord(
   task: Process | null,
   pasid: number | undefined,
 ): Json {
-  let bytes: Uint8Array | null = null;
-  if (task !== null) {
-    bytes = task.mm === null ? null : (readMapped(task.mm, addr, CR_SIZE)?.data ?? null);
-  } else {
-    const domain =
-      pasid === undefined ? m.core.getDomainForDev(dev) : m.programmedPasidDomain(dev, pasid);
-    const pa = domain === null ? addr : m.core.iovaToPhys(domain, addr);
-    bytes = pa === 0n ? null : m.memory.readBytes(pa, CR_SIZE);
-  }
-  return bytes === null ? null : completionView(bytes);
+  if (task !== null) return taskRecord(task, addr);
+  const domain =
+    pasid === undefined ? m.core.getDomainForDev(dev) : m.programmedPasidDomain(dev, pasid);
+  const pa = domain === null ? addr : m.core.iovaToPhys(domain, addr);
+  return pa === 0n ? null : completionView(m.memory.readBytes(pa, CR_SIZE));
+}
+
+/**
+ * What a submission returns: with `wait` (the default) the machine settles and the completion
+ * record `read` finds at `completion_addr` is returned (null without one); without, null at once.
+ */
+export function awaitCompletion(m: Machine, a: Args, read: (addr: bigint) => Json): Result<Json> {
+  if (a.wait === false) return ok(null);
+  m.settle();
+  const addr = a.completion_addr as bigint | undefined;
+  return ok(addr === undefined ? null : read(addr));
 }
 
 /** A completion record's view: {status, write_fault, result, bytes_completed, fault_addr}. */
@@ -257,29 +298,15 @@ export const DSA: readonly FunctionSpec<Machine>[] = [
     params: {
       dev: DEV,
       wq: WQ,
-      opcode: param(enumOf(Object.keys(OPCODES)), { doc: "the operation" }),
+      opcode: OPCODE,
       task: param(object("process"), {
         optional: true,
         doc: "the submitting process: ENQCMD carries its mm's PASID; its completion record is read through its page table",
       }),
       pasid: { ...PASID20, doc: "ENQCMD(S) with this PASID instead of a task's" },
       priv: param(BOOL, { optional: true, doc: "ENQCMDS: a privileged (supervisor) submission" }),
-      src_addr: param(U64, { optional: true }),
-      dst_addr: param(U64, { optional: true }),
-      src2_addr: param(U64, { optional: true, doc: "compare: the second buffer" }),
-      pattern: param(U64, { optional: true, doc: "memfill: the 8-byte pattern" }),
-      comp_pattern: param(U64, { optional: true, doc: "compval: the 8-byte pattern" }),
-      xfer_size: param(int(0, 0xffff_ffff, "a transfer size"), { optional: true }),
-      expected_res: param(int(0, 255, "an expected result"), { optional: true }),
-      completion_addr: param(U64, { optional: true, doc: "where the completion record goes" }),
-      flags: param(OP_FLAGS, {
-        optional: true,
-        doc: "default CRAV | RCR with a completion address (add IDXD_OP_FLAG_BOF to block on faults)",
-      }),
-      wait: param(BOOL, {
-        optional: true,
-        doc: "settle the machine and return the completion record (default true)",
-      }),
+      ...DESC_FIELDS,
+      wait: WAIT,
     },
     returns: returnsOrFails(JSON_VALUE, SUBMIT_FAILURES),
     drivers: DMA_DRIVERS,
@@ -299,15 +326,7 @@ export const DSA: readonly FunctionSpec<Machine>[] = [
         if (p === IOMMU_PASID_INVALID) throw new SimError(`pid ${task.pid}'s mm has no PASID`);
         pasid = p;
       }
-      const completion = a.completion_addr as bigint | undefined;
-      const fl =
-        (a.flags as number | undefined) ??
-        (completion === undefined ? 0 : IDXD_OP_FLAG.CRAV | IDXD_OP_FLAG.RCR);
-      const desc = descriptor(
-        { ...a, pasid: pasid ?? 0 },
-        OPCODES[a.opcode as keyof typeof OPCODES],
-        fl,
-      );
+      const desc = descriptor(a, pasid ?? 0, a.priv === true);
       const portal = d.portalAddress(a.wq as number);
       if (wq.dedicated) {
         d.bridge.mmioWriteBlock(portal, desc);
@@ -318,11 +337,10 @@ export const DSA: readonly FunctionSpec<Machine>[] = [
           return failure("retry", { wq: wq.index, pasid });
         }
       }
-      if (a.wait === false) return ok(null);
-      m.settle();
-      if (completion === undefined) return ok(null);
-      const recPasid = wq.dedicated ? (wq.pasidEnable ? wq.pasid : undefined) : pasid;
-      return ok(readRecord(m, dev, completion, task, recPasid));
+      return awaitCompletion(m, a, (addr) => {
+        const recPasid = wq.dedicated ? (wq.pasidEnable ? wq.pasid : undefined) : pasid;
+        return readRecord(m, dev, addr, task, recPasid);
+      });
     },
   },
 ];
