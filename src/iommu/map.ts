@@ -37,10 +37,18 @@ function misaligned(x: number, order: number): boolean {
   return order < 31 ? (x & ((1 << order) - 1)) !== 0 : x % POW2[order]! !== 0;
 }
 
-/** The u64 whose halves are `lo`, `hi` is not a multiple of 2^`shift` (shift < 64). */
-function misaligned64(lo: number, hi: number, shift: number): boolean {
+/** The u64 `x` is not a multiple of 2^`shift` (shift < 64); read through its halves. */
+function misalignedU64(x: bigint, shift: number): boolean {
+  U64[0] = x;
+  const lo = HALVES[LO]!;
   if (shift < 32) return (lo & (POW2[shift]! - 1)) !== 0;
-  return lo !== 0 || (hi & (POW2[shift - 32]! - 1)) !== 0;
+  return lo !== 0 || (HALVES[HI]! & (POW2[shift - 32]! - 1)) !== 0;
+}
+
+/** The 4 KiB page number of the u64 `x`; read through its halves. */
+function pfnOfU64(x: bigint): number {
+  U64[0] = x;
+  return HALVES[HI]! * TWO20 + (HALVES[LO]! >>> 12);
 }
 
 /**
@@ -130,28 +138,12 @@ export function iommuMap(
   const pre = mapPrecheck(s, domain);
   if (pre !== null) return pre;
   const minShift = domain.pgShifts[0]!;
-  U64[0] = iova;
-  const ivLo = HALVES[LO]!;
-  const ivHi = HALVES[HI]!;
-  U64[0] = paddr;
-  const paLo = HALVES[LO]!;
-  const paHi = HALVES[HI]!;
-  U64[0] = size;
-  const szLo = HALVES[LO]!;
-  const szHi = HALVES[HI]!;
   if (
-    !misaligned64(ivLo, ivHi, minShift) &&
-    !misaligned64(paLo, paHi, minShift) &&
-    !misaligned64(szLo, szHi, minShift)
+    !misalignedU64(iova, minShift) &&
+    !misalignedU64(paddr, minShift) &&
+    !misalignedU64(size, minShift)
   ) {
-    return mapAligned(
-      s,
-      domain,
-      ivHi * TWO20 + (ivLo >>> 12),
-      paHi * TWO20 + (paLo >>> 12),
-      szHi * TWO20 + (szLo >>> 12),
-      prot,
-    );
+    return mapAligned(s, domain, pfnOfU64(iova), pfnOfU64(paddr), pfnOfU64(size), prot);
   }
   s.log(
     "err",
@@ -240,13 +232,7 @@ export function iommuUnmap(s: CoreState, domain: IommuDomain, iova: bigint, size
   domain.assertLive("iommu_unmap");
   const shifts = domain.pgShifts;
   const minShift = shifts.length > 0 ? shifts[0]! : 0;
-  U64[0] = iova;
-  const ivLo = HALVES[LO]!;
-  const ivHi = HALVES[HI]!;
-  U64[0] = size;
-  const szLo = HALVES[LO]!;
-  const szHi = HALVES[HI]!;
-  const aligned = !misaligned64(ivLo, ivHi, minShift) && !misaligned64(szLo, szHi, minShift);
+  const aligned = !misalignedU64(iova, minShift) && !misalignedU64(size, minShift);
   if (!aligned && domain.isPaging() && domain.ops?.unmapPages) {
     s.log(
       "err",
@@ -257,8 +243,7 @@ export function iommuUnmap(s: CoreState, domain: IommuDomain, iova: bigint, size
     domain.ops.iotlbSync?.(domain, s.gather);
     return 0n;
   }
-  const iovaPfn = ivHi * TWO20 + (ivLo >>> 12);
-  return s.pagesToBytes(iommuUnmapPfn(s, domain, iovaPfn, szHi * TWO20 + (szLo >>> 12)));
+  return s.pagesToBytes(iommuUnmapPfn(s, domain, pfnOfU64(iova), pfnOfU64(size)));
 }
 
 /** `iommu_unmap` in page numbers: 4 KiB pages unmapped. */
