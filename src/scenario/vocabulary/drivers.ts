@@ -5,7 +5,7 @@
 // path (cdev, bind, IOAS maps, attach). Names are the kernel functions the system calls end in.
 
 import { SimError } from "../../base/errors.js";
-import { type Json, jsonAddr } from "../../base/json.js";
+import type { Json } from "../../base/json.js";
 import { err, ok } from "../../base/result.js";
 import type { Device } from "../../bus/device.js";
 import type { DsaCompletionRecord } from "../../drivers/dsa/dsa-desc.js";
@@ -42,14 +42,13 @@ import {
   WAIT,
 } from "./dsa.js";
 import { DEV, GROUP } from "./kinds.js";
-import { CPU_FAULTS, TASK } from "./process.js";
+import { CPU_FAULTS, cpuFailure, liveTask, TASK } from "./process.js";
 import {
   BOOL,
   BYTES,
   type Bytes,
   constant,
   enumOf,
-  type Failure,
   type FunctionSpec,
   failure,
   flags,
@@ -91,11 +90,6 @@ function vfioDeviceOf(m: Machine, dev: Device): VfioDevice {
   return d;
 }
 
-function liveTask(task: Process): Process {
-  if (task.mm === null) throw new SimError(`pid ${task.pid} (${task.comm}) has exited`);
-  return task;
-}
-
 /** Context names per machine: deterministic, in open order. */
 const iommufdCount = new WeakMap<Machine, number>();
 
@@ -132,10 +126,6 @@ const ENQCMD_FAILURES = {
   what: "retry (the shared WQ refused the descriptor) or the signal writing or reading the descriptor",
   codes: ["retry", ...CPU_FAULTS.codes],
 } as const;
-
-function cpuFailure(f: { code: string; signal: string; addr: bigint }): Failure {
-  return failure(f.code, { signal: f.signal, code: f.code, addr: jsonAddr(f.addr) }, [f.signal]);
-}
 
 // ---------------------------------------------------------------- idxd
 
@@ -196,7 +186,7 @@ const IDXD: readonly FunctionSpec<Machine>[] = [
       if ((addr & 63n) !== 0n) throw new SimError("ENQCMD needs a 64-byte aligned descriptor");
       // The PASID field is the CPU's to fill (ENQCMD puts IA32_PASID there).
       const desc = descriptor(a, 0, false);
-      const fault = m.cpu.storeFrom(task.mm!, addr, desc, task);
+      const fault = m.cpu.storeFrom(task.mm, addr, desc, task);
       if (fault !== null) return cpuFailure(fault);
       const r = file.ctx.enqcmd(task, m.cpu, addr);
       if (r.status === "fault") return cpuFailure(r.fault);

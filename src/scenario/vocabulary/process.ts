@@ -3,6 +3,7 @@
 // System calls name the calling process with `task` and take the syscall's own parameters.
 
 import { SimError } from "../../base/errors.js";
+import { jsonAddr } from "../../base/json.js";
 import { err, ok } from "../../base/result.js";
 import type { Machine } from "../../machine/machine.js";
 import type { CpuFault } from "../../mm/cpu.js";
@@ -73,16 +74,15 @@ export const CPU_FAULTS = {
   codes: ["SIGSEGV", "SEGV_MAPERR", "SEGV_ACCERR", "SIGBUS", "BUS_ADRERR", "OOM", "VM_FAULT_OOM"],
 } as const;
 
-function cpuFailure(f: CpuFault): Failure {
-  return failure(f.code, { signal: f.signal, code: f.code, addr: `0x${f.addr.toString(16)}` }, [
-    f.signal,
-  ]);
+/** How a step reports the signal a CPU access raised. */
+export function cpuFailure(f: CpuFault): Failure {
+  return failure(f.code, { signal: f.signal, code: f.code, addr: jsonAddr(f.addr) }, [f.signal]);
 }
 
-/** The live mm of a task, or a misuse (the task exited). */
-function mmOf(task: Process): MmStruct {
+/** A task that has not exited (its mm is live), or a misuse. */
+export function liveTask(task: Process): Process & { readonly mm: MmStruct } {
   if (task.mm === null) throw new SimError(`pid ${task.pid} (${task.comm}) has exited`);
-  return task.mm;
+  return task as Process & { readonly mm: MmStruct };
 }
 
 const SIZE = param(intOf([1, 2, 4, 8], "an access size of 1, 2, 4 or 8 bytes"), {
@@ -167,7 +167,7 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     doc: "Maps anonymous memory; returns the address. EINVAL (len 0, unaligned MAP_FIXED, bad type), ENOMEM (no room, too many VMAs), EPERM (below mmap_min_addr), EEXIST (MAP_FIXED_NOREPLACE over a mapping).",
     call: (_m, a) =>
       vmMmap(
-        mmOf(a.task as Process),
+        liveTask(a.task as Process).mm,
         a.addr as bigint,
         a.len as bigint,
         a.prot as number,
@@ -181,7 +181,7 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     returns: returnsResult("void"),
     ts: "vmMunmap(task.mm, addr, len)",
     doc: "Unmaps a range: its pages are zapped and the CPU TLB flushed, which mmu notifiers pass on to IOMMUs (arch_invalidate_secondary_tlbs). EINVAL (unaligned, empty, outside the address space), ENOMEM (a split past max_map_count).",
-    call: (_m, a) => vmMunmap(mmOf(a.task as Process), a.addr as bigint, a.len as bigint),
+    call: (_m, a) => vmMunmap(liveTask(a.task as Process).mm, a.addr as bigint, a.len as bigint),
   },
   {
     name: "mprotect",
@@ -191,7 +191,12 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     ts: "doMprotect(task.mm, start, len, prot)",
     doc: "Changes the protection of a range; the PTEs are rewritten and the TLB flushed (mmu notifiers follow). EINVAL (unaligned, bad prot), ENOMEM (unmapped hole), EACCES (a permission the VMA may not get).",
     call: (_m, a) =>
-      doMprotect(mmOf(a.task as Process), a.start as bigint, a.len as bigint, a.prot as number),
+      doMprotect(
+        liveTask(a.task as Process).mm,
+        a.start as bigint,
+        a.len as bigint,
+        a.prot as number,
+      ),
   },
   {
     name: "get_task_mm",
@@ -219,8 +224,8 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     ts: "machine.cpu.load(task.mm, addr, len, task)",
     doc: "The process reads bytes at a virtual address: the MMU walks its page table, page faults go through the kernel's fault path (find_vma, access_error, handle_mm_fault). Fails with SIGSEGV (SEGV_MAPERR: no VMA; SEGV_ACCERR: not allowed) or SIGBUS.",
     call: (m, a) => {
-      const task = a.task as Process;
-      const r = m.cpu.load(mmOf(task), a.addr as bigint, a.len as number, task);
+      const task = liveTask(a.task as Process);
+      const r = m.cpu.load(task.mm, a.addr as bigint, a.len as number, task);
       return r.ok ? ok(new Bytes(r.value)) : cpuFailure(r.fault);
     },
   },
@@ -232,8 +237,8 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     ts: "machine.cpu.store(task.mm, addr, data, task)",
     doc: "The process writes bytes at a virtual address (nothing is written unless every page can be). Fails like cpu_read.",
     call: (m, a) => {
-      const task = a.task as Process;
-      const r = m.cpu.store(mmOf(task), a.addr as bigint, (a.data as Bytes).data, task);
+      const task = liveTask(a.task as Process);
+      const r = m.cpu.store(task.mm, a.addr as bigint, (a.data as Bytes).data, task);
       return r.ok ? ok(undefined) : cpuFailure(r.fault);
     },
   },
@@ -245,9 +250,9 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     ts: "machine.cpu.load(task.mm, addr, size, task)",
     doc: "The process loads a little-endian value of 1, 2, 4 or 8 bytes. Fails like cpu_read.",
     call: (m, a) => {
-      const task = a.task as Process;
+      const task = liveTask(a.task as Process);
       const size = accessSize(a.size);
-      const r = m.cpu.load(mmOf(task), a.addr as bigint, size, task);
+      const r = m.cpu.load(task.mm, a.addr as bigint, size, task);
       if (!r.ok) return cpuFailure(r.fault);
       let v = 0n;
       for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(r.value[i]!);
@@ -262,7 +267,7 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
     ts: "machine.cpu.store(task.mm, addr, bytes(value, size), task)",
     doc: "The process stores a little-endian value of 1, 2, 4 or 8 bytes (truncated to its size). Fails like cpu_read.",
     call: (m, a) => {
-      const task = a.task as Process;
+      const task = liveTask(a.task as Process);
       const size = accessSize(a.size);
       const bytes = new Uint8Array(size);
       let v = a.value as bigint;
@@ -270,7 +275,7 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
         bytes[i] = Number(v & 0xffn);
         v >>= 8n;
       }
-      const r = m.cpu.store(mmOf(task), a.addr as bigint, bytes, task);
+      const r = m.cpu.store(task.mm, a.addr as bigint, bytes, task);
       return r.ok ? ok(undefined) : cpuFailure(r.fault);
     },
   },
