@@ -3,24 +3,25 @@
 // platform and PCI devices linked to it by firmware, and a device-side `translate` that asks the
 // RISC-V hardware what a DMA at an address reaches (through its IOTLB, like a real endpoint).
 
-import { createContext, type SimContext } from "../../src/base/context.js";
 import { unwrap } from "../../src/base/result.js";
-import { type BusType, Device } from "../../src/bus/device.js";
-import { DeviceModel } from "../../src/bus/driver-core.js";
+import { Device } from "../../src/bus/device.js";
 import { FirmwareDescription, FwNode, type IommuResvRegion } from "../../src/bus/firmware.js";
-import { createPciBus, type PciBusType, type PciDev, pciScanHost } from "../../src/bus/pci-dev.js";
-import { createPlatformBus } from "../../src/bus/platform.js";
+import type { PciDev } from "../../src/bus/pci-dev.js";
 import { type DmaApi, installDmaApi } from "../../src/dma/mapping.js";
 import { type MockIommuConfig, MockIommuDriver } from "../../src/drivers/mock/mock-iommu.js";
-import { createRiscvIommu, type RiscvIommuSetup } from "../../src/drivers/riscv/factory.js";
-import { FrameAllocator, PhysicalMemory } from "../../src/hw/memory.js";
-import { PciHost } from "../../src/hw/pci/host.js";
+import type { RiscvIommuSetup } from "../../src/drivers/riscv/factory.js";
+import type { PciHost } from "../../src/hw/pci/host.js";
 import { DmaRequest, DmaResponse } from "../../src/hw/pci/translation-agent.js";
 import type { IommuCapabilities } from "../../src/hw/riscv-iommu/capabilities.js";
-import { IommuCore, type IommuCoreOptions } from "../../src/iommu/core.js";
-
-export const RAM_BASE = 0x8000_0000n;
-export const RAM_SIZE = 64n << 20n;
+import type { IommuCoreOptions } from "../../src/iommu/core.js";
+import {
+  type BaseBed,
+  baseBed,
+  RAM_BASE,
+  RAM_SIZE,
+  riscvIommu,
+  scanPciHost,
+} from "../drivers/riscv/setup.js";
 
 export interface BedOptions {
   readonly core?: IommuCoreOptions;
@@ -33,14 +34,7 @@ export interface BedOptions {
   readonly capabilities?: Partial<IommuCapabilities>;
 }
 
-export interface DmaBed {
-  readonly ctx: SimContext;
-  readonly memory: PhysicalMemory;
-  readonly frames: FrameAllocator;
-  readonly model: DeviceModel;
-  readonly platform: BusType;
-  readonly pci: PciBusType;
-  readonly core: IommuCore;
+export interface DmaBed extends BaseBed {
   readonly dma: DmaApi;
   readonly hwdev: Device;
   /** The RISC-V IOMMU, unless the bed runs the mock driver. */
@@ -62,19 +56,12 @@ export interface DmaBed {
 }
 
 export function dmaBed(o: BedOptions = {}): DmaBed {
-  const ctx = createContext({ seed: 3 });
-  const memory = new PhysicalMemory([{ base: o.ramBase ?? RAM_BASE, size: o.ramSize ?? RAM_SIZE }]);
-  const frames = new FrameAllocator(memory);
-  const model = new DeviceModel(ctx);
-  const platform = createPlatformBus();
-  const pci = createPciBus();
-  model.busRegister(platform);
-  model.busRegister(pci);
-  const core = new IommuCore(ctx, model, o.core ?? {});
-  core.addIommuBus(pci);
-  const dma = installDmaApi(core, {
-    memory,
-    frames,
+  const b = baseBed(3, o.core ?? {}, { base: o.ramBase ?? RAM_BASE, size: o.ramSize ?? RAM_SIZE });
+  const { platform, model } = b;
+  b.core.addIommuBus(b.pci);
+  const dma = installDmaApi(b.core, {
+    memory: b.memory,
+    frames: b.frames,
     ...(o.nrCpus === undefined ? {} : { nrCpus: o.nrCpus }),
     ...(o.forcedac === undefined ? {} : { forcedac: o.forcedac }),
   });
@@ -83,19 +70,13 @@ export function dmaBed(o: BedOptions = {}): DmaBed {
   let riscv: RiscvIommuSetup | null = null;
   let mock: MockIommuDriver | null = null;
   if (o.iommu === undefined || o.iommu === "riscv") {
-    riscv = createRiscvIommu({
-      ctx,
-      memory,
-      frames,
-      core,
+    riscv = riscvIommu(b, hwdev, {
       name: "iommu0",
-      hwdev,
       ...(o.capabilities ? { capabilities: o.capabilities } : {}),
-      options: { cqEntries: 256, fqEntries: 64, pqEntries: 64 },
     });
     unwrap(riscv.probe);
   } else {
-    mock = new MockIommuDriver(core, {
+    mock = new MockIommuDriver(b.core, {
       claimBus: null,
       defaultDomain: "none",
       ...o.iommu.mock,
@@ -119,17 +100,7 @@ export function dmaBed(o: BedOptions = {}): DmaBed {
     model.deviceAdd(dev);
     return dev;
   };
-  const pciHost = (build: (h: PciHost) => void) => {
-    const host = new PciHost(ctx);
-    build(host);
-    host.enumerate();
-    pciScanHost(model, pci, host, { iommu: hwdev.fw.node });
-    return (name: string): PciDev => {
-      const d = pci.pciDevOf(host.function(name));
-      if (!d) throw new Error(`no pci_dev ${name}`);
-      return d;
-    };
-  };
+  const pciHost = (build: (h: PciHost) => void) => scanPciHost(b, build, hwdev.fw.node);
   const req = new DmaRequest();
   const out = new DmaResponse();
   const translate = (did: number, iova: bigint, access: "read" | "write" = "read") => {
@@ -141,22 +112,7 @@ export function dmaBed(o: BedOptions = {}): DmaBed {
     if (out.fault !== null) return out.fault.code;
     return out.paddr;
   };
-  return {
-    ctx,
-    memory,
-    frames,
-    model,
-    platform,
-    pci,
-    core,
-    dma,
-    hwdev,
-    riscv,
-    mock,
-    platformDev,
-    pciHost,
-    translate,
-  };
+  return { ...b, dma, hwdev, riscv, mock, platformDev, pciHost, translate };
 }
 
 /** A buffer's physical address: `n` frames from the machine's allocator. */
@@ -166,4 +122,4 @@ export function buffer(b: DmaBed, pages = 1): bigint {
   return BigInt(ppn) << 12n;
 }
 
-export { unwrap };
+export { RAM_BASE, RAM_SIZE, unwrap };

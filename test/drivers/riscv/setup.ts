@@ -43,7 +43,8 @@ export interface IommuSpec {
   readonly options?: RiscvIommuOptions;
 }
 
-export interface Bed {
+/** What every RISC-V test machine starts from. */
+export interface BaseBed {
   readonly ctx: SimContext;
   readonly memory: PhysicalMemory;
   readonly frames: FrameAllocator;
@@ -51,6 +52,61 @@ export interface Bed {
   readonly platform: BusType;
   readonly pci: PciBusType;
   readonly core: IommuCore;
+}
+
+/** RAM, a device model with the platform and PCI buses registered, and the IOMMU core. */
+export function baseBed(
+  seed: number,
+  core: IommuCoreOptions,
+  ram: { readonly base: bigint; readonly size: bigint } = { base: RAM_BASE, size: RAM_SIZE },
+): BaseBed {
+  const ctx = createContext({ seed });
+  const memory = new PhysicalMemory([ram]);
+  const frames = new FrameAllocator(memory);
+  const model = new DeviceModel(ctx);
+  const platform = createPlatformBus();
+  const pci = createPciBus();
+  model.busRegister(platform);
+  model.busRegister(pci);
+  return { ctx, memory, frames, model, platform, pci, core: new IommuCore(ctx, model, core) };
+}
+
+/** createRiscvIommu for the IOMMU device `hwdev`, with the tests' queue sizes. */
+export function riscvIommu(b: BaseBed, hwdev: Device, spec: IommuSpec): RiscvIommuSetup {
+  return createRiscvIommu({
+    ctx: b.ctx,
+    memory: b.memory,
+    frames: b.frames,
+    core: b.core,
+    name: spec.name,
+    hwdev,
+    ...(spec.capabilities ? { capabilities: spec.capabilities } : {}),
+    ...(spec.hardware ? { hardware: spec.hardware } : {}),
+    options: { cqEntries: 256, fqEntries: 64, pqEntries: 64, ...spec.options },
+  });
+}
+
+/**
+ * A PCI host shaped by `build`, enumerated and scanned with its functions behind the IOMMU whose
+ * firmware node is `iommu`; returns the pci_dev of a function by name.
+ */
+export function scanPciHost(
+  b: BaseBed,
+  build: (h: PciHost) => void,
+  iommu: FwNode,
+): (name: string) => PciDev {
+  const host = new PciHost(b.ctx);
+  build(host);
+  host.enumerate();
+  pciScanHost(b.model, b.pci, host, { iommu });
+  return (name: string): PciDev => {
+    const d = b.pci.pciDevOf(host.function(name));
+    if (!d) throw new Error(`no pci_dev ${name}`);
+    return d;
+  };
+}
+
+export interface Bed extends BaseBed {
   readonly driver: RiscvIommuDriver;
   readonly iommus: Map<string, RiscvIommuSetup & { hwdev: Device }>;
   /** The first IOMMU. */
@@ -69,31 +125,12 @@ export function bed(
   specs: readonly IommuSpec[] = [{ name: "iommu0" }],
   core: IommuCoreOptions = {},
 ): Bed {
-  const ctx = createContext({ seed: 5 });
-  const memory = new PhysicalMemory([{ base: RAM_BASE, size: RAM_SIZE }]);
-  const frames = new FrameAllocator(memory);
-  const model = new DeviceModel(ctx);
-  const platform = createPlatformBus();
-  const pci = createPciBus();
-  model.busRegister(platform);
-  model.busRegister(pci);
-  const c = new IommuCore(ctx, model, core);
+  const b = baseBed(5, core);
   const iommus = new Map<string, RiscvIommuSetup & { hwdev: Device }>();
   for (const s of specs) {
-    const hwdev = new Device(s.name, platform);
-    model.deviceAdd(hwdev);
-    const setup = createRiscvIommu({
-      ctx,
-      memory,
-      frames,
-      core: c,
-      name: s.name,
-      hwdev,
-      ...(s.capabilities ? { capabilities: s.capabilities } : {}),
-      ...(s.hardware ? { hardware: s.hardware } : {}),
-      options: { cqEntries: 256, fqEntries: 64, pqEntries: 64, ...s.options },
-    });
-    iommus.set(s.name, { ...setup, hwdev });
+    const hwdev = new Device(s.name, b.platform);
+    b.model.deviceAdd(hwdev);
+    iommus.set(s.name, { ...riscvIommu(b, hwdev, s), hwdev });
   }
   const first = iommus.get(specs[0]!.name)!;
   const dev = (
@@ -104,43 +141,22 @@ export function bed(
     const io = iommus.get(o.iommu ?? specs[0]!.name)!;
     const d = new Device(
       name,
-      platform,
+      b.platform,
       new FirmwareDescription({
         node: new FwNode(name),
         properties: o.pasidBits === undefined ? {} : { "pasid-num-bits": o.pasidBits },
         iommus: { fwnode: io.hwdev.fw.node, ids: o.ids ?? [did] },
       }),
     );
-    model.deviceAdd(d);
+    b.model.deviceAdd(d);
     return d;
   };
   const pciHost = (build: (h: PciHost) => void, iommu?: string) => {
     const io = iommus.get(iommu ?? specs[0]!.name)!;
-    c.addIommuBus(pci);
-    const host = new PciHost(ctx);
-    build(host);
-    host.enumerate();
-    pciScanHost(model, pci, host, { iommu: io.hwdev.fw.node });
-    return (name: string): PciDev => {
-      const d = pci.pciDevOf(host.function(name));
-      if (!d) throw new Error(`no pci_dev ${name}`);
-      return d;
-    };
+    b.core.addIommuBus(b.pci);
+    return scanPciHost(b, build, io.hwdev.fw.node);
   };
-  return {
-    ctx,
-    memory,
-    frames,
-    model,
-    platform,
-    pci,
-    core: c,
-    driver: first.driver,
-    iommus,
-    io: first,
-    dev,
-    pciHost,
-  };
+  return { ...b, driver: first.driver, iommus, io: first, dev, pciHost };
 }
 
 /** The outcome of one device access. */
