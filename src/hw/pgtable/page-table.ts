@@ -449,16 +449,10 @@ export class PageTable {
    */
   seek4k(cur: PteCursor, vpn: number): number {
     this.#alive();
-    cur.owner = this;
-    cur.words = null;
-    cur.index = -1;
+    this.#takeCursor(cur);
     cur.vpn = vpn;
     cur.level = 0;
     cur.pages = 1;
-    cur.lo = 0;
-    cur.hi = 0;
-    cur.next = 0;
-    cur.end = 0;
     if (!isCanonicalVpn(this.mode, vpn)) return PT_OUT_OF_RANGE;
     const tvpn = treeVpn(this.mode, vpn);
     const vlo = vpn >>> 0;
@@ -511,13 +505,7 @@ export class PageTable {
     if (!Number.isSafeInteger(startVpn) || !Number.isSafeInteger(endVpn) || endVpn < startVpn) {
       throw new SimError(`[${startVpn}, ${endVpn}) is not a range of page numbers`);
     }
-    cur.owner = this;
-    cur.words = null;
-    cur.index = -1;
-    cur.lo = 0;
-    cur.hi = 0;
-    cur.next = 0;
-    cur.end = 0;
+    this.#takeCursor(cur);
     if (startVpn === endVpn) return PT_OK;
     if (!isCanonicalVpn(this.mode, startVpn) || !isCanonicalVpn(this.mode, endVpn - 1)) {
       return PT_OUT_OF_RANGE;
@@ -745,6 +733,17 @@ export class PageTable {
     }
     this.#countAdd(page, count);
     return PT_OK;
+  }
+
+  /** Makes `cur` this table's, standing on no entry (empty PTE, no table, no iteration). */
+  #takeCursor(cur: PteCursor): void {
+    cur.owner = this;
+    cur.words = null;
+    cur.index = -1;
+    cur.lo = 0;
+    cur.hi = 0;
+    cur.next = 0;
+    cur.end = 0;
   }
 
   /** Sets the leaf fields of `cur`: tree page `tbase` (sign-extended), level, pages, PTE. */
