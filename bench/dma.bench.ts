@@ -3,43 +3,21 @@
 // the flush queue; a full ring flushes every 255 unmaps), through the kernel-shaped bigint API and
 // through the page-number API; and a device translation of a fresh mapping.
 
-import { createContext } from "../src/base/context.js";
-import { Device } from "../src/bus/device.js";
-import { DeviceModel } from "../src/bus/driver-core.js";
-import { FirmwareDescription, FwNode } from "../src/bus/firmware.js";
-import { createPlatformBus } from "../src/bus/platform.js";
 import { DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from "../src/dma/constants.js";
 import { installDmaApi } from "../src/dma/mapping.js";
-import { createRiscvIommu } from "../src/drivers/riscv/factory.js";
-import { FrameAllocator, PhysicalMemory } from "../src/hw/memory.js";
 import { DmaRequest, DmaResponse } from "../src/hw/pci/translation-agent.js";
-import { IommuCore } from "../src/iommu/core.js";
 import type { BenchSuite } from "./harness.js";
+import { benchCore, riscvIommuWithDevice } from "./riscv-driver.bench.js";
 
 const DID = 1;
 
 /** One RISC-V IOMMU and one platform device on its DMA (strict) or DMA_FQ (lazy) domain. */
 function machine(strict: boolean) {
-  const ctx = createContext();
-  const memory = new PhysicalMemory([{ base: 0x8000_0000n, size: 64n << 20n }]);
-  const frames = new FrameAllocator(memory);
-  const model = new DeviceModel(ctx);
-  const platform = createPlatformBus();
-  model.busRegister(platform);
-  const core = new IommuCore(ctx, model, { strict });
-  const dma = installDmaApi(core, { memory, frames });
-  const hwdev = new Device("iommu0", platform);
-  model.deviceAdd(hwdev);
-  const { hardware } = createRiscvIommu({ ctx, memory, frames, core, name: "iommu0", hwdev });
-  const dev = new Device(
-    "dev0",
-    platform,
-    new FirmwareDescription({
-      node: new FwNode("dev0"),
-      iommus: { fwnode: hwdev.fw.node, ids: [DID] },
-    }),
-  );
-  model.deviceAdd(dev);
+  const b = benchCore({ strict });
+  // The DMA layer is there before the IOMMU registers, as at boot.
+  const dma = installDmaApi(b.core, { memory: b.memory, frames: b.frames });
+  const { hardware, dev } = riscvIommuWithDevice(b, DID);
+  const { core, frames } = b;
   const expected = strict ? "strict" : "lazy";
   if (dma.cookieOf(core.getDmaDomain(dev)!)?.mode !== expected) {
     throw new Error(`benchmark set-up is not ${expected}`);

@@ -12,7 +12,7 @@ import { createRiscvIommu } from "../src/drivers/riscv/factory.js";
 import { FrameAllocator, PhysicalMemory } from "../src/hw/memory.js";
 import { DmaRequest, DmaResponse } from "../src/hw/pci/translation-agent.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../src/iommu/constants.js";
-import { IommuCore } from "../src/iommu/core.js";
+import { IommuCore, type IommuCoreOptions } from "../src/iommu/core.js";
 import { IotlbGather } from "../src/iommu/domain.js";
 import type { BenchSuite } from "./harness.js";
 
@@ -21,15 +21,21 @@ const IOVA_PFN = 0x1000;
 const PA_PFN = 0x8_3000;
 const LAZY_BATCH = 256;
 
-/** A machine with one RISC-V IOMMU and one device on an attached UNMANAGED domain. */
-function machine() {
+/** RAM, a device model with the platform bus, and the IOMMU core. */
+export function benchCore(options: IommuCoreOptions = {}) {
   const ctx = createContext();
   const memory = new PhysicalMemory([{ base: 0x8000_0000n, size: 64n << 20n }]);
   const frames = new FrameAllocator(memory);
   const model = new DeviceModel(ctx);
   const platform = createPlatformBus();
   model.busRegister(platform);
-  const core = new IommuCore(ctx, model);
+  const core = new IommuCore(ctx, model, options);
+  return { ctx, memory, frames, model, platform, core };
+}
+
+/** A RISC-V IOMMU on `b`'s platform bus and one platform device behind it (device_id `did`). */
+export function riscvIommuWithDevice(b: ReturnType<typeof benchCore>, did: number) {
+  const { ctx, memory, frames, model, platform, core } = b;
   const hwdev = new Device("iommu0", platform);
   model.deviceAdd(hwdev);
   const { hardware } = createRiscvIommu({ ctx, memory, frames, core, name: "iommu0", hwdev });
@@ -38,10 +44,18 @@ function machine() {
     platform,
     new FirmwareDescription({
       node: new FwNode("dev0"),
-      iommus: { fwnode: hwdev.fw.node, ids: [1] },
+      iommus: { fwnode: hwdev.fw.node, ids: [did] },
     }),
   );
   model.deviceAdd(dev);
+  return { hardware, dev };
+}
+
+/** A machine with one RISC-V IOMMU and one device on an attached UNMANAGED domain. */
+function machine() {
+  const b = benchCore();
+  const { hardware, dev } = riscvIommuWithDevice(b, 1);
+  const core = b.core;
   const r = core.pagingDomainAlloc(dev);
   if (!r.ok) throw new Error(`paging domain: ${r.errno}`);
   const domain = r.value;
