@@ -392,4 +392,22 @@ describe("runs", () => {
       ].join("\n"),
     );
   });
+
+  it("reserved regions of a device and of its group: {start, end, type, prot} with hex addresses", () => {
+    const text = [
+      "machine: default",
+      "steps:",
+      "  - iommu_get_resv_regions: {dev: gpu0}",
+      "    returns: [{start: 0xa0000000, end: 0xa00fffff, type: direct, prot: 3}]",
+      "  - iommu_get_group_resv_regions: {group: gpu0}",
+      "    returns: [{start: 0xa0000000, end: 0xa00fffff, type: direct, prot: 3}]",
+      "  - iommu_get_resv_regions: {dev: nic0}",
+      "    returns: []",
+    ].join("\n");
+    for (const driver of ["riscv", "mock"]) expectPass(text, driver);
+    const region = { start: "0xa0000000", end: "0xa00fffff", type: "direct", prot: 3 };
+    expect(scenarioResultJSON(run(text, "riscv"))).toMatchObject({
+      steps: [{ result: [region] }, { result: [region] }, { result: [] }],
+    });
+  });
 });

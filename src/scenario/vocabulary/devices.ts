@@ -1,7 +1,7 @@
 // Devices, IOMMU instances and boot policy (core §2.1, §2.2, §2.4, §2.7).
 
 import type { BusType, Device } from "../../bus/device.js";
-import { resvTypeName } from "../../bus/firmware.js";
+import { resvRegionJSON } from "../../bus/firmware.js";
 import type { IommuCap } from "../../iommu/constants.js";
 import type { Machine, MachineIommu } from "../../machine/machine.js";
 import { CAP, DEV } from "./kinds.js";
@@ -69,13 +69,7 @@ export const DEVICES: readonly FunctionSpec<Machine>[] = [
     returns: returnsValue(JSON_VALUE),
     ts: "core.getResvRegions(dev)",
     doc: "The device's reserved regions (firmware and driver), as {start, end, type, prot}.",
-    call: (m, a) =>
-      m.core.getResvRegions(a.dev as Device).map((r) => ({
-        start: r.start,
-        end: r.start + r.length - 1n,
-        type: resvTypeName(r.type),
-        prot: r.prot,
-      })),
+    call: (m, a) => m.core.getResvRegions(a.dev as Device).map(resvRegionJSON),
   },
   {
     name: "iommu_set_dma_strict",

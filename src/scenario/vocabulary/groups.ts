@@ -1,7 +1,7 @@
 // Groups (core §2.3): references, ids, names, and the drivers' group-formation helpers.
 
 import type { Device } from "../../bus/device.js";
-import { resvTypeName } from "../../bus/firmware.js";
+import { resvRegionJSON } from "../../bus/firmware.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import type { Machine } from "../../machine/machine.js";
 import { DEV, GROUP } from "./kinds.js";
@@ -93,13 +93,7 @@ export const GROUPS: readonly FunctionSpec<Machine>[] = [
     returns: returnsValue(JSON_VALUE),
     ts: "core.getGroupResvRegions(group)",
     doc: "The reserved regions of every member, merged, as {start, end, type, prot} (sysfs reserved_regions).",
-    call: (m, a) =>
-      m.core.getGroupResvRegions(a.group as IommuGroup).map((r) => ({
-        start: r.start,
-        end: r.start + r.length - 1n,
-        type: resvTypeName(r.type),
-        prot: r.prot,
-      })),
+    call: (m, a) => m.core.getGroupResvRegions(a.group as IommuGroup).map(resvRegionJSON),
   },
   {
     name: "generic_device_group",
