@@ -4,11 +4,16 @@
 import { fc } from "@fast-check/vitest";
 import { FrameAllocator, PhysicalMemory } from "../../../src/hw/memory.js";
 import { type PagingMode, signExtendVpn } from "../../../src/hw/pgtable/modes.js";
+import { PageTable, type TableReclaim } from "../../../src/hw/pgtable/page-table.js";
 import { PTE_A, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X } from "../../../src/hw/pgtable/pte.js";
-import type { WalkResult } from "../../../src/hw/pgtable/walk-result.js";
+import { walk } from "../../../src/hw/pgtable/walk.js";
+import { type Access, WalkConfig, WalkResult } from "../../../src/hw/pgtable/walk-result.js";
 
 export const RAM_BASE = 0x8000_0000n;
 export const RAM_PAGES = 4096; // 16 MiB
+
+export const RW = PTE_R | PTE_W;
+export const AD = PTE_A | PTE_D;
 
 export interface Machine {
   readonly mem: PhysicalMemory;
@@ -18,6 +23,28 @@ export interface Machine {
 export function machine(pages = RAM_PAGES): Machine {
   const mem = new PhysicalMemory([{ base: RAM_BASE, size: BigInt(pages) * 4096n }]);
   return { mem, frames: new FrameAllocator(mem) };
+}
+
+export interface Table extends Machine {
+  readonly pt: PageTable;
+}
+
+/** A machine with one empty table of `mode`. */
+export function table(mode: PagingMode, reclaim: TableReclaim = "free", pages?: number): Table {
+  const m = machine(pages);
+  const pt = PageTable.create(m.mem, m.frames, mode, { reclaim })!;
+  return { ...m, pt };
+}
+
+/** Walks page `vpn` through `t.pt` as the only stage (first or G-stage), Svnapot on. */
+export function walkAlone(t: Table, vpn: number, access: Access, user: boolean): WalkResult {
+  const cfg = new WalkConfig();
+  const st = t.pt.mode.gStage ? cfg.second : cfg.first;
+  st.set(t.pt.mode, t.pt.rootPpn);
+  st.svnapot = true;
+  const out = new WalkResult();
+  walk(t.mem, cfg, vpn, access, user, out);
+  return out;
 }
 
 /** Physical address of step `i` of a walk (the PTE it read). */

@@ -5,7 +5,7 @@
 import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
 import { SimError } from "../../../src/base/errors.js";
-import { type PagingMode, SV39, SV48, SV57X4 } from "../../../src/hw/pgtable/modes.js";
+import { SV39, SV48, SV57X4 } from "../../../src/hw/pgtable/modes.js";
 import {
   PageTable,
   PT_EXISTS,
@@ -28,19 +28,15 @@ import {
   PTE_W,
 } from "../../../src/hw/pgtable/pte.js";
 import { PteCursor } from "../../../src/hw/pgtable/pte-cursor.js";
-import { walk } from "../../../src/hw/pgtable/walk.js";
 import {
   ACCESS_EXECUTE,
   ACCESS_READ,
   ACCESS_WRITE,
   type Access,
-  WalkConfig,
-  WalkResult,
+  type WalkResult,
 } from "../../../src/hw/pgtable/walk-result.js";
-import { machine } from "./fixture.js";
+import { AD, lastPteAddress, RW, type Table, table, walkAlone } from "./fixture.js";
 
-const RW = PTE_R | PTE_W;
-const AD = PTE_A | PTE_D;
 const LEAF = PTE_V | RW | PTE_U | AD;
 /** Linux's PROT_NONE encoding on RISC-V: V=0, G reused as _PAGE_PROT_NONE, R kept. */
 const PROT_NONE = PTE_G | PTE_R | AD;
@@ -48,29 +44,14 @@ const RSW1 = 0x100;
 const RSW2 = 0x200;
 const K4 = 0x1000n;
 
-function table(mode: PagingMode = SV39, reclaim: TableReclaim = "free", pages?: number) {
-  const m = machine(pages);
-  const pt = PageTable.create(m.mem, m.frames, mode, { reclaim })!;
-  return { ...m, pt };
-}
-
-/** Walks page `vpn` of `t` as the only stage (user for G-stage), Svnapot on. */
-function hw(t: ReturnType<typeof table>, vpn: number, access: Access = ACCESS_READ): WalkResult {
-  const cfg = new WalkConfig();
-  const st = t.pt.mode.gStage ? cfg.second : cfg.first;
-  st.set(t.pt.mode, t.pt.rootPpn);
-  st.svnapot = true;
-  st.ad = "fault";
-  const out = new WalkResult();
-  walk(t.mem, cfg, vpn, access, true, out);
-  return out;
+/** Walks page `vpn` of `t` as the only stage, as a user request. */
+function hw(t: Table, vpn: number, access: Access = ACCESS_READ): WalkResult {
+  return walkAlone(t, vpn, access, true);
 }
 
 /** The 64-bit PTE of page `vpn` read from memory at the address the walker reads it. */
-function rawPte(t: ReturnType<typeof table>, vpn: number): bigint {
-  const out = hw(t, vpn);
-  const i = out.steps - 1;
-  return t.mem.read64(BigInt(out.stepTable[i]!) * 4096n + BigInt(out.stepIndex[i]!) * 8n);
+function rawPte(t: Table, vpn: number): bigint {
+  return t.mem.read64(lastPteAddress(hw(t, vpn)));
 }
 
 /** Every entry the cursor visits over [start, end): [vpn, pages, ppn, flags]. */

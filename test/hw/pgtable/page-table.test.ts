@@ -22,32 +22,17 @@ import {
   PTE_W,
   PTE_X,
 } from "../../../src/hw/pgtable/pte.js";
-import { walk } from "../../../src/hw/pgtable/walk.js";
-import { ACCESS_READ, WalkConfig, WalkResult } from "../../../src/hw/pgtable/walk-result.js";
-import { machine } from "./fixture.js";
+import { ACCESS_READ, type WalkResult } from "../../../src/hw/pgtable/walk-result.js";
+import { AD, RW, type Table, table, walkAlone } from "./fixture.js";
 
-const RW = PTE_R | PTE_W;
-const AD = PTE_A | PTE_D;
 const K4 = 0x1000n;
 const K64 = 0x1_0000n;
 const M2 = 0x20_0000n;
 const G1 = 0x4000_0000n;
 
-function table(mode = SV48, reclaim: "free" | "defer" | "keep" = "free", pages?: number) {
-  const m = machine(pages);
-  const pt = PageTable.create(m.mem, m.frames, mode, { reclaim })!;
-  return { ...m, pt };
-}
-
-/** Walks `va` (read, supervisor) over `pt` with Svnapot on; returns the result. */
-function hw(t: ReturnType<typeof table>, va: bigint): WalkResult {
-  const cfg = new WalkConfig();
-  const st = t.pt.mode.gStage ? cfg.second : cfg.first;
-  st.set(t.pt.mode, t.pt.rootPpn);
-  st.svnapot = true;
-  const out = new WalkResult();
-  walk(t.mem, cfg, Number(va >> 12n), ACCESS_READ, t.pt.mode.gStage, out);
-  return out;
+/** Walks `va` (read; supervisor for a first-stage table) over `t.pt`. */
+function hw(t: Table, va: bigint): WalkResult {
+  return walkAlone(t, Number(va >> 12n), ACCESS_READ, t.pt.mode.gStage);
 }
 
 describe("PageTable: map", () => {

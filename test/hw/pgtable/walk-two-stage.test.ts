@@ -27,10 +27,8 @@ import {
   WalkResult,
   walkFaultCause,
 } from "../../../src/hw/pgtable/walk-result.js";
-import { alignedAddress, machine, RAM_BASE, RAM_PAGES } from "./fixture.js";
+import { AD, alignedAddress, machine, RAM_BASE, RAM_PAGES, RW } from "./fixture.js";
 
-const RW = PTE_R | PTE_W;
-const AD = PTE_A | PTE_D;
 const G_RW = RW | PTE_U | AD;
 /** Guest physical address of a first-stage table = its SPA + this (not an identity map). */
 const GPA_DELTA = 0x10_0000_0000n;

@@ -33,16 +33,15 @@ import {
   walkFaultCause,
 } from "../../../src/hw/pgtable/walk-result.js";
 import {
+  AD,
   alignedAddress,
   lastPteAddress,
   legalPerm,
   machine,
   pokePte,
+  RW,
   stepAddress,
 } from "./fixture.js";
-
-const RW = PTE_R | PTE_W;
-const AD = PTE_A | PTE_D;
 
 /** A table of `mode` and a config walking it as the only stage (first or G-stage). */
 function single(mode: PagingMode, pages?: number) {
