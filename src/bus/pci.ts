@@ -241,6 +241,9 @@ export function pciFindExtCapability(pdev: PciFunction, cap: number): number {
 
 // ---- pci-driver.c: ID tables ----
 
+/** `PCI_VENDOR_ID_INTEL` (include/linux/pci_ids.h), for the drivers' ID tables. */
+export const PCI_VENDOR_ID_INTEL = 0x8086;
+
 /** `struct pci_device_id` (without class matching): vendor and device, optionally subsystem. */
 export interface PciDeviceId {
   readonly vendor: number;

@@ -15,7 +15,13 @@ import { SimError } from "../../base/errors.js";
 import type { Json } from "../../base/json.js";
 import { err, OK, type Result } from "../../base/result.js";
 import type { BusType, Device, DeviceDriver } from "../../bus/device.js";
-import { type PciDeviceId, pciDisableDevice, pciMatchId, pciSetMaster } from "../../bus/pci.js";
+import {
+  PCI_VENDOR_ID_INTEL,
+  type PciDeviceId,
+  pciDisableDevice,
+  pciMatchId,
+  pciSetMaster,
+} from "../../bus/pci.js";
 import { devIsPci } from "../../bus/pci-dev.js";
 import { DMA_BIT_MASK } from "../../dma/constants.js";
 import {
@@ -26,7 +32,6 @@ import {
   idxdMapDevice,
 } from "./idxd-device.js";
 
-export const PCI_VENDOR_ID_INTEL = 0x8086;
 /** `PCI_DEVICE_ID_INTEL_DSA_SPR0`, the ID the DSA-like function reports. */
 export const PCI_DEVICE_ID_INTEL_DSA_SPR0 = 0x0b25;
 

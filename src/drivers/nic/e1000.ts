@@ -22,6 +22,7 @@ import type { Json } from "../../base/json.js";
 import { err, OK, type Result } from "../../base/result.js";
 import type { BusType, Device, DeviceDriver } from "../../bus/device.js";
 import {
+  PCI_VENDOR_ID_INTEL,
   type PciDeviceId,
   pciDisableDevice,
   pciEnableDeviceMem,
@@ -58,7 +59,6 @@ import { E1000_DESC_BYTES, type E1000Buffer, E1000Ring } from "./e1000-ring.js";
 
 /** `E1000_TXD_CMD_IFCS`: insert the frame check sequence. */
 const TXD_CMD_IFCS = 0x02;
-const PCI_VENDOR_ID_INTEL = 0x8086;
 /** 82540EM, the ID the NIC-like function reports. */
 const PCI_DEVICE_ID_82540EM = 0x100e;
 const MAX_FRAME = 16384;
