@@ -111,6 +111,9 @@ const CONTAINER = param(object("vfio_container"), {
 });
 const IOAS = param(object("ioas"), { doc: "the IOAS (from iommufd_ioas_alloc_ioctl)" });
 const ICTX = param(object("iommufd"), { doc: "the iommufd context (from iommufd_fops_open)" });
+const MAPPER = param(object("process"), {
+  doc: "the process whose memory is mapped (the caller)",
+});
 
 const TYPE1_FLAGS = flags({
   VFIO_DMA_MAP_FLAG_READ,
@@ -315,7 +318,7 @@ const VFIO_GROUP: readonly FunctionSpec<Machine>[] = [
     area: "drivers",
     params: {
       container: CONTAINER,
-      task: param(object("process"), { doc: "the process whose memory is mapped (the caller)" }),
+      task: MAPPER,
       vaddr: param(U64, { doc: "process virtual address" }),
       iova: param(U64),
       size: param(U64),
@@ -413,7 +416,7 @@ const IOMMUFD: readonly FunctionSpec<Machine>[] = [
     area: "drivers",
     params: {
       ioas: IOAS,
-      task: param(object("process"), { doc: "the process whose memory is mapped (the caller)" }),
+      task: MAPPER,
       user_va: param(U64, { doc: "process virtual address" }),
       iova: param(U64),
       length: param(U64),

@@ -13,7 +13,15 @@ import type { Machine, MachineIommu } from "../../machine/machine.js";
 import type { Process } from "../../mm/process.js";
 import { ResolveError } from "../values.js";
 import type { IdxdFile, IoasRef } from "./driver-objects.js";
-import { constant, flags, type ObjectKindSpec, object, type ParamSpec, param } from "./types.js";
+import {
+  constant,
+  enumOf,
+  flags,
+  type ObjectKindSpec,
+  object,
+  type ParamSpec,
+  param,
+} from "./types.js";
 
 export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
   device: {
@@ -146,6 +154,15 @@ export const HANDLE: ParamSpec = param(object("handle"), {
   nullable: true,
   doc: "struct iommu_attach_handle *handle (null allowed)",
 });
+
+export const MM: ParamSpec = param(object("mm"), { doc: "struct mm_struct *mm" });
+
+/** Seed 004's `enum iommu_dma_owner` (the typed owners of the Dec 2021 series). */
+export const DMA_OWNER_TYPE = enumOf([
+  "DMA_OWNER_DMA_API",
+  "DMA_OWNER_PRIVATE_DOMAIN",
+  "DMA_OWNER_PRIVATE_DOMAIN_USER",
+]);
 
 /** Domain types by their kernel constant names; 0 means "any" / "no preference". */
 export const DOMAIN_TYPE = constant({

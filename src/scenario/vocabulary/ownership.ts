@@ -4,10 +4,9 @@ import type { Device } from "../../bus/device.js";
 import type { IommuDmaOwner } from "../../iommu/dma-owner-compat.js";
 import type { IommuGroup } from "../../iommu/group.js";
 import type { Machine } from "../../machine/machine.js";
-import { DEV, GROUP } from "./kinds.js";
+import { DEV, DMA_OWNER_TYPE, GROUP } from "./kinds.js";
 import {
   BOOL,
-  enumOf,
   type FunctionSpec,
   object,
   param,
@@ -72,13 +71,10 @@ export const OWNERSHIP: readonly FunctionSpec<Machine>[] = [
     area: "ownership",
     params: {
       dev: DEV,
-      owner: param(
-        enumOf(["DMA_OWNER_DMA_API", "DMA_OWNER_PRIVATE_DOMAIN", "DMA_OWNER_PRIVATE_DOMAIN_USER"]),
-        {
-          optional: true,
-          doc: "seed 004's typed release (the Dec 2021 series' two-argument form)",
-        },
-      ),
+      owner: param(DMA_OWNER_TYPE, {
+        optional: true,
+        doc: "seed 004's typed release (the Dec 2021 series' two-argument form)",
+      }),
     },
     returns: VOID,
     ts: "core.deviceReleaseDmaOwner(dev) / core.dmaOwnerCompat.deviceReleaseDmaOwner(dev, owner)",

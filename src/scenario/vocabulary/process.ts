@@ -25,6 +25,7 @@ import type { MmStruct } from "../../mm/mm-types.js";
 import { vmMmap, vmMunmap } from "../../mm/mmap.js";
 import { doMprotect } from "../../mm/mprotect.js";
 import { getTaskMm, type Process } from "../../mm/process.js";
+import { MM } from "./kinds.js";
 import {
   BYTES,
   Bytes,
@@ -47,7 +48,6 @@ import {
 } from "./types.js";
 
 export const TASK: ParamSpec = param(object("process"), { doc: "the calling process" });
-const MM: ParamSpec = param(object("mm"), { doc: "struct mm_struct *mm" });
 
 /** `PROT_*` of mmap and mprotect. */
 export const PROT_FLAGS = flags({

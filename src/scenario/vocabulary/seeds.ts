@@ -8,10 +8,9 @@ import type { IommuDmaOwner } from "../../iommu/dma-owner-compat.js";
 import type { IoasidSet } from "../../iommu/ioasid.js";
 import type { IommuPasidConsumer } from "../../iommu/pasid-consumer.js";
 import type { Machine } from "../../machine/machine.js";
-import { DEV } from "./kinds.js";
+import { DEV, DMA_OWNER_TYPE } from "./kinds.js";
 import {
   BOOL,
-  enumOf,
   type FunctionSpec,
   JSON_VALUE,
   object,
@@ -104,9 +103,7 @@ export const SEEDS: readonly FunctionSpec<Machine>[] = [
     area: "seeds",
     params: {
       dev: DEV,
-      owner: param(
-        enumOf(["DMA_OWNER_DMA_API", "DMA_OWNER_PRIVATE_DOMAIN", "DMA_OWNER_PRIVATE_DOMAIN_USER"]),
-      ),
+      owner: param(DMA_OWNER_TYPE),
       owner_cookie: param(object("owner"), { nullable: true, optional: true }),
     },
     returns: returnsResult("void"),

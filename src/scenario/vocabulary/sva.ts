@@ -18,7 +18,7 @@ import type { IopfQueue } from "../../iommu/iopf-queue.js";
 import { IOMMU_SVA_BIND_SUPERVISOR, type IommuSva } from "../../iommu/sva.js";
 import type { Machine } from "../../machine/machine.js";
 import type { MmStruct } from "../../mm/mm-types.js";
-import { DEV, PASID } from "./kinds.js";
+import { DEV, MM, PASID } from "./kinds.js";
 import {
   BOOL,
   type FunctionSpec,
@@ -106,7 +106,7 @@ export const SVA: readonly FunctionSpec<Machine>[] = [
   {
     name: "mm_get_enqcmd_pasid",
     area: "sva",
-    params: { mm: param(object("mm"), { doc: "struct mm_struct *mm" }) },
+    params: { mm: MM },
     returns: returnsValue(U32),
     ts: "core.mmGetPasid(mm)",
     doc: "The mm's PASID, what ENQCMD submits with; IOMMU_PASID_INVALID before any bind.",
