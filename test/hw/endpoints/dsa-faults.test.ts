@@ -21,6 +21,7 @@ import {
   descriptor,
   dsaMachine,
   enableDevice,
+  enqueue,
   PASID,
   RECORD,
   r32,
@@ -72,10 +73,6 @@ function faulting(o: { useAts?: boolean; wq?: Parameters<typeof setupWq>[2] } = 
   };
   const cr = (at = CRA) => record(r, frames.get(at & ~0xfffn)! + (at & 0xfffn));
   return { r, pt, mapAt, read, write, cr };
-}
-
-function enqueue(r: DsaRig, d: Uint8Array, pasid = PASID): boolean {
-  return r.bridge.mmioEnqueue(r.dsa.portalAddress(0), d, pasid);
 }
 
 function respond(r: DsaRig, prgi: number, code: number, pasid: number | undefined = PASID): void {

@@ -61,6 +61,11 @@ export function command(r: DsaRig, cmd: number, operand = 0): number {
   return r32(r, DSA_REG.CMDSTS);
 }
 
+/** ENQCMD of descriptor `d` to WQ `wq`'s portal with the submitter's `pasid`; false on Retry. */
+export function enqueue(r: DsaRig, d: Uint8Array, pasid = PASID, wq = 0): boolean {
+  return r.bridge.mmioEnqueue(r.dsa.portalAddress(wq), d, pasid);
+}
+
 export interface WqConfig {
   size?: number;
   dedicated?: boolean;

@@ -20,6 +20,7 @@ import {
   descriptor,
   dsaMachine,
   enableDevice,
+  enqueue,
   mapPages,
   PASID,
   RECORD,
@@ -50,10 +51,6 @@ function sva(o: Parameters<typeof dsaMachine>[0] = {}) {
   expect(enableDevice(r)).toBe(0);
   expect(setupWq(r, 0, { size: 8 })).toBe(0);
   return { r, pt, frames };
-}
-
-function enqueue(r: DsaRig, d: Uint8Array, pasid = PASID, wq = 0): boolean {
-  return r.bridge.mmioEnqueue(r.dsa.portalAddress(wq), d, pasid);
 }
 
 function cr(r: DsaRig, frames: bigint[], at = CRA) {
