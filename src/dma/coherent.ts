@@ -30,6 +30,23 @@ export class DmaCoherent {
     readonly order: number,
   ) {}
 
+  /**
+   * A buffer of `size` bytes at the start of the 2^`order` block from page `ppn`, reached by the
+   * device at `dmaHandle`.
+   */
+  static fromBlock(
+    dev: Device,
+    size: number,
+    dmaHandle: bigint,
+    kind: "direct" | "contiguous",
+    ppn: number,
+    order: number,
+  ): DmaCoherent {
+    const pages: number[] = [];
+    for (let k = 0; k < Math.ceil(size / 4096); k++) pages.push(ppn + k);
+    return new DmaCoherent(dev, BigInt(size), dmaHandle, kind, pages, order);
+  }
+
   /** Physical address of the buffer's byte `offset` (the CPU's view of it). */
   phys(offset = 0n): bigint {
     if (this.freed) throw new SimError(`coherent buffer of ${this.dev.name} used after free`);
@@ -68,4 +85,9 @@ export function getOrder(size: bigint): number {
   let order = 0;
   while (BigInt(4096) << BigInt(order) < size) order++;
   return order;
+}
+
+/** `alloc_pages`: one naturally aligned block of 2^order zeroed frames, or -1. */
+export function allocPages(frames: FrameAllocator, order: number): number {
+  return order === 0 ? frames.alloc() : frames.allocContiguous(2 ** order, 2 ** order);
 }

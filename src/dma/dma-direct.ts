@@ -6,7 +6,7 @@
 // coherent mask.
 
 import type { Device } from "../bus/device.js";
-import { DmaCoherent, getOrder } from "./coherent.js";
+import { allocPages, DmaCoherent, getOrder } from "./coherent.js";
 import { DMA_MAPPING_ERROR, DMA_MAPPING_ERROR_PFN } from "./constants.js";
 import type { AddrLimit } from "./device-dma.js";
 import { type Scatterlist, SG_DMA_BUS_ADDRESS } from "./scatterlist.js";
@@ -103,16 +103,14 @@ export function dmaDirectUnmapSg(sgl: readonly Scatterlist[], nents: number): vo
 export function dmaDirectAlloc(s: DmaState, dev: Device, size: number): DmaCoherent | null {
   const npages = Math.ceil(size / 4096);
   const order = getOrder(BigInt(size));
-  const ppn = order === 0 ? s.frames.alloc() : s.frames.allocContiguous(2 ** order, 2 ** order);
+  const ppn = allocPages(s.frames, order);
   if (ppn < 0) return null;
   const lastPfn = ppn + npages - 1;
   if (!s.paramsOf(dev).coherentMask.covers(lastPfn, 0xfff)) {
     s.frames.free(ppn, 2 ** order);
     return null;
   }
-  const pages: number[] = [];
-  for (let k = 0; k < npages; k++) pages.push(ppn + k);
-  return new DmaCoherent(dev, BigInt(size), BigInt(ppn) << 12n, "direct", pages, order);
+  return DmaCoherent.fromBlock(dev, size, BigInt(ppn) << 12n, "direct", ppn, order);
 }
 
 /** `dma_direct_free`. */

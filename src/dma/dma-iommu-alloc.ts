@@ -6,7 +6,7 @@
 
 import type { Device } from "../bus/device.js";
 import type { IommuDomain } from "../iommu/domain.js";
-import { DmaCoherent, getOrder } from "./coherent.js";
+import { allocPages, DmaCoherent, getOrder } from "./coherent.js";
 import {
   DMA_ATTR_ALLOC_SINGLE_PAGES,
   DMA_ATTR_FORCE_CONTIGUOUS,
@@ -30,11 +30,6 @@ import { iommuMapSg } from "./dma-iommu-sg.js";
 import { Scatterlist, sgSetPage } from "./scatterlist.js";
 import type { DmaState } from "./state.js";
 
-/** One naturally aligned block of 2^order zeroed frames (alloc_pages), or -1. */
-function allocPages(s: DmaState, order: number): number {
-  return order === 0 ? s.frames.alloc() : s.frames.allocContiguous(2 ** order, 2 ** order);
-}
-
 /**
  * `__iommu_dma_alloc_pages`: `count` pages, each run as large as `orderMask` (bit n = order n)
  * allows and the remaining count fits, falling back to smaller orders when a large block is not
@@ -51,7 +46,7 @@ function iommuDmaAllocPages(s: DmaState, count: number, orderMask: number): numb
     for (mask &= (2 << (31 - Math.clz32(left))) - 1; mask !== 0; mask &= ~orderSize) {
       const order = 31 - Math.clz32(mask);
       orderSize = 1 << order;
-      got = allocPages(s, order);
+      got = allocPages(s.frames, order);
       if (got >= 0) break;
     }
     if (got < 0) {
@@ -104,16 +99,14 @@ export function iommuDmaAlloc(
     return iommuDmaAllocRemap(s, dev, domain, c, size, prot, attrs, limit, cpu);
   }
   const order = getOrder(BigInt(size));
-  const ppn = allocPages(s, order);
+  const ppn = allocPages(s.frames, order);
   if (ppn < 0) return null;
   const iova = iommuDmaMap(s, dev, domain, c, ppn, 0, size, prot, limit, cpu);
   if (iova === DMA_MAPPING_ERROR_PFN) {
     s.frames.free(ppn, 2 ** order);
     return null;
   }
-  const pages: number[] = [];
-  for (let k = 0; k < Math.ceil(size / 4096); k++) pages.push(ppn + k);
-  return new DmaCoherent(dev, BigInt(size), BigInt(iova) << 12n, "contiguous", pages, order);
+  return DmaCoherent.fromBlock(dev, size, BigInt(iova) << 12n, "contiguous", ppn, order);
 }
 
 /** `iommu_dma_alloc_remap` (`__iommu_dma_alloc_noncontiguous`). */
