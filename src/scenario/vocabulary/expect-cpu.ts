@@ -9,6 +9,7 @@ import type { Process } from "../../mm/process.js";
 import { TASK } from "./process.js";
 import {
   Bytes,
+  COUNT,
   int,
   JSON_VALUE,
   object,
@@ -16,6 +17,7 @@ import {
   param,
   type SubjectSpec,
   TEXT,
+  VIEW,
 } from "./types.js";
 
 const MEMORY = { kind: "memory" } as const;
@@ -64,8 +66,6 @@ function mmPasid(m: Machine, mm: MmStruct | null): number {
   return mm === null || mm.state === "freed" ? IOMMU_PASID_INVALID : m.core.mmGetPasid(mm);
 }
 
-const COUNT = int(0, 0x7fff_ffff);
-
 export const CPU_SUBJECTS: readonly SubjectSpec<Machine>[] = [
   {
     name: "task",
@@ -105,7 +105,7 @@ export const CPU_SUBJECTS: readonly SubjectSpec<Machine>[] = [
         get: (m, s) => mmPasid(m, (s as Process).mm),
       },
       memory: memoryProp((_m, s) => (s as Process).mm),
-      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as Process).toJSON() },
+      view: VIEW,
     },
   },
   {
@@ -144,7 +144,7 @@ export const CPU_SUBJECTS: readonly SubjectSpec<Machine>[] = [
         get: (_m, s) => (s as MmStruct).vmas.toArray().map((v) => v.toJSON()),
       },
       memory: memoryProp((_m, s) => s as MmStruct),
-      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as MmStruct).toJSON() },
+      view: VIEW,
     },
   },
 ];

@@ -8,7 +8,7 @@ import { FAULT_CAUSE_NAMES } from "../../drivers/riscv/iommu-bits.js";
 import { TTYP } from "../../hw/riscv-iommu/faults.js";
 import type { IommuSva } from "../../iommu/sva.js";
 import { describedName, type Machine, type MachineIommu } from "../../machine/machine.js";
-import { int, JSON_VALUE, object, param, type SubjectSpec } from "./types.js";
+import { COUNT, int, JSON_VALUE, object, param, type SubjectSpec, VIEW } from "./types.js";
 
 const TTYP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(TTYP).map(([name, v]) => [v, name]),
@@ -53,8 +53,6 @@ function pageRequests(i: MachineIommu): number {
   const queues = hardwareView(i)?.queues as { pq?: { queued?: number } } | undefined;
   return queues?.pq?.queued ?? 0;
 }
-
-const COUNT = int(0, 0x7fff_ffff);
 
 export const IOMMU_SUBJECTS: readonly SubjectSpec<Machine>[] = [
   {
@@ -124,7 +122,7 @@ export const IOMMU_SUBJECTS: readonly SubjectSpec<Machine>[] = [
         doc: "the bound device",
         get: (_m, s) => (s as IommuSva).dev as Device | null,
       },
-      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuSva).toJSON() },
+      view: VIEW,
     },
   },
 ];

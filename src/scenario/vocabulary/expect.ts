@@ -18,6 +18,7 @@ import { DEV, GROUP } from "./kinds.js";
 import {
   BOOL,
   Bytes,
+  COUNT,
   enumOf,
   int,
   JSON_VALUE,
@@ -26,6 +27,7 @@ import {
   param,
   type SubjectSpec,
   TEXT,
+  VIEW,
 } from "./types.js";
 
 const group = (m: Machine, dev: unknown): IommuGroup | null => m.core.groupOf(dev as Device);
@@ -128,7 +130,7 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         doc: "the IOMMU instance that claimed it, or null",
         get: (_m, s) => (s as Device).iommu?.iommuDev?.name ?? null,
       },
-      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as Device).toJSON() },
+      view: VIEW,
       dma: {
         type: JSON_VALUE,
         doc: "its DMA API state: {device, ops (dma-iommu or dma-direct), dma_mask, coherent_dma_mask, dma_parms, domain, domain_type, mode (strict or lazy), pci_32bit_workaround}",
@@ -218,7 +220,7 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         },
       },
       owner_cnt: {
-        type: int(0, 0x7fff_ffff),
+        type: COUNT,
         doc: "DMA-ownership count",
         get: (_m, s) => (s as IommuGroup).ownerCnt,
       },
@@ -249,7 +251,7 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         doc: "PASID → {kind, domain, handle} (partial map: compare entries with $names, null for an empty slot)",
         get: (_m, s) => pasidTable(s as IommuGroup),
       },
-      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuGroup).toJSON() },
+      view: VIEW,
     },
   },
   {
@@ -263,12 +265,12 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
         get: (_m, s) => domainTypeName((s as IommuDomain).type),
       },
       users: {
-        type: int(0, 0x7fff_ffff),
+        type: COUNT,
         doc: "SVA users",
         get: (_m, s) => (s as IommuDomain).users,
       },
       freed: { type: BOOL, doc: "iommu_domain_free ran", get: (_m, s) => (s as IommuDomain).freed },
-      view: { type: JSON_VALUE, doc: "its JSON view", get: (_m, s) => (s as IommuDomain).toJSON() },
+      view: VIEW,
     },
   },
   ...CPU_SUBJECTS,
@@ -276,7 +278,7 @@ export const SUBJECTS: readonly SubjectSpec<Machine>[] = [
   {
     name: "warnings",
     doc: "how many kernel WARNs the run has raised so far",
-    self: { type: int(0, 0x7fff_ffff), doc: "count", get: (m) => m.ctx.warnings.count },
+    self: { type: COUNT, doc: "count", get: (m) => m.ctx.warnings.count },
   },
   {
     name: "warning_sites",

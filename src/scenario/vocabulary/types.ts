@@ -204,6 +204,16 @@ export const TEXT: ValueType = { kind: "text" };
 export const BYTES: ValueType = { kind: "bytes" };
 export const JSON_VALUE: ValueType = { kind: "json" };
 
+/** A count `expect:` reads (references, users, faults): a non-negative int. */
+export const COUNT: ValueType = int(0, 0x7fff_ffff);
+
+/** The `view` property of a subject: its JSON view. */
+export const VIEW: PropSpec<unknown> = {
+  type: JSON_VALUE,
+  doc: "its JSON view",
+  get: (_m, s) => (s as { toJSON(): Json }).toJSON(),
+};
+
 export function enumOf(values: readonly string[]): ValueType {
   return { kind: "enum", values };
 }
