@@ -11,6 +11,7 @@ import { FAULT_CAUSES } from "../../hw/riscv-iommu/faults.js";
 import { describedName, type Machine } from "../../machine/machine.js";
 import { DEV } from "./kinds.js";
 import {
+  type Args,
   BOOL,
   BYTES,
   Bytes,
@@ -74,6 +75,15 @@ function bridgeFailure(st: DmaStatus): Failure {
     },
     ["abort"],
   );
+}
+
+const BAR = param(int(0, 5, "a BAR number 0..5"), { optional: true, doc: "default 0" });
+
+/** The model of a register access's device and the register's address: BAR `bar` + `offset`. */
+function registerOf(m: Machine, a: Args) {
+  const model = m.endpoints.engineOf(describedName(a.dev as Device));
+  const pa = model.fn.barAddress((a.bar as number | undefined) ?? 0) + BigInt(a.offset as number);
+  return { model, pa };
 }
 
 interface Access {
@@ -196,7 +206,7 @@ export const DEVICE_DMA: readonly FunctionSpec<Machine>[] = [
     area: "device",
     params: {
       dev: DEV,
-      bar: param(int(0, 5, "a BAR number 0..5"), { optional: true, doc: "default 0" }),
+      bar: BAR,
       offset: param(int(0, 0xffff_fffc, "a register offset"), { doc: "bytes into the BAR" }),
       value: param(U32_VALUE),
     },
@@ -205,9 +215,7 @@ export const DEVICE_DMA: readonly FunctionSpec<Machine>[] = [
     ts: "bridge.mmioWrite(fn.barAddress(bar) + offset, 4, value)",
     doc: "The CPU writes a 32-bit device register (pci_iomap'd BAR, iowrite32): a memory write routed down the PCI hierarchy to the device model.",
     call: (m, a) => {
-      const model = m.endpoints.engineOf(describedName(a.dev as Device));
-      const pa =
-        model.fn.barAddress((a.bar as number | undefined) ?? 0) + BigInt(a.offset as number);
+      const { model, pa } = registerOf(m, a);
       model.bridge.mmioWrite(pa, 4, BigInt(a.value as number));
     },
   },
@@ -216,7 +224,7 @@ export const DEVICE_DMA: readonly FunctionSpec<Machine>[] = [
     area: "device",
     params: {
       dev: DEV,
-      bar: param(int(0, 5, "a BAR number 0..5"), { optional: true, doc: "default 0" }),
+      bar: BAR,
       offset: param(int(0, 0xffff_fffc, "a register offset")),
     },
     returns: returnsValue(U32_VALUE),
@@ -224,9 +232,7 @@ export const DEVICE_DMA: readonly FunctionSpec<Machine>[] = [
     ts: "bridge.mmioRead(fn.barAddress(bar) + offset, 4)",
     doc: "The CPU reads a 32-bit device register (ioread32).",
     call: (m, a) => {
-      const model = m.endpoints.engineOf(describedName(a.dev as Device));
-      const pa =
-        model.fn.barAddress((a.bar as number | undefined) ?? 0) + BigInt(a.offset as number);
+      const { model, pa } = registerOf(m, a);
       return Number(model.bridge.mmioRead(pa, 4));
     },
   },
