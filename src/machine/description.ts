@@ -791,6 +791,21 @@ function crossCheck(
 
   const bridges = new Map(pci.map((b) => [b.name, b]));
   const bridgeNames = pci.map((b) => b.name);
+  /** The bridge `x` sits below (undefined: the host bridge); null, reported, for an unknown name. */
+  const parentOf = (
+    x: Located & { readonly parent: string | undefined },
+    p: string,
+  ): PciBridgeDescription | undefined | null => {
+    if (x.parent === undefined) return undefined;
+    const parent = bridges.get(x.parent);
+    if (parent !== undefined) return parent;
+    d.error(
+      at(x, "parent"),
+      childPath(p, "parent"),
+      `unknown PCI bridge "${x.parent}"${suggest(x.parent, bridgeNames)}`,
+    );
+    return null;
+  };
   // Occupied (slot, function) per secondary bus; "" is bus 0 of the host bridge.
   const occupied = new Map<string, Map<string, string>>();
   const place = (
@@ -820,15 +835,8 @@ function crossCheck(
   const placeable: PciBridgeDescription[] = [];
   for (const b of pci) {
     const p = childPath(childPath(path, "pci"), b.name);
-    const parent = b.parent === undefined ? undefined : bridges.get(b.parent);
-    if (b.parent !== undefined && !parent) {
-      d.error(
-        at(b, "parent"),
-        childPath(p, "parent"),
-        `unknown PCI bridge "${b.parent}"${suggest(b.parent, bridgeNames)}`,
-      );
-      continue;
-    }
+    const parent = parentOf(b, p);
+    if (parent === null) continue;
     if (!BRIDGE_PARENTS[b.type].includes(parent?.type)) {
       const allowed = BRIDGE_PARENTS[b.type]
         .map((t) => t ?? "the host bridge (no parent)")
@@ -911,15 +919,8 @@ function crossCheck(
       }
       continue;
     }
-    const parent = dev.parent === undefined ? undefined : bridges.get(dev.parent);
-    if (dev.parent !== undefined && !parent) {
-      d.error(
-        at(dev, "parent"),
-        childPath(p, "parent"),
-        `unknown PCI bridge "${dev.parent}"${suggest(dev.parent, bridgeNames)}`,
-      );
-      continue;
-    }
+    const parent = parentOf(dev, p);
+    if (parent === null) continue;
     if (parent?.type === "switch_upstream") {
       d.error(
         at(dev, "parent"),

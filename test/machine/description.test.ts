@@ -167,6 +167,14 @@ describe("machine descriptions", () => {
     ]);
   });
 
+  it("reports a bridge whose parent names no bridge, and places it nowhere", () => {
+    expect(
+      yamlErrors(
+        "iommus: {io: {driver: mock}}\npci:\n  rp0: {type: root_port}\n  sw: {type: switch_upstream, parent: rp1}\n",
+      ),
+    ).toEqual(['m.yaml:4:39: pci.sw.parent: unknown PCI bridge "rp1" (did you mean "rp0"?)']);
+  });
+
   it("a PCI device always has function 0", () => {
     expect(
       yamlErrors(
