@@ -76,7 +76,7 @@ export class DeviceDma {
     bufOffset: number,
     len: number,
   ): boolean {
-    return this.#access(false, pasidValid, pasid, priv, page, offset, buf, bufOffset, len);
+    return this.access(false, pasidValid, pasid, priv, page, offset, buf, bufOffset, len);
   }
 
   /** Writes `len` bytes of `buf` at `page`:`offset`; false on failure (see fault*). */
@@ -90,10 +90,11 @@ export class DeviceDma {
     bufOffset: number,
     len: number,
   ): boolean {
-    return this.#access(true, pasidValid, pasid, priv, page, offset, buf, bufOffset, len);
+    return this.access(true, pasidValid, pasid, priv, page, offset, buf, bufOffset, len);
   }
 
-  #access(
+  /** `write` or `read` chosen by `write` (for engines whose direction is data). */
+  access(
     write: boolean,
     pasidValid: boolean,
     pasid: number,
@@ -176,9 +177,7 @@ export class DeviceDma {
     len: number,
   ): DmaStatus {
     const b = this.#bridge;
-    return write
-      ? b.writePages(this.fn, attrs, page, offset, buf, bufOffset, len, this.status)
-      : b.readPages(this.fn, attrs, page, offset, buf, bufOffset, len, this.status);
+    return b.transferPages(write, this.fn, attrs, page, offset, buf, bufOffset, len, this.status);
   }
 
   #failed(st: DmaStatus, write: boolean): false {

@@ -397,12 +397,19 @@ export class DsaEngine {
     buf: Uint8Array,
     n: number,
   ): boolean {
-    const dma = this.#env.dma;
     const page = job.page(field, at);
     const offset = job.offset(field, at);
-    return write
-      ? dma.write(job.pasidValid, job.pasid, job.priv, page, offset, buf, 0, n)
-      : dma.read(job.pasidValid, job.pasid, job.priv, page, offset, buf, 0, n);
+    return this.#env.dma.access(
+      write,
+      job.pasidValid,
+      job.pasid,
+      job.priv,
+      page,
+      offset,
+      buf,
+      0,
+      n,
+    );
   }
 
   // ---------------------------------------------------------------- faults

@@ -153,27 +153,17 @@ export class TestDevice extends Endpoint {
     } else if (mode === "ats") {
       const dma = this.dma;
       dma.status.pages = pages;
-      ok = write
-        ? dma.write(
-            attrs.pasidValid,
-            attrs.pasid,
-            attrs.privileged,
-            page,
-            offset,
-            buf,
-            0,
-            buf.length,
-          )
-        : dma.read(
-            attrs.pasidValid,
-            attrs.pasid,
-            attrs.privileged,
-            page,
-            offset,
-            buf,
-            0,
-            buf.length,
-          );
+      ok = dma.access(
+        write,
+        attrs.pasidValid,
+        attrs.pasid,
+        attrs.privileged,
+        page,
+        offset,
+        buf,
+        0,
+        buf.length,
+      );
       dma.status.pages = null;
       done = dma.done;
       result = ok ? "ok" : `${dma.faultKind}: ${dma.faultDetail}`;
@@ -181,8 +171,7 @@ export class TestDevice extends Endpoint {
     } else {
       const st = this.dma.status;
       st.pages = pages;
-      if (write) this.bridge.writePages(this.fn, attrs, page, offset, buf, 0, buf.length, st);
-      else this.bridge.readPages(this.fn, attrs, page, offset, buf, 0, buf.length, st);
+      this.bridge.transferPages(write, this.fn, attrs, page, offset, buf, 0, buf.length, st);
       st.pages = null;
       ok = st.ok;
       done = st.done;

@@ -347,7 +347,7 @@ export class IoBridge {
     length: number,
     out: DmaStatus,
   ): DmaStatus {
-    return this.#transfer(fn, attrs, page, offset, buf, bufOffset, length, false, out);
+    return this.transferPages(false, fn, attrs, page, offset, buf, bufOffset, length, out);
   }
 
   /** `fn` writes `length` bytes of `buf` from `bufOffset` at device address `page`:`offset`. */
@@ -361,7 +361,7 @@ export class IoBridge {
     length: number,
     out: DmaStatus,
   ): DmaStatus {
-    return this.#transfer(fn, attrs, page, offset, buf, bufOffset, length, true, out);
+    return this.transferPages(true, fn, attrs, page, offset, buf, bufOffset, length, out);
   }
 
   // ---------------------------------------------------------------- DMA (convenience)
@@ -403,7 +403,9 @@ export class IoBridge {
     );
   }
 
-  #transfer(
+  /** `writePages` or `readPages` chosen by `write` (for callers whose direction is data). */
+  transferPages(
+    write: boolean,
     fn: PciFunction,
     attrs: DmaAttrs,
     page: number,
@@ -411,7 +413,6 @@ export class IoBridge {
     buf: Uint8Array,
     bufOffset: number,
     length: number,
-    write: boolean,
     out: DmaStatus,
   ): DmaStatus {
     if (!(offset >= 0 && offset < PAGE_SIZE && (offset | 0) === offset)) {
