@@ -410,4 +410,22 @@ describe("runs", () => {
       steps: [{ result: [region] }, { result: [region] }, { result: [] }],
     });
   });
+
+  it("phys_store writes the value's low size bytes little-endian (default 8)", () => {
+    expectPass(
+      [
+        "machine: default",
+        "steps:",
+        "  - __get_free_pages: {}",
+        "    as: page",
+        "  - phys_write: {addr: page, data: {fill: 0xee, len: 12}}",
+        "  - phys_store: {addr: page, value: 0x1122334455667788, size: 2}",
+        "  - phys_read: {addr: page, len: 3}",
+        "    returns: [0x88, 0x77, 0xee]",
+        "  - phys_store: {addr: page + 2, value: 0x1122334455667788}",
+        "  - phys_read: {addr: page, len: 12}",
+        "    returns: [0x88, 0x77, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xee, 0xee]",
+      ].join("\n"),
+    );
+  });
 });

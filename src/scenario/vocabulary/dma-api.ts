@@ -31,6 +31,7 @@ import {
 } from "../../mm/pgprot.js";
 import { vmap, vmUnmapAliases, vunmap } from "../../mm/vmalloc.js";
 import { DEV } from "./kinds.js";
+import { ACCESS_SIZE, accessSize, littleEndian } from "./process.js";
 import {
   BYTES,
   Bytes,
@@ -39,7 +40,6 @@ import {
   type FunctionSpec,
   flags,
   int,
-  intOf,
   object,
   type ParamSpec,
   param,
@@ -294,24 +294,13 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
     params: {
       addr: param(U64),
       value: param(U64),
-      size: param(intOf([1, 2, 4, 8], "an access size of 1, 2, 4 or 8 bytes"), {
-        optional: true,
-        doc: "bytes, default 8",
-      }),
+      size: ACCESS_SIZE,
     },
     returns: VOID,
     ts: "machine.memory.writeBytes(addr, littleEndian(value, size))",
     doc: "The kernel stores a little-endian value through its direct map (a descriptor's address field, …).",
-    call: (m, a) => {
-      const size = (a.size as number | undefined) ?? 8;
-      const bytes = new Uint8Array(size);
-      let v = a.value as bigint;
-      for (let i = 0; i < size; i++) {
-        bytes[i] = Number(v & 0xffn);
-        v >>= 8n;
-      }
-      m.memory.writeBytes(a.addr as bigint, bytes);
-    },
+    call: (m, a) =>
+      m.memory.writeBytes(a.addr as bigint, littleEndian(a.value as bigint, accessSize(a.size))),
   },
   {
     name: "phys_read",

@@ -85,13 +85,25 @@ export function liveTask(task: Process): Process & { readonly mm: MmStruct } {
   return task as Process & { readonly mm: MmStruct };
 }
 
-const SIZE = param(intOf([1, 2, 4, 8], "an access size of 1, 2, 4 or 8 bytes"), {
+/** The size of a load or store: 1, 2, 4 or 8 bytes. */
+export const ACCESS_SIZE = param(intOf([1, 2, 4, 8], "an access size of 1, 2, 4 or 8 bytes"), {
   optional: true,
   doc: "bytes, default 8",
 });
 
-function accessSize(x: unknown): number {
+export function accessSize(x: unknown): number {
   return (x as number | undefined) ?? 8;
+}
+
+/** The `size` low bytes of `value`, little-endian: what a store of that size writes. */
+export function littleEndian(value: bigint, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let v = value;
+  for (let i = 0; i < size; i++) {
+    bytes[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return bytes;
 }
 
 export const PROCESSES: readonly FunctionSpec<Machine>[] = [
@@ -245,7 +257,7 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
   {
     name: "cpu_load",
     area: "process",
-    params: { task: TASK, addr: param(U64), size: SIZE },
+    params: { task: TASK, addr: param(U64), size: ACCESS_SIZE },
     returns: returnsOrFails(U64, CPU_FAULTS),
     ts: "machine.cpu.load(task.mm, addr, size, task)",
     doc: "The process loads a little-endian value of 1, 2, 4 or 8 bytes. Fails like cpu_read.",
@@ -262,19 +274,13 @@ export const PROCESSES: readonly FunctionSpec<Machine>[] = [
   {
     name: "cpu_store",
     area: "process",
-    params: { task: TASK, addr: param(U64), value: param(U64), size: SIZE },
+    params: { task: TASK, addr: param(U64), value: param(U64), size: ACCESS_SIZE },
     returns: returnsOrFails("void", CPU_FAULTS),
     ts: "machine.cpu.store(task.mm, addr, bytes(value, size), task)",
     doc: "The process stores a little-endian value of 1, 2, 4 or 8 bytes (truncated to its size). Fails like cpu_read.",
     call: (m, a) => {
       const task = liveTask(a.task as Process);
-      const size = accessSize(a.size);
-      const bytes = new Uint8Array(size);
-      let v = a.value as bigint;
-      for (let i = 0; i < size; i++) {
-        bytes[i] = Number(v & 0xffn);
-        v >>= 8n;
-      }
+      const bytes = littleEndian(a.value as bigint, accessSize(a.size));
       const r = m.cpu.store(task.mm, a.addr as bigint, bytes, task);
       return r.ok ? ok(undefined) : cpuFailure(r.fault);
     },
