@@ -185,14 +185,7 @@ export function compileValue(
         undefined
       );
     }
-    const problem = NAME_PATTERN.test(ref)
-      ? scope.checkRef(ref)
-      : `"${s}" is not a valid reference`;
-    if (problem) {
-      d.error(node.loc, path, problem);
-      return undefined;
-    }
-    return { kind: "ref", name: ref };
+    return compileRef(s, node, scope, path, d);
   }
   if (opts.expected && s !== undefined && opts.words?.[s]) {
     return {
@@ -508,17 +501,28 @@ function compileJson(
     return good ? { kind: "list", items } : undefined;
   }
   if (typeof node.value === "string" && node.value.startsWith("$")) {
-    const ref = node.value.slice(1);
-    const problem = NAME_PATTERN.test(ref)
-      ? scope.checkRef(ref)
-      : `"${node.value}" is not a valid reference`;
-    if (problem) {
-      d.error(node.loc, path, problem);
-      return undefined;
-    }
-    return { kind: "ref", name: ref };
+    return compileRef(node.value, node, scope, path, d);
   }
   return { kind: "const", value: node.value };
+}
+
+/** `$name` in an expected value: a reference to a binding or a named object of the scope. */
+function compileRef(
+  text: string,
+  node: InputNode,
+  scope: Scope,
+  path: string,
+  d: Diagnostics,
+): Compiled | undefined {
+  const ref = text.slice(1);
+  const problem = NAME_PATTERN.test(ref)
+    ? scope.checkRef(ref)
+    : `"${text}" is not a valid reference`;
+  if (problem) {
+    d.error(node.loc, path, problem);
+    return undefined;
+  }
+  return { kind: "ref", name: ref };
 }
 
 function typeName(type: ValueType): string {

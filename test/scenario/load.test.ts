@@ -103,6 +103,25 @@ describe("scenario validation reports every problem with file:line:column", () =
     ]);
   });
 
+  it("$name in expected values: a malformed name, or one naming nothing, typed or inside JSON", () => {
+    const errs = errorsOf(
+      ok(
+        [
+          "  - fake_domain_alloc: {dev: a}",
+          "    returns: $2y",
+          "  - fake_view: {dev: b}",
+          "    returns: {domains: [$d9, $1x]}",
+          "  - expect: {dev: a, domain: $a}",
+        ].join("\n"),
+      ),
+    );
+    expect(errs).toEqual([
+      't.yaml:4:14: steps[0].returns: "$2y" is not a valid reference',
+      't.yaml:6:25: steps[1].returns.domains[0]: "$d9" refers to nothing: "d9" is not bound and names nothing in the machine',
+      't.yaml:6:30: steps[1].returns.domains[1]: "$1x" is not a valid reference',
+    ]);
+  });
+
   it("unknown errno names, error: on a call that cannot fail, as: on void", () => {
     const errs = errorsOf(
       ok(
