@@ -637,23 +637,13 @@ export class IoBridge {
   #claim(page: number): PciFunction | null {
     let bus = this.host.rootBus;
     for (;;) {
-      let next: PciBridge | null = null;
-      for (const f of bus.functions()) {
-        if (f instanceof PciBridge) {
-          if (f.windowDecodes(page)) {
-            next = f;
-            break;
-          }
-        } else {
-          const bar = f.barForPage(page);
-          if (bar >= 0) {
-            this.#bar = bar;
-            return f;
-          }
-        }
+      const f = bus.claimant(page);
+      if (f === null) return null;
+      if (!(f instanceof PciBridge)) {
+        this.#bar = f.barForPage(page);
+        return f;
       }
-      if (next === null) return null;
-      bus = next.secondary;
+      bus = f.secondary;
     }
   }
 

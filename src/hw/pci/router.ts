@@ -139,21 +139,10 @@ function descend(
   for (;;) {
     if (pasid && bridge.caps.pcie !== 0 && !eePrefix(bridge))
       return block(out, bridge, "tlp-prefix-blocked");
-    let next: PciBridge | null = null;
-    for (const f of bridge.secondary.functions()) {
-      if (f === requester) continue;
-      if (f instanceof PciBridge) {
-        if (f.windowDecodes(page)) {
-          next = f;
-          break;
-        }
-      } else {
-        const bar = f.barForPage(page);
-        if (bar >= 0) return peer(out, f, bar, turn);
-      }
-    }
-    if (!next) return block(out, turn, "unsupported-request");
-    bridge = next;
+    const f = bridge.secondary.claimant(page, requester);
+    if (f === null) return block(out, turn, "unsupported-request");
+    if (!(f instanceof PciBridge)) return peer(out, f, f.barForPage(page), turn);
+    bridge = f;
   }
 }
 

@@ -280,6 +280,19 @@ export class PciBus {
     return this.#functionList;
   }
 
+  /**
+   * The function on this bus that claims a memory request for `page` going downstream: a bridge
+   * whose window decodes it (the request goes on to its secondary bus) or an endpoint with a BAR
+   * for it; null when none does. `skip`, a peer-to-peer request's own requester, is passed over.
+   */
+  claimant(page: number, skip: PciFunction | null = null): PciFunction | null {
+    for (const f of this.functions()) {
+      if (f === skip) continue;
+      if (f instanceof PciBridge ? f.windowDecodes(page) : f.barForPage(page) >= 0) return f;
+    }
+    return null;
+  }
+
   /** @internal a device or function came or went */
   invalidate(): void {
     this.#deviceList = null;
