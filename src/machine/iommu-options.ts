@@ -3,6 +3,7 @@
 // def_domain_type, group strategy, allocators) and arm fault injection at boot.
 
 import { type Errno, errnoNames } from "../base/errno.js";
+import { MOCK_OPS, type MockOp } from "../drivers/mock/fault-inject.js";
 import { DEFAULT_CAPABILITIES, type IommuCapabilities } from "../hw/riscv-iommu/capabilities.js";
 import { Diagnostics } from "./input/diagnostics.js";
 import type { InputNode } from "./input/node.js";
@@ -21,20 +22,6 @@ import {
   u64,
 } from "./input/schema.js";
 
-export const MOCK_OPS = [
-  "probe_device",
-  "device_group",
-  "domain_alloc_paging",
-  "domain_alloc_identity",
-  "domain_alloc_sva",
-  "alloc",
-  "attach_dev",
-  "set_dev_pasid",
-  "map_pages",
-  "iotlb_sync_map",
-] as const;
-export type MockOpName = (typeof MOCK_OPS)[number];
-
 export const IOMMU_CAP_NAMES = [
   "cache_coherency",
   "noexec",
@@ -47,7 +34,7 @@ export type IommuCapName = (typeof IOMMU_CAP_NAMES)[number];
 
 /** A fault-injection rule: fail the `nth` matching call of `op` (and `times - 1` after it). */
 export interface FaultRuleDescription {
-  readonly op: MockOpName;
+  readonly op: MockOp;
   readonly nth: number;
   readonly errno: Errno;
   readonly times: number;

@@ -9,19 +9,7 @@ import type { Device } from "../../bus/device.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 
 /** Driver ops that can be made to fail. `alloc` counts every domain allocation. */
-export type MockOp =
-  | "probe_device"
-  | "device_group"
-  | "domain_alloc_paging"
-  | "domain_alloc_identity"
-  | "domain_alloc_sva"
-  | "alloc"
-  | "attach_dev"
-  | "set_dev_pasid"
-  | "map_pages"
-  | "iotlb_sync_map";
-
-const OPS: readonly MockOp[] = [
+export const MOCK_OPS = [
   "probe_device",
   "device_group",
   "domain_alloc_paging",
@@ -32,7 +20,8 @@ const OPS: readonly MockOp[] = [
   "set_dev_pasid",
   "map_pages",
   "iotlb_sync_map",
-];
+] as const;
+export type MockOp = (typeof MOCK_OPS)[number];
 
 /** What the op was called with, for rule filters and the log. */
 export interface MockCallInfo {
@@ -76,7 +65,8 @@ export class MockFaultInjector {
 
   /** Arms a rule; several rules may be armed at once (the first that fires wins). */
   arm(rule: MockFaultRule): void {
-    if (!OPS.includes(rule.op)) throw new SimError(`mock fault injection: unknown op ${rule.op}`);
+    if (!MOCK_OPS.includes(rule.op))
+      throw new SimError(`mock fault injection: unknown op ${rule.op}`);
     if (!Number.isInteger(rule.nth) || rule.nth < 1) {
       throw new SimError(`mock fault injection: nth must be >= 1, got ${rule.nth}`);
     }

@@ -5,7 +5,7 @@
 import type { Errno } from "../../base/errno.js";
 import { SimError } from "../../base/errors.js";
 import type { Device } from "../../bus/device.js";
-import { MOCK_OPS, type MockOpName } from "../../machine/iommu-options.js";
+import { MOCK_OPS, type MockOp } from "../../drivers/mock/fault-inject.js";
 import type { Machine, MachineIommu } from "../../machine/machine.js";
 import { DEV, PASID } from "./kinds.js";
 import {
@@ -134,7 +134,7 @@ export const MACHINE_ACTIONS: readonly FunctionSpec<Machine>[] = [
       const dev = a.dev as Device | undefined;
       const pasid = a.pasid as number | undefined;
       mock.faults.arm({
-        op: a.op as MockOpName,
+        op: a.op as MockOp,
         errno: a.errno as Errno,
         nth: (a.nth as number | undefined) ?? 1,
         times: (a.times as number | undefined) ?? 1,
