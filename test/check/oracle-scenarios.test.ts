@@ -4,8 +4,8 @@
 // window and supervisor SVA's unflushed kernel mappings. Everything else is correct software:
 // nothing to find.
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { attachOracle, type IsolationOracle } from "../../src/check/oracle.js";
 import type { Machine } from "../../src/machine/machine.js";
@@ -14,18 +14,7 @@ import { loadScenario } from "../../src/scenario/load.js";
 import { type MachineScenarioPlan, machineHost } from "../../src/scenario/machine-host.js";
 import { formatScenarioResult } from "../../src/scenario/report.js";
 import { applicableDrivers, runScenario } from "../../src/scenario/run.js";
-
-const ROOT = join(import.meta.dirname, "../..");
-
-function scenarioFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    const full = join(dir, name);
-    if (statSync(full).isDirectory()) out.push(...scenarioFiles(full));
-    else if (/\.(ya?ml|json)$/.test(name)) out.push(relative(ROOT, full));
-  }
-  return out;
-}
+import { ROOT, scenarioFiles } from "../scenario/scenario-files.js";
 
 /** Scenarios known to show a stale window, with the findings they must produce. */
 const DEMONSTRATIONS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
@@ -46,7 +35,7 @@ function watchedHost(oracles: IsolationOracle[]): ScenarioHost<Machine, MachineS
 }
 
 describe("scenarios/ under the isolation oracle", () => {
-  const files = scenarioFiles(join(ROOT, "scenarios"));
+  const files = scenarioFiles();
   let ran = 0;
   for (const file of files) {
     const text = readFileSync(join(ROOT, file), "utf8");

@@ -1,8 +1,8 @@
 // Runs every scenario file under scenarios/ against every driver it applies to; any failed step
 // fails the test with the scenario's own report.
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../src/base/errors.js";
 import type { Machine } from "../../src/machine/machine.js";
@@ -10,21 +10,9 @@ import { loadScenario } from "../../src/scenario/load.js";
 import { type MachineScenarioPlan, machineHost } from "../../src/scenario/machine-host.js";
 import { formatScenarioResult } from "../../src/scenario/report.js";
 import { applicableDrivers, runScenario } from "../../src/scenario/run.js";
+import { ROOT, scenarioFiles } from "./scenario-files.js";
 
-const ROOT = join(import.meta.dirname, "../..");
-const DIR = join(ROOT, "scenarios");
-
-function scenarioFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    const full = join(dir, name);
-    if (statSync(full).isDirectory()) out.push(...scenarioFiles(full));
-    else if (/\.(ya?ml|json)$/.test(name)) out.push(relative(ROOT, full));
-  }
-  return out;
-}
-
-const files = scenarioFiles(DIR);
+const files = scenarioFiles();
 
 describe("scenarios/", () => {
   it("holds scenario files", () => {
