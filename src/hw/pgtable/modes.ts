@@ -96,6 +96,22 @@ export function leafLevelOf(m: PagingMode, shift: number): number {
   return shift === 16 ? 0 : (shift - 12) / 9;
 }
 
+/**
+ * The index of page `vpn`'s entry in its table at `level`, VPN[level], with `vpn` given as its low
+ * 32 bits `vlo` and the rest `vhi` (no BigInt). At the root of an x4 G-stage table it has 2 more
+ * bits, counting entries across the root's four pages (page = index >>> 9). Walk hot path.
+ */
+export function vpnIndex(m: PagingMode, level: number, vlo: number, vhi: number): number {
+  const shift = 9 * level;
+  const idx =
+    shift === 0
+      ? vlo
+      : shift >= 32
+        ? vhi >>> (shift - 32)
+        : (vlo >>> shift) | (vhi << (32 - shift));
+  return idx & (level === m.levels - 1 ? (1 << m.rootIndexBits) - 1 : 511);
+}
+
 const TWO_POW = Array.from({ length: 53 }, (_, i) => 2 ** i);
 
 /**

@@ -45,6 +45,7 @@ import {
   type PagingMode,
   signExtendVpn,
   treeVpn,
+  vpnIndex,
 } from "./modes.js";
 import {
   NAPOT_64K_PPN_BITS,
@@ -626,14 +627,7 @@ export class PageTable {
 
   /** Sets #page/#idx to the page and index of `vpn`'s entry in `table` at `level`. */
   #locate(table: number, level: number, vlo: number, vhi: number): void {
-    const shift = 9 * level;
-    let idx =
-      shift === 0
-        ? vlo
-        : shift >= 32
-          ? vhi >>> (shift - 32)
-          : (vlo >>> shift) | (vhi << (32 - shift));
-    idx &= level === this.mode.levels - 1 ? (1 << this.mode.rootIndexBits) - 1 : 511;
+    const idx = vpnIndex(this.mode, level, vlo, vhi);
     this.#page = table + (idx >>> 9);
     this.#idx = idx & 511;
   }

@@ -23,7 +23,7 @@
 
 import { SimError } from "../../base/errors.js";
 import type { PhysicalMemory } from "../memory.js";
-import { isCanonicalVpn } from "./modes.js";
+import { isCanonicalVpn, vpnIndex } from "./modes.js";
 import {
   classifyPte,
   PTE_A,
@@ -182,19 +182,12 @@ function walkStage(
   }
   const vlo = vpn >>> 0;
   const vhi = (vpn - vlo) / TWO32;
-  const top = mode.levels - 1;
-  let level = top;
+  let level = mode.levels - 1;
   let table = st.rootPpn; // step 1: a = satp.ppn × PAGESIZE, i = LEVELS - 1
   for (;;) {
     // Step 2: pte = PTE at a + va.vpn[i] × PTESIZE (the x4 root spans four pages).
     const shift = 9 * level;
-    let idx =
-      shift === 0
-        ? vlo
-        : shift >= 32
-          ? vhi >>> (shift - 32)
-          : (vlo >>> shift) | (vhi << (32 - shift));
-    idx &= level === top ? (1 << mode.rootIndexBits) - 1 : 511;
+    let idx = vpnIndex(mode, level, vlo, vhi);
     const page = table + (idx >>> 9);
     idx &= 511;
     let spage = page;

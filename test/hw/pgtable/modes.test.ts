@@ -16,6 +16,7 @@ import {
   SV57X4,
   signExtendVpn,
   treeVpn,
+  vpnIndex,
 } from "../../../src/hw/pgtable/modes.js";
 
 describe("paging modes", () => {
@@ -105,6 +106,19 @@ describe("paging modes", () => {
       const t = treeVpn(m, vpn);
       expect(t).toBeLessThan(2 ** (m.vaBits - 12));
       expect(signExtendVpn(m, t)).toBe(vpn);
+    },
+  );
+
+  test.prop([fc.constantFrom(...PAGING_MODES), fc.bigInt({ min: 0n, max: (1n << 52n) - 1n })])(
+    "vpnIndex is VPN[level] of the page (2 more bits at an x4 root)",
+    (m, vpn) => {
+      const vlo = Number(vpn & 0xffff_ffffn);
+      const vhi = Number(vpn >> 32n);
+      for (let level = 0; level < m.levels; level++) {
+        const bits = level === m.levels - 1 ? BigInt(m.rootIndexBits) : 9n;
+        const want = Number((vpn >> BigInt(9 * level)) & ((1n << bits) - 1n));
+        expect(vpnIndex(m, level, vlo, vhi)).toBe(want);
+      }
     },
   );
 });
