@@ -711,11 +711,7 @@ export class PageTable {
       const child = ptePpn(lo, words[w + 1]!);
       if (this.#counts.get(child) !== 0) return PT_EXISTS;
       // An empty table left in place ("keep") gives way to the superpage.
-      words[w] = 0;
-      words[w + 1] = 0;
-      this.#countAdd(page, -1);
-      this.#counts.delete(child);
-      this.#release(child);
+      this.#unlink(page, words, w, child);
     }
     const leafPpn = napot ? ppn + NAPOT_64K_PPN_BITS : ppn;
     const lo = pteLo(leafPpn, flags);
@@ -834,13 +830,20 @@ export class PageTable {
       if (this.#counts.get(page) !== 0) return;
       const parent = pathPage[d - 1]!;
       const w = pathIdx[d - 1]! << 1;
-      const words = this.memory.writablePageU32(parent)!;
-      words[w] = 0;
-      words[w + 1] = 0;
-      this.#countAdd(parent, -1);
-      this.#counts.delete(page);
-      this.#release(page);
+      this.#unlink(parent, this.memory.writablePageU32(parent)!, w, page);
     }
+  }
+
+  /**
+   * Clears the entry at word `w` of table `page` (whose words are `words`), which points to the
+   * empty table `child`, and frees `child`.
+   */
+  #unlink(page: number, words: Uint32Array, w: number, child: number): void {
+    words[w] = 0;
+    words[w + 1] = 0;
+    this.#countAdd(page, -1);
+    this.#counts.delete(child);
+    this.#release(child);
   }
 
   #release(page: number): void {
@@ -914,11 +917,7 @@ export class PageTable {
         const child = ptePpn(lo, hi);
         if (this.#scan(child, level - 1, eBase, 512, start, end, op)) return true;
         if (op === SCAN_REMOVE && this.#counts.get(child) === 0 && this.reclaim !== "keep") {
-          words[w] = 0;
-          words[w + 1] = 0;
-          this.#countAdd(page, -1);
-          this.#counts.delete(child);
-          this.#release(child);
+          this.#unlink(page, words, w, child);
         }
         continue;
       }
