@@ -492,16 +492,9 @@ export class Translator {
   #cache(hasFirst: boolean, hasG: boolean, gscid: number, pscid: number, msi: boolean): void {
     const r = this.#walk;
     const f = this.#fill;
-    let global = false;
-    if (hasFirst) {
-      // A G bit on any first-stage level makes the mapping global.
-      for (let i = 0; i < r.steps; i++) {
-        if (r.stepStage[i] === STEP_FIRST && (r.stepPteLo[i]! & PTE_G) !== 0) global = true;
-      }
-    }
     f.gscid = gscid;
     f.pscid = pscid;
-    f.global = global;
+    f.global = hasFirst && this.#walkGlobal();
     f.vpn = this.#vpn;
     // With MSI page tables on, only 4 KiB entries: a larger one could cover an MSI page.
     f.log2Pages = msi ? 0 : r.pageShift - PAGE_SHIFT;
@@ -594,14 +587,17 @@ export class Translator {
     // supervisor request to a U=1 page.
     const s1x = !hasFirst || ((r.s1Perm & PTE_X) !== 0 && (user || (r.s1Perm & PTE_U) === 0));
     out.x = wantX && s1x && (!hasG || (r.gPerm & PTE_X) !== 0);
-    let global = false;
-    if (hasFirst && req.pasidValid) {
-      for (let i = 0; i < r.steps; i++) {
-        if (r.stepStage[i] === STEP_FIRST && (r.stepPteLo[i]! & PTE_G) !== 0) global = true;
-      }
-    }
-    out.global = global;
+    out.global = hasFirst && req.pasidValid && this.#walkGlobal();
     return null;
+  }
+
+  /** A G bit on any first-stage level of the last walk makes the mapping global. */
+  #walkGlobal(): boolean {
+    const r = this.#walk;
+    for (let i = 0; i < r.steps; i++) {
+      if (r.stepStage[i] === STEP_FIRST && (r.stepPteLo[i]! & PTE_G) !== 0) return true;
+    }
+    return false;
   }
 
   // ---------------------------------------------------------------- reporting

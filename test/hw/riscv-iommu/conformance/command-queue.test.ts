@@ -123,6 +123,20 @@ describe("cached entries stay until invalidated", () => {
     });
   }
 
+  it("IOTLB: a first-stage leaf with G=1 caches a global entry, which IOTINVAL.VMA with PSCV keeps", () => {
+    const { r, q, ddt } = setup();
+    const pt = new RawPt(r, 3);
+    const pa = r.page();
+    const pte = pt.map(0x1000n, pa, URW | P.G);
+    ddt.writeDc(1, { tc: V, fsc: atp(8, pt.rootPpn), ta: 5n << 12n });
+    expect(translate(r, dma(1, 0x1000n)).paddr).toBe(pa);
+    r.mem.write64(pte, 0n);
+    submit(r, q, cmd.vma({ pscv: true, pscid: 5 })); // "except for global mappings"
+    expect(translate(r, dma(1, 0x1000n)).paddr).toBe(pa);
+    submit(r, q, cmd.vma({}));
+    expect(translate(r, dma(1, 0x1000n)).fault?.cause).toBe(13);
+  });
+
   it("IOTINVAL.VMA with an address drops every entry built from that first-stage leaf", () => {
     // A 2 MiB first-stage leaf over 4 KiB G-stage leaves caches one 4 KiB entry per page; all of
     // them "contain the first-stage leaf PTE corresponding to the IOVA in ADDR".
