@@ -347,6 +347,94 @@ export class WalkOutcome {
   }
 }
 
+/** The four faults of one directory, DDT or PDT, reading its entries. */
+interface DirectoryFaults {
+  readonly name: "DDT" | "PDT";
+  /** What its leaf entries are, for fault reasons. */
+  readonly leaf: "device context" | "process context";
+  readonly loadAccess: IommuFault;
+  readonly corruption: IommuFault;
+  readonly notValid: IommuFault;
+  readonly misconfigured: IommuFault;
+}
+
+const DDT_FAULTS: DirectoryFaults = {
+  name: "DDT",
+  leaf: "device context",
+  loadAccess: FAULTS.ddt_entry_load_access_fault,
+  corruption: FAULTS.ddt_data_corruption,
+  notValid: FAULTS.ddt_entry_not_valid,
+  misconfigured: FAULTS.ddt_entry_misconfigured,
+};
+
+const PDT_FAULTS: DirectoryFaults = {
+  name: "PDT",
+  leaf: "process context",
+  loadAccess: FAULTS.pdt_entry_load_access_fault,
+  corruption: FAULTS.pdt_data_corruption,
+  notValid: FAULTS.pdt_entry_not_valid,
+  misconfigured: FAULTS.pdt_entry_misconfigured,
+};
+
+/**
+ * Loads the non-leaf DDT or PDT entry at byte `offset` of page `ppn` (both formats: V in bit 0,
+ * bits 9:1 reserved, PPN in 53:10, bits 63:54 reserved) and returns the PPN of the next level,
+ * or -1 after failing `out` with the fault of `f`.
+ */
+function nonLeafEntry(
+  mem: ImplicitMemory,
+  ppn: number,
+  offset: number,
+  be: boolean,
+  f: DirectoryFaults,
+  level: number,
+  out: WalkOutcome,
+): number {
+  const st = mem.load64(ppn, offset, be);
+  if (st !== ACCESS_OK) {
+    const fault = st === ACCESS_CORRUPT ? f.corruption : f.loadAccess;
+    out.fail(fault, `non-leaf ${f.name} entry at level ${level}`);
+    return -1;
+  }
+  const lo = mem.lo;
+  const hi = mem.hi;
+  if ((lo & 1) === 0) {
+    out.fail(f.notValid, `non-leaf level ${level}`);
+    return -1;
+  }
+  if ((lo & 0x3fe) !== 0 || (hi & 0xffc0_0000) !== 0) {
+    out.fail(f.misconfigured, `non-leaf level ${level} reserved bits`);
+    return -1;
+  }
+  return ppn53(lo, hi);
+}
+
+/**
+ * Loads the `count` words of a device or process context at byte `offset` of page `ppn` into
+ * `words`; false after failing `out` with the load fault of `f`.
+ */
+function loadContext(
+  mem: ImplicitMemory,
+  ppn: number,
+  offset: number,
+  be: boolean,
+  words: Uint32Array,
+  count: number,
+  f: DirectoryFaults,
+  out: WalkOutcome,
+): boolean {
+  for (let k = 0; k < count; k += 2) {
+    const st = mem.load64(ppn, offset + k * 4, be);
+    if (st !== ACCESS_OK) {
+      out.fail(st === ACCESS_CORRUPT ? f.corruption : f.loadAccess, f.leaf);
+      return false;
+    }
+    words[k] = mem.lo;
+    words[k + 1] = mem.hi;
+  }
+  return true;
+}
+
 const DC_WORDS = new Uint32Array(16);
 
 /**
@@ -366,34 +454,13 @@ export function locateDeviceContext(
   let a = rootPpn;
   for (let i = ddtLevels(mode) - 1; i > 0; i--) {
     const ddi = i === 1 ? (deviceId >>> ddi0Bits) & 0x1ff : deviceId >>> (ddi0Bits + 9);
-    const st = mem.load64(a, ddi * 8, env.be);
-    if (st !== ACCESS_OK) {
-      return st === ACCESS_CORRUPT
-        ? out.fail(FAULTS.ddt_data_corruption, `non-leaf DDT entry at level ${i}`)
-        : out.fail(FAULTS.ddt_entry_load_access_fault, `non-leaf DDT entry at level ${i}`);
-    }
-    const lo = mem.lo;
-    const hi = mem.hi;
-    if ((lo & 1) === 0) return out.fail(FAULTS.ddt_entry_not_valid, `non-leaf level ${i}`);
-    if ((lo & 0x3fe) !== 0 || (hi & 0xffc0_0000) !== 0) {
-      return out.fail(FAULTS.ddt_entry_misconfigured, `non-leaf level ${i} reserved bits`);
-    }
-    a = ppn53(lo, hi);
+    a = nonLeafEntry(mem, a, ddi * 8, env.be, DDT_FAULTS, i, out);
+    if (a < 0) return null;
   }
   const size = extended ? 64 : 32;
   const ddi0 = deviceId & ((1 << ddi0Bits) - 1);
   const byte = ddi0 * size;
-  const words = size / 4;
-  for (let k = 0; k < words; k += 2) {
-    const st = mem.load64(a, byte + k * 4, env.be);
-    if (st !== ACCESS_OK) {
-      return st === ACCESS_CORRUPT
-        ? out.fail(FAULTS.ddt_data_corruption, "device context")
-        : out.fail(FAULTS.ddt_entry_load_access_fault, "device context");
-    }
-    DC_WORDS[k] = mem.lo;
-    DC_WORDS[k + 1] = mem.hi;
-  }
+  if (!loadContext(mem, a, byte, env.be, DC_WORDS, size / 4, DDT_FAULTS, out)) return null;
   if ((DC_WORDS[0]! & 1) === 0) return out.fail(FAULTS.ddt_entry_not_valid, "DC.tc.V=0");
   const dc = new DeviceContext(deviceId, DC_WORDS, extended);
   const why = dcMisconfiguration(dc, DC_WORDS, env);
@@ -435,34 +502,14 @@ export function locateProcessContext(
       if (page < 0) return null;
     }
     if (i === 0) {
-      for (let k = 0; k < 4; k += 2) {
-        const st = mem.load64(page, offset + k * 4, be);
-        if (st !== ACCESS_OK) {
-          return st === ACCESS_CORRUPT
-            ? out.fail(FAULTS.pdt_data_corruption, "process context")
-            : out.fail(FAULTS.pdt_entry_load_access_fault, "process context");
-        }
-        PC_WORDS[k] = mem.lo;
-        PC_WORDS[k + 1] = mem.hi;
-      }
+      if (!loadContext(mem, page, offset, be, PC_WORDS, 4, PDT_FAULTS, out)) return null;
       if ((PC_WORDS[0]! & 1) === 0) return out.fail(FAULTS.pdt_entry_not_valid, "PC.ta.V=0");
       const pc = new ProcessContext(dc.deviceId, processId, PC_WORDS);
       const why = pcMisconfiguration(pc, PC_WORDS, dc, env.caps);
       if (why !== null) return out.fail(FAULTS.pdt_entry_misconfigured, why);
       return pc;
     }
-    const st = mem.load64(page, offset, be);
-    if (st !== ACCESS_OK) {
-      return st === ACCESS_CORRUPT
-        ? out.fail(FAULTS.pdt_data_corruption, `non-leaf PDT entry at level ${i}`)
-        : out.fail(FAULTS.pdt_entry_load_access_fault, `non-leaf PDT entry at level ${i}`);
-    }
-    const lo = mem.lo;
-    const hi = mem.hi;
-    if ((lo & 1) === 0) return out.fail(FAULTS.pdt_entry_not_valid, `non-leaf level ${i}`);
-    if ((lo & 0x3fe) !== 0 || (hi & 0xffc0_0000) !== 0) {
-      return out.fail(FAULTS.pdt_entry_misconfigured, `non-leaf level ${i} reserved bits`);
-    }
-    a = ppn53(lo, hi);
+    a = nonLeafEntry(mem, page, offset, be, PDT_FAULTS, i, out);
+    if (a < 0) return null;
   }
 }
