@@ -90,6 +90,9 @@ export interface NicOptions extends EndpointOptions {
   readonly keepTransmitted?: number;
 }
 
+/** A ring's registers from its xDBAL (the same layout for RX at RDBAL and TX at TDBAL). */
+const RING = { BAL: 0x00, BAH: 0x04, LEN: 0x08, H: 0x10, T: 0x18 } as const;
+
 /** One descriptor ring's registers. */
 class Ring {
   bal = 0;
@@ -97,6 +100,58 @@ class Ring {
   len = 0;
   head = 0;
   tail = 0;
+
+  /** `base`: the offset of its xDBAL register. */
+  constructor(readonly base: number) {}
+
+  /** Whether register `off` is one of this ring's (xDBAL to xDT). */
+  holds(off: number): boolean {
+    return off >= this.base && off <= this.base + RING.T;
+  }
+
+  read(off: number): number {
+    switch (off - this.base) {
+      case RING.BAL:
+        return this.bal;
+      case RING.BAH:
+        return this.bah;
+      case RING.LEN:
+        return this.len;
+      case RING.H:
+        return this.head;
+      case RING.T:
+        return this.tail;
+      default:
+        return 0;
+    }
+  }
+
+  /** Writes register `off`; true for the tail (the device has new descriptors to look at). */
+  write(off: number, v: number): boolean {
+    switch (off - this.base) {
+      case RING.BAL:
+        this.bal = v & ~0xf;
+        return false;
+      case RING.BAH:
+        this.bah = v;
+        return false;
+      case RING.LEN:
+        this.len = v & 0xf_ff80;
+        return false;
+      case RING.H:
+        this.head = this.#index(v);
+        return false;
+      case RING.T:
+        this.tail = this.#index(v);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  #index(v: number): number {
+    return this.count === 0 ? 0 : (v & 0xffff) % this.count;
+  }
 
   get count(): number {
     return Math.floor(this.len / DESC_BYTES);
@@ -140,8 +195,8 @@ export interface NicError {
 export class NicDevice extends Endpoint {
   readonly rxFifoFrames: number;
   readonly keepTransmitted: number;
-  readonly tx = new Ring();
-  readonly rx = new Ring();
+  readonly tx = new Ring(NIC_REG.TDBAL);
+  readonly rx = new Ring(NIC_REG.RDBAL);
   /** Frames sent onto the wire (not looped back, no peer), oldest first. */
   readonly transmitted: Uint8Array[] = [];
   readonly #fifo: Uint8Array[] = [];
@@ -246,26 +301,6 @@ export class NicDevice extends Endpoint {
         return this.#rctl;
       case NIC_REG.TCTL:
         return this.#tctl;
-      case NIC_REG.RDBAL:
-        return this.rx.bal;
-      case NIC_REG.RDBAH:
-        return this.rx.bah;
-      case NIC_REG.RDLEN:
-        return this.rx.len;
-      case NIC_REG.RDH:
-        return this.rx.head;
-      case NIC_REG.RDT:
-        return this.rx.tail;
-      case NIC_REG.TDBAL:
-        return this.tx.bal;
-      case NIC_REG.TDBAH:
-        return this.tx.bah;
-      case NIC_REG.TDLEN:
-        return this.tx.len;
-      case NIC_REG.TDH:
-        return this.tx.head;
-      case NIC_REG.TDT:
-        return this.tx.tail;
       case NIC_REG.MPC:
         return this.#mpc;
       case NIC_REG.GPRC:
@@ -273,12 +308,13 @@ export class NicDevice extends Endpoint {
       case NIC_REG.GPTC:
         return this.#gptc;
       default:
+        if (this.rx.holds(off)) return this.rx.read(off);
+        if (this.tx.holds(off)) return this.tx.read(off);
         return 0;
     }
   }
 
   #write32(off: number, v: number): void {
-    const ringIndex = (ring: Ring) => (ring.count === 0 ? 0 : (v & 0xffff) % ring.count);
     switch (off) {
       case NIC_REG.CTRL:
         if (v & CTRL_RST) this.#reset();
@@ -297,38 +333,11 @@ export class NicDevice extends Endpoint {
         this.#tctl = v;
         this.#status &= ~STATUS_TXERR;
         break;
-      case NIC_REG.RDBAL:
-        this.rx.bal = v & ~0xf;
-        return;
-      case NIC_REG.RDBAH:
-        this.rx.bah = v;
-        return;
-      case NIC_REG.RDLEN:
-        this.rx.len = v & 0xf_ff80;
-        return;
-      case NIC_REG.RDH:
-        this.rx.head = ringIndex(this.rx);
-        return;
-      case NIC_REG.RDT:
-        this.rx.tail = ringIndex(this.rx);
-        break;
-      case NIC_REG.TDBAL:
-        this.tx.bal = v & ~0xf;
-        return;
-      case NIC_REG.TDBAH:
-        this.tx.bah = v;
-        return;
-      case NIC_REG.TDLEN:
-        this.tx.len = v & 0xf_ff80;
-        return;
-      case NIC_REG.TDH:
-        this.tx.head = ringIndex(this.tx);
-        return;
-      case NIC_REG.TDT:
-        this.tx.tail = ringIndex(this.tx);
-        break;
-      default:
-        return;
+      default: {
+        const ring = this.rx.holds(off) ? this.rx : this.tx.holds(off) ? this.tx : null;
+        // Only a tail write gives the device work.
+        if (ring === null || !ring.write(off, v)) return;
+      }
     }
     this.kick(this.#work);
   }

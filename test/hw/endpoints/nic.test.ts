@@ -118,6 +118,33 @@ function rings(n: Nic, o: { rctl?: number; rxTail?: number } = {}): void {
   w32(n, NIC_REG.RDT, o.rxTail ?? 7);
 }
 
+describe("ring registers", () => {
+  it("read back as written, for RX and TX alike: BAL 16-byte aligned, LEN in 128-byte units, H and T modulo the ring size; the gaps read 0", () => {
+    const [n] = setup().nics;
+    const regs = {
+      rx: [NIC_REG.RDBAL, NIC_REG.RDBAH, NIC_REG.RDLEN, NIC_REG.RDH, NIC_REG.RDT],
+      tx: [NIC_REG.TDBAL, NIC_REG.TDBAH, NIC_REG.TDLEN, NIC_REG.TDH, NIC_REG.TDT],
+    };
+    for (const [ring, [bal, bah, len, h, t]] of Object.entries(regs)) {
+      const salt = ring === "rx" ? 1 : 2;
+      w32(n!, bal!, 0x1234_5678 + salt);
+      w32(n!, bah!, 0xabc + salt);
+      w32(n!, len!, 0x1_01ff); // 0x10180: 4120 descriptors of 16 bytes
+      w32(n!, h!, 0x1_0000 + 4120 + salt); // bits 15:0 modulo 4120
+      w32(n!, t!, 5 + salt);
+      w32(n!, bal! + 0xc, 0xffff_ffff); // no register there
+      expect([bal, bah, len, h, t, bal! + 0xc].map((r) => r32(n!, r!))).toEqual([
+        0x1234_5670,
+        0xabc + salt,
+        0x1_0180,
+        salt,
+        5 + salt,
+        0,
+      ]);
+    }
+  });
+});
+
 describe("TX", () => {
   it("gathers buffers up to EOP, writes DD back for RS, advances TDH", () => {
     const { nics } = setup();
