@@ -117,9 +117,18 @@ function deviceAccess(m: Machine, dev: Device, x: Access): Failure | null {
   const offset = Number(x.addr & 0xfffn);
   if (x.ats) {
     const dma = model.dma;
-    const done = x.write
-      ? dma.write(x.pasid !== undefined, x.pasid ?? 0, x.priv, page, offset, x.buf, 0, x.buf.length)
-      : dma.read(x.pasid !== undefined, x.pasid ?? 0, x.priv, page, offset, x.buf, 0, x.buf.length);
+    const pv = x.pasid !== undefined;
+    const done = dma.access(
+      x.write,
+      pv,
+      x.pasid ?? 0,
+      x.priv,
+      page,
+      offset,
+      x.buf,
+      0,
+      x.buf.length,
+    );
     return done ? null : atsFailure(dma, dma.status);
   }
   const st = model.dma.status;
@@ -127,8 +136,7 @@ function deviceAccess(m: Machine, dev: Device, x: Access): Failure | null {
     ...(x.pasid === undefined ? {} : { pasid: x.pasid }),
     privileged: x.priv,
   });
-  if (x.write) model.bridge.writePages(model.fn, attrs, page, offset, x.buf, 0, x.buf.length, st);
-  else model.bridge.readPages(model.fn, attrs, page, offset, x.buf, 0, x.buf.length, st);
+  model.bridge.transferPages(x.write, model.fn, attrs, page, offset, x.buf, 0, x.buf.length, st);
   return st.ok ? null : bridgeFailure(st);
 }
 
