@@ -27,9 +27,11 @@
 // VM_READ nor VM_WRITE, or an address outside the VMA is VM_FAULT_SIGSEGV. (Linux's FOLL_FORCE
 // writes into read-only private mappings, used by ptrace, are not modelled.)
 //
-// FAULT_FLAG_REMOTE and `regs`: every handled fault counts as a PGFAULT event; only faults with
-// `regs` (the faulting task's counters) count as that task's min_flt — remote faults (IOPF,
-// get_user_pages on another mm) are charged to no task, as mm_account_fault does.
+// Accounting (mm_account_fault): every fault counts as a PGFAULT event, failed ones included;
+// only a fault that succeeded counts in the task's min_flt, or maj_flt when it was VM_FAULT_MAJOR
+// or a retry (FAULT_FLAG_TRIED). The kernel charges `current`; here `regs` stands for the task
+// whose counters those are, and a remote fault (IOPF work, get_user_pages on another mm) passes
+// null: the task that would be `current` (a kworker, the pinning caller) is not modelled.
 
 import { PAGE_SHIFT } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
@@ -38,10 +40,12 @@ import { PTE_A, PTE_D, PTE_W } from "../hw/pgtable/pte.js";
 import { PteCursor } from "../hw/pgtable/pte-cursor.js";
 import {
   FAULT_FLAG_INSTRUCTION,
+  FAULT_FLAG_TRIED,
   FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   faultFlagsString,
   VM_EXEC,
+  VM_FAULT_ERROR,
   VM_FAULT_MAJOR,
   VM_FAULT_OOM,
   VM_FAULT_SIGBUS,
@@ -86,8 +90,8 @@ export function handleMmFault(
   }
   // mm_account_fault
   mm.sys.pgfault++;
-  if (regs !== null) {
-    if (ret & VM_FAULT_MAJOR) regs.majFlt++;
+  if (regs !== null && (ret & VM_FAULT_ERROR) === 0) {
+    if (ret & VM_FAULT_MAJOR || flags & FAULT_FLAG_TRIED) regs.majFlt++;
     else regs.minFlt++;
   }
   if (mm.sys.ctx.trace.enabled) {

@@ -4,6 +4,7 @@ import { Cpu } from "../../src/mm/cpu.js";
 import {
   FAULT_FLAG_INSTRUCTION,
   FAULT_FLAG_REMOTE,
+  FAULT_FLAG_TRIED,
   FAULT_FLAG_USER,
   FAULT_FLAG_WRITE,
   MAP_ANONYMOUS,
@@ -178,6 +179,23 @@ describe("handle_mm_fault on a private mapping", () => {
     handleMmFault(vma, A + 0x1000n, FAULT_FLAG_REMOTE | FAULT_FLAG_WRITE, null);
     expect(task.minFlt).toBe(1);
     expect(sys.pgfault).toBe(2);
+  });
+
+  it("counts a failed fault as PGFAULT only, and a retried one as the task's major fault", () => {
+    const { vma, sys } = setup(PROT_READ);
+    const task = { minFlt: 0, majFlt: 0 };
+    expect(handleMmFault(vma, A, FAULT_FLAG_USER | FAULT_FLAG_WRITE, task)).toBe(VM_FAULT_SIGSEGV);
+    expect(task).toEqual({ minFlt: 0, majFlt: 0 });
+    expect(handleMmFault(vma, A, FAULT_FLAG_USER | FAULT_FLAG_TRIED, task)).toBe(0);
+    expect(task).toEqual({ minFlt: 0, majFlt: 1 });
+    must(vmMmap(vma.mm, A + 0x10_0000n, 0x1000n, RW, ANON));
+    while (sys.frames.alloc() >= 0);
+    const rw = vma.mm.vmaLookup(A + 0x10_0000n)!;
+    expect(handleMmFault(rw, A + 0x10_0000n, FAULT_FLAG_USER | FAULT_FLAG_WRITE, task)).toBe(
+      VM_FAULT_OOM,
+    );
+    expect(task).toEqual({ minFlt: 0, majFlt: 1 });
+    expect(sys.pgfault).toBe(3);
   });
 
   it("emits mm:fault with flags and result", () => {
