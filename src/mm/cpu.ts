@@ -12,8 +12,11 @@
 // the bits itself.
 //
 // Outcomes are values: the data, or the signal the kernel would send (SIGSEGV with
-// SEGV_MAPERR — no VMA — or SEGV_ACCERR — the VMA forbids it or handle_mm_fault said
-// VM_FAULT_SIGSEGV; SIGBUS; or "OOM" for VM_FAULT_OOM, where the OOM killer steps in).
+// SEGV_MAPERR — no VMA — or SEGV_ACCERR — the VMA forbids it; SIGBUS for VM_FAULT_SIGBUS; or
+// "OOM" for VM_FAULT_OOM, where the OOM killer steps in). An access fault (the walk read a PTE
+// where no memory is: a PMA violation) is not a page fault: do_trap_load_fault and its store
+// and fetch twins send SIGSEGV with SEGV_ACCERR. (The kernel reports the faulting pc there; with
+// no pc modelled, the address is the access's.)
 // There is no CPU TLB: every access walks the page table, so nothing is ever stale.
 //
 // Hot path: an access to present pages allocates nothing with `loadInto` / `storeFrom` (the
@@ -280,7 +283,7 @@ export class Cpu {
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
       if (walk(this.sys.memory, cfg, vpn, access, true, out)) return out.ppn;
       addr ??= va ?? BigInt(vpn) << SHIFT;
-      if (out.fault === "access-fault") return this.#signal("SIGBUS", "BUS_ADRERR", addr);
+      if (out.fault === "access-fault") return this.#signal("SIGSEGV", "SEGV_ACCERR", addr);
       // do_page_fault
       const vma = mm.findVma(addr);
       if (vma === null || vma.startPage > vpn) return this.#signal("SIGSEGV", "SEGV_MAPERR", addr);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SV57 } from "../../src/hw/pgtable/modes.js";
-import { PTE_D } from "../../src/hw/pgtable/pte.js";
+import { PTE_D, PTE_V } from "../../src/hw/pgtable/pte.js";
 import { Cpu } from "../../src/mm/cpu.js";
 import {
   MAP_ANONYMOUS,
@@ -59,6 +59,19 @@ describe("CPU loads and stores through the MMU", () => {
       fault: { signal: "SIGSEGV", code: "SEGV_MAPERR", addr: A + 0x3000n },
     });
     expect(cpu.load(mm, A + 0x2ffcn, 4)).toEqual({ ok: true, value: new Uint8Array(4) });
+  });
+
+  it("reports an access fault of the walk (a PTE read where no memory is) as SIGSEGV/SEGV_ACCERR", () => {
+    const { mm, cpu, sys } = setup();
+    expect(cpu.store(mm, A, bytes(8, 1)).ok).toBe(true);
+    // The root entry of A now points at a page with no memory behind it (below RAM).
+    const root = sys.memory.writablePageU32(mm.pgdPpn)!;
+    const i = Number((A >> 39n) & 0x1ffn) * 2;
+    root[i] = ((0x10 << 10) | PTE_V) >>> 0;
+    root[i + 1] = 0;
+    for (const r of [cpu.load(mm, A, 1), cpu.store(mm, A, bytes(1, 2)), cpu.fetch(mm, A, 4)]) {
+      expect(r).toEqual({ ok: false, fault: { signal: "SIGSEGV", code: "SEGV_ACCERR", addr: A } });
+    }
   });
 
   it("checks execute permission on fetches", () => {
