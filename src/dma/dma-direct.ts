@@ -49,7 +49,10 @@ export function dmaDirectMapPage(
   return pfn;
 }
 
-/** `dma_direct_map_resource`: an MMIO range is its own bus address when the mask reaches it. */
+/**
+ * `dma_direct_map_resource`: an MMIO range is its own bus address when the mask reaches it; else
+ * dev_err_once, WARN_ON_ONCE and DMA_MAPPING_ERROR.
+ */
 export function dmaDirectMapResource(
   s: DmaState,
   dev: Device,
@@ -58,7 +61,9 @@ export function dmaDirectMapResource(
   size: number,
 ): number {
   if (!dmaCapable(s.paramsOf(dev).rawMask, pfn, off, size)) {
-    s.log("err", dev, overflow(pfn, off, size), "dma_direct_map_resource");
+    // dev_err_once, then WARN_ON_ONCE(1) at the same site.
+    s.log("err", dev, overflow(pfn, off, size), "dma_direct_map_resource:err");
+    s.warnOnce(true, "dma_direct_map_resource", `${dev.name}: ${overflow(pfn, off, size)}`);
     return DMA_MAPPING_ERROR_PFN;
   }
   return pfn;

@@ -96,6 +96,21 @@ describe("ops selection and masks", () => {
     expect(b.dma.mapSingle(fresh, RAM_BASE, K4, DMA_TO_DEVICE)).toBe(RAM_BASE);
   });
 
+  it("dma_coerce_mask_and_coherent points dma_mask at coherent_dma_mask: one mask from then on", () => {
+    const b = dmaBed();
+    const get = b.pciHost((h) => {
+      h.addRootPort({ acs: true }).addEndpoint({ name: "ep0" });
+    });
+    const dev = get("ep0");
+    expect(b.dma.coerceMaskAndCoherent(dev, DMA_BIT_MASK(48))).toEqual(OK);
+    expect(b.dma.getMask(dev)).toBe(DMA_BIT_MASK(48));
+    // The kernel stores through one pointer now: setting either mask sets both.
+    expect(b.dma.setCoherentMask(dev, DMA_BIT_MASK(40))).toEqual(OK);
+    expect(b.dma.getMask(dev)).toBe(DMA_BIT_MASK(40));
+    expect(b.dma.setMask(dev, DMA_BIT_MASK(36))).toEqual(OK);
+    expect(b.dma.getCoherentMask(dev)).toBe(DMA_BIT_MASK(36));
+  });
+
   it("an invalid direction is a BUG_ON (simulator misuse)", () => {
     const b = dmaBed();
     const dev = b.platformDev("dev0", 1);
@@ -360,6 +375,18 @@ describe("dma-direct", () => {
     expect(b.translate(7, iova)).toBe(bar + 0x10n);
     b.dma.unmapResource(dev, iova, K4, DMA_BIDIRECTIONAL);
     expect(b.translate(7, iova)).toBe("read_page_fault");
+  });
+
+  it("dma-direct dma_map_resource beyond the mask: dev_err_once, WARN_ON_ONCE and DMA_MAPPING_ERROR", () => {
+    const b = dmaBed();
+    const bare = b.platformDev("bare0", 2, { iommu: false });
+    const bar = 0x1_4000_0000n; // above the 32-bit mask the platform bus gives
+    const before = b.ctx.warnings.count;
+    expect(b.dma.mapResource(bare, bar, K4, DMA_BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
+    expect(b.dma.mapResource(bare, bar, K4, DMA_BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
+    expect(b.ctx.warnings.count).toBe(before + 1);
+    expect(b.ctx.warnings.list().at(-1)?.site).toBe("dma_direct_map_resource");
+    expect(b.dma.logs().filter((l) => l.level === "err")).toHaveLength(1);
   });
 });
 
