@@ -37,6 +37,8 @@ export class DeviceDmaParams {
   /** `*dev->dma_mask`, or null when the bus gave the device no mask pointer. */
   #dmaMask: bigint | null;
   #coherentDmaMask: bigint;
+  /** `dev->dma_mask == &dev->coherent_dma_mask` (after dma_coerce_mask_and_coherent). */
+  #maskIsCoherent = false;
   /** `dev->dma_parms` exists. */
   readonly hasParms: boolean;
   /** `dma_parms->max_segment_size` (0: unset). */
@@ -70,12 +72,24 @@ export class DeviceDmaParams {
   }
 
   get dmaMask(): bigint | null {
-    return this.#dmaMask;
+    return this.#maskIsCoherent ? this.#coherentDmaMask : this.#dmaMask;
   }
 
-  set dmaMask(mask: bigint | null) {
-    if (mask !== null) checkMask(mask);
-    this.#dmaMask = mask;
+  /** `*dev->dma_mask = mask`: stores through the pointer (into the coherent mask once coerced). */
+  set dmaMask(mask: bigint) {
+    checkMask(mask);
+    if (this.#maskIsCoherent) this.#coherentDmaMask = mask;
+    else this.#dmaMask = mask;
+    this.#refresh();
+  }
+
+  /**
+   * `dev->dma_mask = &dev->coherent_dma_mask` (dma_coerce_mask_and_coherent): from now on the two
+   * masks are one value, whichever is set.
+   */
+  pointMaskAtCoherent(): void {
+    this.#maskIsCoherent = true;
+    this.#dmaMask = null;
     this.#refresh();
   }
 
@@ -91,7 +105,8 @@ export class DeviceDmaParams {
 
   /** `dma_get_mask`. */
   getMask(): bigint {
-    return this.#dmaMask !== null && this.#dmaMask !== 0n ? this.#dmaMask : DMA_BIT_MASK(32);
+    const mask = this.dmaMask;
+    return mask !== null && mask !== 0n ? mask : DMA_BIT_MASK(32);
   }
 
   /** `dma_get_max_seg_size`. */
@@ -110,7 +125,7 @@ export class DeviceDmaParams {
 
   toJSON(): Json {
     return {
-      dma_mask: this.#dmaMask === null ? null : jsonAddr(this.#dmaMask),
+      dma_mask: this.dmaMask === null ? null : jsonAddr(this.dmaMask),
       coherent_dma_mask: jsonAddr(this.#coherentDmaMask),
       dma_parms: this.hasParms
         ? {
@@ -123,7 +138,7 @@ export class DeviceDmaParams {
 
   #refresh(): void {
     this.mask.set(this.getMask());
-    this.rawMask.set(this.#dmaMask ?? 0n);
+    this.rawMask.set(this.dmaMask ?? 0n);
     this.coherentMask.set(this.#coherentDmaMask);
   }
 }

@@ -330,8 +330,7 @@ export class DmaApi {
 
   /** `dma_coerce_mask_and_coherent`: points `dma_mask` at the coherent mask, then sets both. */
   coerceMaskAndCoherent(dev: Device, mask: bigint): Result {
-    const p = this.s.paramsOf(dev);
-    if (p.dmaMask === null) p.dmaMask = p.coherentDmaMask;
+    this.s.paramsOf(dev).pointMaskAtCoherent();
     return this.setMaskAndCoherent(dev, mask);
   }
 
