@@ -13,10 +13,12 @@
 //
 // Outcomes are values: the data, or the signal the kernel would send (SIGSEGV with
 // SEGV_MAPERR — no VMA — or SEGV_ACCERR — the VMA forbids it; SIGBUS for VM_FAULT_SIGBUS; or
-// "OOM" for VM_FAULT_OOM, where the OOM killer steps in). An access fault (the walk read a PTE
-// where no memory is: a PMA violation) is not a page fault: do_trap_load_fault and its store
-// and fetch twins send SIGSEGV with SEGV_ACCERR. (The kernel reports the faulting pc there; with
-// no pc modelled, the address is the access's.)
+// "OOM" for VM_FAULT_OOM, where the OOM killer steps in). A VM_FAULT_SIGSEGV from
+// handle_mm_fault itself is SEGV_MAPERR, as riscv mm_fault_error sends it (unreachable here:
+// access_error runs first and handle_mm_fault refuses nothing else). An access fault (the walk
+// read a PTE where no memory is: a PMA violation) is not a page fault: do_trap_load_fault and
+// its store and fetch twins send SIGSEGV with SEGV_ACCERR. (The kernel reports the faulting pc
+// there; with no pc modelled, the address is the access's.)
 // There is no CPU TLB: every access walks the page table, so nothing is ever stale.
 //
 // Hot path: an access to present pages allocates nothing with `loadInto` / `storeFrom` (the
@@ -294,7 +296,7 @@ export class Cpu {
       const ret = handleMmFault(vma, addr, flags, task);
       if (ret & VM_FAULT_OOM) return this.#signal("OOM", "VM_FAULT_OOM", addr);
       if (ret & VM_FAULT_SIGBUS) return this.#signal("SIGBUS", "BUS_ADRERR", addr);
-      if (ret & VM_FAULT_SIGSEGV) return this.#signal("SIGSEGV", "SEGV_ACCERR", addr);
+      if (ret & VM_FAULT_SIGSEGV) return this.#signal("SIGSEGV", "SEGV_MAPERR", addr);
     }
     throw new SimError(`page fault at 0x${addr!.toString(16)} of mm ${mm.id} keeps recurring`);
   }
