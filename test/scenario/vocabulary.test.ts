@@ -428,4 +428,67 @@ describe("runs", () => {
       ].join("\n"),
     );
   });
+
+  it("scatter-gather tables: fields, segment counts, and entries past the table", () => {
+    expect(
+      errorsOf(
+        [
+          "machine: default",
+          "steps:",
+          "  - sg_alloc_table: {nents: 0}",
+          "  - sg_alloc_table: {nents: 2}",
+          "    as: sgt",
+          "  - dma_map_sg: {dev: acc0, sg: sgt, nents: sgt.nentz, dir: DMA_TO_DEVICE}",
+        ].join("\n"),
+      ),
+    ).toEqual([
+      "v.yaml:3:29: steps[0].sg_alloc_table.nents: expected an entry count, got the number 0",
+      'v.yaml:6:45: steps[2].dma_map_sg.nents: a scatter-gather table has no field "nentz" (did you mean "nents"?); fields: nents, orig_nents',
+    ]);
+    const steps = [
+      "machine: default",
+      "drivers: [riscv]",
+      "steps:",
+      "  - dma_set_mask_and_coherent: {dev: acc0, mask: 0xffffffffffffffff}",
+      "  - __get_free_pages: {order: 1}",
+      "    as: buf",
+      "  - sg_alloc_table: {nents: 2}",
+      "    as: sgt",
+      "  - sg_set_buf: {sgt: sgt, i: 0, buf: buf, buflen: 0x1000}",
+      "  - sg_set_buf: {sgt: sgt, i: 1, buf: buf + 0x1000, buflen: 0x1000}",
+      "  - dma_map_sg: {dev: acc0, sg: sgt, nents: sgt.orig_nents, dir: DMA_TO_DEVICE}",
+      "    returns: 1",
+      "  - dma_unmap_sg: {dev: acc0, sg: sgt, nents: sgt.orig_nents, dir: DMA_TO_DEVICE}",
+      "  - dma_map_sgtable: {dev: acc0, sgt: sgt, dir: DMA_TO_DEVICE}",
+      "  - sg_dma_len: {sgt: sgt, i: sgt.nents - 1}",
+      "    returns: 0x2000",
+      "  - sg_set_buf: {sgt: sgt, i: 2, buf: buf, buflen: 1}",
+    ];
+    const r = run(steps.join("\n"));
+    expect(r.steps.map((s) => s.status)).toEqual([...Array(9).fill("pass"), "fail"]);
+    expect(formatScenarioResult(r)).toContain("sg_set_buf: entry 2 is past the table's 2 entries");
+  });
+
+  it("pci_resource_start: a PCI function's BAR as programmed; not for platform devices", () => {
+    const r = run(
+      [
+        "machine: default",
+        "steps:",
+        "  - pci_resource_start: {dev: legacy0}",
+        "    as: bar",
+        "  - pci_resource_start: {dev: legacy0, bar: 0}",
+        "    returns: $bar",
+      ].join("\n"),
+      "riscv",
+    );
+    if (r.status !== "pass") expect.fail(formatScenarioResult(r));
+    const view = scenarioResultJSON(r) as { steps: { result?: string }[] };
+    expect(view.steps[0]?.result).toMatch(/^0x[0-9a-f]+$/);
+    expect(view.steps[0]?.result).not.toBe("0x0");
+    const plat = run(
+      ["machine: platform-mock", "steps:", "  - pci_resource_start: {dev: plat0}"].join("\n"),
+    );
+    expect(plat.status).toBe("fail");
+    expect(formatScenarioResult(plat)).toContain("pci_resource_start: plat0 is not a PCI device");
+  });
 });

@@ -5,6 +5,7 @@
 
 import { SimError } from "../../base/errors.js";
 import type { Device } from "../../bus/device.js";
+import { devIsPci } from "../../bus/pci-dev.js";
 import type { DmaCoherent } from "../../dma/coherent.js";
 import {
   DMA_ATTR_ALLOC_SINGLE_PAGES,
@@ -22,6 +23,7 @@ import {
   type DmaDataDirection,
   type Gfp,
 } from "../../dma/constants.js";
+import { type Scatterlist, SgTable, sgInitTable, sgSetBuf } from "../../dma/scatterlist.js";
 import type { Machine } from "../../machine/machine.js";
 import {
   PAGE_KERNEL,
@@ -33,8 +35,10 @@ import { vmap, vmUnmapAliases, vunmap } from "../../mm/vmalloc.js";
 import { DEV } from "./kinds.js";
 import { ACCESS_SIZE, accessSize, littleEndian } from "./process.js";
 import {
+  type Args,
   BYTES,
   Bytes,
+  COUNT,
   constant,
   enumOf,
   type FunctionSpec,
@@ -45,6 +49,7 @@ import {
   param,
   returnsResult,
   returnsValue,
+  U32,
   U64,
   VOID,
 } from "./types.js";
@@ -91,6 +96,28 @@ function getFreePages(m: Machine, order: number): bigint {
   if (ppn < 0) return 0n;
   for (let i = 0; i < n; i++) m.memory.zeroPage(ppn + i);
   return BigInt(ppn) << 12n;
+}
+
+const SGT: ParamSpec = param(object("sg_table"), { doc: "struct sg_table *sgt" });
+const SGL: ParamSpec = param(object("sg_table"), {
+  doc: "struct scatterlist *sg: the list of an sg_table (sgt->sgl)",
+});
+const NENTS: ParamSpec = param(int(1, 1 << 16, "an entry count"), {
+  doc: "int nents: the entries to map (for unmap: the count given to dma_map_sg, not its result)",
+});
+
+/** The optional `attrs` and `cpu` arguments, defaulted. */
+function attrsCpu(a: Args): [number, number] {
+  return [(a.attrs as number | undefined) ?? 0, (a.cpu as number | undefined) ?? 0];
+}
+
+/** The i-th entry of a table; a scenario mistake when out of range. */
+function sgEntry(sgt: SgTable, i: number, fn: string): Scatterlist {
+  const sg = sgt.sgl[i];
+  if (sg === undefined || i >= sgt.origNents) {
+    throw new SimError(`${fn}: entry ${i} is past the table's ${sgt.origNents} entries`);
+  }
+  return sg;
 }
 
 export const DMA_API: readonly FunctionSpec<Machine>[] = [
@@ -205,6 +232,232 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
         a.dma_handle as bigint,
         (a.cpu as number | undefined) ?? 0,
       ),
+  },
+  {
+    name: "dma_map_page",
+    area: "dma",
+    params: {
+      dev: DEV,
+      page: param(U64, { doc: "struct page *page: the page's physical address" }),
+      offset: param(U64, { doc: "size_t offset into the page" }),
+      size: SIZE,
+      dir: DIR,
+      attrs: ATTRS,
+      cpu: CPU,
+    },
+    returns: returnsValue(U64),
+    ts: "machine.dma.mapPage(dev, page, offset, size, dir, attrs, cpu)",
+    doc: "dma_map_page_attrs: as dma_map_single, for a page and an offset into it.",
+    call: (m, a) =>
+      m.dma.mapPage(
+        a.dev as Device,
+        a.page as bigint,
+        a.offset as bigint,
+        a.size as bigint,
+        dirOf(a.dir),
+        ...attrsCpu(a),
+      ),
+  },
+  {
+    name: "dma_unmap_page",
+    area: "dma",
+    params: {
+      dev: DEV,
+      addr: param(U64, { doc: "dma_addr_t" }),
+      size: SIZE,
+      dir: DIR,
+      attrs: ATTRS,
+      cpu: CPU,
+    },
+    returns: VOID,
+    ts: "machine.dma.unmapPage(dev, addr, size, dir, attrs, cpu)",
+    doc: "dma_unmap_page_attrs: as dma_unmap_single.",
+    call: (m, a) =>
+      m.dma.unmapPage(
+        a.dev as Device,
+        a.addr as bigint,
+        a.size as bigint,
+        dirOf(a.dir),
+        ...attrsCpu(a),
+      ),
+  },
+  {
+    name: "pci_resource_start",
+    area: "dma",
+    params: {
+      dev: DEV,
+      bar: param(int(0, 5, "a BAR number 0..5"), { optional: true, doc: "default 0" }),
+    },
+    returns: returnsValue(U64),
+    ts: "fn.barAddress(bar)",
+    doc: "The physical address of a PCI function's memory BAR as programmed (e.g. for dma_map_resource of a peer's registers).",
+    call: (_m, a) => {
+      const dev = a.dev as Device;
+      if (!devIsPci(dev)) throw new SimError(`pci_resource_start: ${dev.name} is not a PCI device`);
+      return dev.fn.barAddress((a.bar as number | undefined) ?? 0);
+    },
+  },
+  {
+    name: "dma_map_resource",
+    area: "dma",
+    params: {
+      dev: DEV,
+      phys_addr: param(U64, { doc: "phys_addr_t: an MMIO range, e.g. a peer device's BAR" }),
+      size: SIZE,
+      dir: DIR,
+      attrs: ATTRS,
+      cpu: CPU,
+    },
+    returns: returnsValue(U64),
+    ts: "machine.dma.mapResource(dev, phys_addr, size, dir, attrs, cpu)",
+    doc: "Maps an MMIO range for peer-to-peer DMA (IOMMU_MMIO, never bounced); DMA_MAPPING_ERROR on failure.",
+    call: (m, a) =>
+      m.dma.mapResource(
+        a.dev as Device,
+        a.phys_addr as bigint,
+        a.size as bigint,
+        dirOf(a.dir),
+        ...attrsCpu(a),
+      ),
+  },
+  {
+    name: "dma_unmap_resource",
+    area: "dma",
+    params: {
+      dev: DEV,
+      addr: param(U64, { doc: "dma_addr_t" }),
+      size: SIZE,
+      dir: DIR,
+      attrs: ATTRS,
+      cpu: CPU,
+    },
+    returns: VOID,
+    ts: "machine.dma.unmapResource(dev, addr, size, dir, attrs, cpu)",
+    doc: "Unmaps what dma_map_resource mapped.",
+    call: (m, a) =>
+      m.dma.unmapResource(
+        a.dev as Device,
+        a.addr as bigint,
+        a.size as bigint,
+        dirOf(a.dir),
+        ...attrsCpu(a),
+      ),
+  },
+  {
+    name: "dma_set_max_seg_size",
+    area: "dma",
+    params: { dev: DEV, size: param(U32, { doc: "unsigned int size" }) },
+    returns: VOID,
+    ts: "machine.dma.setMaxSegSize(dev, size)",
+    doc: "The longest DMA segment dma_map_sg may build (default 64 KiB); WARNs without dma_parms.",
+    call: (m, a) => m.dma.setMaxSegSize(a.dev as Device, a.size as number),
+  },
+  {
+    name: "dma_set_seg_boundary",
+    area: "dma",
+    params: { dev: DEV, mask: param(U64, { doc: "unsigned long mask, 2^n - 1" }) },
+    returns: VOID,
+    ts: "machine.dma.setSegBoundary(dev, mask)",
+    doc: "The boundary no DMA segment may cross (default 4 GiB); WARNs without dma_parms.",
+    call: (m, a) => m.dma.setSegBoundary(a.dev as Device, a.mask as bigint),
+  },
+  {
+    name: "sg_alloc_table",
+    area: "dma",
+    params: { nents: NENTS },
+    returns: returnsValue(object("sg_table")),
+    ts: "new SgTable(sgInitTable(nents))",
+    doc: "An sg_table of nents empty entries; bind it with as: and fill it with sg_set_buf.",
+    call: (_m, a) => new SgTable(sgInitTable(a.nents as number)),
+  },
+  {
+    name: "sg_set_buf",
+    area: "dma",
+    params: {
+      sgt: SGT,
+      i: param(int(0, 1 << 16, "an entry index"), { doc: "the entry (for_each_sg's i)" }),
+      buf: param(U64, { doc: "the buffer (its physical address stands for the kernel pointer)" }),
+      buflen: param(U32, { doc: "unsigned int buflen" }),
+    },
+    returns: VOID,
+    ts: "sgSetBuf(sgt.sgl[i], buf, buflen)",
+    doc: "Points entry i at a buffer: its page and the offset in that page, and its length.",
+    call: (_m, a) =>
+      sgSetBuf(
+        sgEntry(a.sgt as SgTable, a.i as number, "sg_set_buf"),
+        a.buf as bigint,
+        a.buflen as number,
+      ),
+  },
+  {
+    name: "dma_map_sgtable",
+    area: "dma",
+    params: { dev: DEV, sgt: SGT, dir: DIR, attrs: ATTRS, cpu: CPU },
+    returns: returnsResult("void"),
+    ts: "machine.dma.mapSgtable(dev, sgt, dir, attrs, cpu)",
+    doc: "Maps every entry; sets sgt.nents to the DMA segment count (dma-iommu maps the list as one IOVA range, so segments merge up to the maximum segment size without crossing the segment boundary). EINVAL, ENOMEM or EIO.",
+    call: (m, a) =>
+      m.dma.mapSgtable(a.dev as Device, a.sgt as SgTable, dirOf(a.dir), ...attrsCpu(a)),
+  },
+  {
+    name: "dma_unmap_sgtable",
+    area: "dma",
+    params: { dev: DEV, sgt: SGT, dir: DIR, attrs: ATTRS, cpu: CPU },
+    returns: VOID,
+    ts: "machine.dma.unmapSgtable(dev, sgt, dir, attrs, cpu)",
+    doc: "Unmaps what dma_map_sgtable mapped (strict or lazy, as dma_unmap_single).",
+    call: (m, a) =>
+      m.dma.unmapSgtable(a.dev as Device, a.sgt as SgTable, dirOf(a.dir), ...attrsCpu(a)),
+  },
+  {
+    name: "dma_map_sg",
+    area: "dma",
+    params: { dev: DEV, sg: SGL, nents: NENTS, dir: DIR, attrs: ATTRS, cpu: CPU },
+    returns: returnsValue(COUNT),
+    ts: "machine.dma.mapSg(dev, sgt.sgl, nents, dir, attrs, cpu)",
+    doc: "dma_map_sg_attrs: the DMA segment count (at most nents), 0 on failure.",
+    call: (m, a) =>
+      m.dma.mapSg(
+        a.dev as Device,
+        (a.sg as SgTable).sgl,
+        a.nents as number,
+        dirOf(a.dir),
+        ...attrsCpu(a),
+      ),
+  },
+  {
+    name: "dma_unmap_sg",
+    area: "dma",
+    params: { dev: DEV, sg: SGL, nents: NENTS, dir: DIR, attrs: ATTRS, cpu: CPU },
+    returns: VOID,
+    ts: "machine.dma.unmapSg(dev, sgt.sgl, nents, dir, attrs, cpu)",
+    doc: "dma_unmap_sg_attrs: nents is the count given to dma_map_sg, not the one it returned.",
+    call: (m, a) =>
+      m.dma.unmapSg(
+        a.dev as Device,
+        (a.sg as SgTable).sgl,
+        a.nents as number,
+        dirOf(a.dir),
+        ...attrsCpu(a),
+      ),
+  },
+  {
+    name: "sg_dma_address",
+    area: "dma",
+    params: { sgt: SGT, i: param(int(0, 1 << 16, "an entry index"), { doc: "the entry" }) },
+    returns: returnsValue(U64),
+    ts: "sgt.sgl[i].dmaAddress",
+    doc: "The DMA address of segment i (valid for i < sgt.nents after mapping).",
+    call: (_m, a) => sgEntry(a.sgt as SgTable, a.i as number, "sg_dma_address").dmaAddress,
+  },
+  {
+    name: "sg_dma_len",
+    area: "dma",
+    params: { sgt: SGT, i: param(int(0, 1 << 16, "an entry index"), { doc: "the entry" }) },
+    returns: returnsValue(U32),
+    ts: "sgt.sgl[i].dmaLength",
+    doc: "The length of DMA segment i (0 past the last segment).",
+    call: (_m, a) => sgEntry(a.sgt as SgTable, a.i as number, "sg_dma_len").dmaLength,
   },
   {
     name: "__get_free_pages",

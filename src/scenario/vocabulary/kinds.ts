@@ -5,6 +5,7 @@
 // in for another: a device's name means its group, a process's name its mm.
 
 import type { DmaCoherent } from "../../dma/coherent.js";
+import type { SgTable } from "../../dma/scatterlist.js";
 import { IOMMU_CAP } from "../../iommu/constants.js";
 import { IommuAttachHandle } from "../../iommu/domain.js";
 import { IoasidSet } from "../../iommu/ioasid.js";
@@ -107,6 +108,14 @@ export const KINDS: Readonly<Record<string, ObjectKindSpec<Machine>>> = {
     fields: {
       dma_handle: (b) => (b as DmaCoherent).dmaHandle,
       cpu_addr: (b) => (b as DmaCoherent).phys(0n),
+    },
+  },
+  sg_table: {
+    label: "scatter-gather table",
+    doc: "an sg_table, bound with as: from sg_alloc_table; its .nents (DMA segments once mapped) and .orig_nents are numbers",
+    fields: {
+      nents: (t) => (t as SgTable).nents,
+      orig_nents: (t) => (t as SgTable).origNents,
     },
   },
   idxd_file: {
