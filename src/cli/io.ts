@@ -21,8 +21,17 @@ export interface CliIo {
 }
 
 export function nodeIo(): CliIo {
+  // A reader that stops early (`iommu-sim run … | head`) closes the pipe: the rest of the output
+  // is dropped quietly, as cat does, and the run still ends with its own exit code.
+  let stdoutClosed = false;
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE" && !stdoutClosed) throw e;
+    stdoutClosed = true;
+  });
   return {
-    stdout: (t) => process.stdout.write(t),
+    stdout: (t) => {
+      if (!stdoutClosed) process.stdout.write(t);
+    },
     stderr: (t) => process.stderr.write(t),
     readFile: (p) => readFileSync(p, "utf8"),
     writeFile: (p, t) => writeFileSync(p, t),

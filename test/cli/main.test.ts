@@ -86,6 +86,21 @@ describe("iommu-sim (spawned)", () => {
     expect(usage.stderr).toBe("error: unknown option '--frobnicate'\n");
   });
 
+  it("a reader that stops early (| head) ends the output quietly: no EPIPE stack, the run's exit code", () => {
+    // One write per scenario: most of them come after head has exited.
+    const r = spawnSync(
+      "bash",
+      [
+        "-c",
+        `"${TSX}" src/cli/main.ts run -v scenarios/core/*.yaml | head -n 1; exit \${PIPESTATUS[0]}`,
+      ],
+      { cwd: ROOT, encoding: "utf8" },
+    );
+    expect(r.stdout).toMatch(/^PASS scenarios\/core\/alloc-domains\.yaml \[mock\] .*\n$/);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
   it("run --json is identical across runs of the same scenario", () => {
     const p = file("det.yaml", PASS);
     const a = cli("run", "--json", p);
