@@ -14,8 +14,11 @@
 //   copy_present_page maps the copy of a page that must not be shared (vm_page_prot, dirty,
 //   writable if the VMA is). Zero-page PTEs (special, no page to copy) are copied as they are,
 //   made old (A=0) like copy_present_pte does, so the child's first access sets A by a fault.
-// dup_mmap ends with flush_tlb_mm of the parent: a secondary MMU bound to the parent sees a
-// whole-mm invalidation at every fork.
+// copy_page_range brackets the copy of a COW VMA (private, may be writable) with an
+// MMU_NOTIFY_PROTECTION_PAGE range over the whole VMA on the parent, where the kernel
+// write-protects the parent's PTEs; the range is sent here too, though the eager copy changes
+// no parent PTE. dup_mmap ends with flush_tlb_mm of the parent: a secondary MMU bound to the
+// parent sees a whole-mm invalidation at every fork.
 
 import { SimError } from "../base/errors.js";
 import { err, ok, type Result } from "../base/result.js";
@@ -23,11 +26,12 @@ import { type PagingMode, SV48 } from "../hw/pgtable/modes.js";
 import { PageTable } from "../hw/pgtable/page-table.js";
 import { PTE_A, PTE_D } from "../hw/pgtable/pte.js";
 import { PteCursor } from "../hw/pgtable/pte-cursor.js";
-import { VM_DONTCOPY } from "./flags.js";
+import { VM_DONTCOPY, VM_MAYWRITE, VM_SHARED } from "./flags.js";
 import { mmLayout } from "./layout.js";
 import { mmdrop } from "./mm-refs.js";
 import { MmStruct, type MmSubsystem, type VmArea } from "./mm-types.js";
 import { exitMmap } from "./mmap.js";
+import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from "./mmu-notifier.js";
 import { maybeMkwrite, pteSpecial } from "./pgprot.js";
 import { nextPte, ptesInRange, setPteAt } from "./pte-ops.js";
 import { flushTlbMm } from "./tlb.js";
@@ -96,8 +100,23 @@ export function dupMm(oldMm: MmStruct): Result<MmStruct> {
 /** The cursor copy_page_range walks the parent's PTEs with (allocated once). */
 const copyPte = new PteCursor();
 
-/** copy_page_range for one private VMA; false when a frame or table page ran out. */
+/** copy_page_range for one VMA with an anon_vma; false when a frame or table page ran out. */
 function copyPageRange(dst: VmArea, src: VmArea): boolean {
+  // is_cow_mapping: the parent's PTEs would be write-protected; secondary MMUs hear of it.
+  if ((src.flags & (VM_SHARED | VM_MAYWRITE)) !== VM_MAYWRITE) return copyPtes(dst, src);
+  const range = mmuNotifierInvalidateRangeStart(
+    src.mm,
+    "MMU_NOTIFY_PROTECTION_PAGE",
+    src.start,
+    src.end,
+  );
+  const copied = copyPtes(dst, src);
+  mmuNotifierInvalidateRangeEnd(range);
+  return copied;
+}
+
+/** copy_pte_range over the whole VMA: each private page copied into a new frame. */
+function copyPtes(dst: VmArea, src: VmArea): boolean {
   const mm = dst.mm;
   const sys = mm.sys;
   const cur = copyPte;

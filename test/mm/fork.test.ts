@@ -117,6 +117,30 @@ describe("fork (dup_mm)", () => {
     expect(child.vmaLookup(A)).not.toBeNull();
   });
 
+  it("brackets the copy of each private VMA with pages by a PROTECTION_PAGE range on the parent", () => {
+    const { mm } = parent();
+    must(vmMmap(mm, A + 0x10_0000n, 0x1000n, RW, ANON)); // no page yet: nothing to copy
+    const log: string[] = [];
+    const hex = (x: bigint) => x.toString(16);
+    must(
+      mmuNotifierRegister(
+        new MmuNotifier({
+          invalidateRangeStart: (_s, r) =>
+            log.push(`start ${r.mm.id} ${r.event} ${hex(r.start)}-${hex(r.end)}`),
+          invalidateRangeEnd: (_s, r) => log.push(`end ${r.event}`),
+          archInvalidateSecondaryTlbs: () => log.push("flush"),
+        }),
+        mm,
+      ),
+    );
+    must(dupMm(mm));
+    expect(log).toEqual([
+      `start ${mm.id} MMU_NOTIFY_PROTECTION_PAGE 400000-403000`,
+      "end MMU_NOTIFY_PROTECTION_PAGE",
+      "flush",
+    ]);
+  });
+
   it("flushes the parent's whole TLB (secondary ones included) and keeps the paging mode", () => {
     const { sys } = machine();
     const mm = newMm(sys, SV39);
