@@ -3,7 +3,7 @@
 //   0 everything passed, 1 a scenario failed, 2 bad input (scenario, description, arguments).
 // User mistakes print one clear message each and no stack trace.
 
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { InputError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
 import { BUILTIN_MACHINES } from "../machine/builtin.js";
@@ -48,6 +48,8 @@ export interface CliDeps {
   ) => { readonly text: string; readonly code: number };
   /** The `demo` command: boots the default machine and tells its story. */
   readonly demo: (io: CliIo, opts: DemoCommandOptions) => number;
+  /** What `--version` prints (the package's version). */
+  readonly version?: string;
 }
 
 interface RunOpts {
@@ -69,7 +71,25 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
       writeOut: (s) => io.stdout(s),
       writeErr: (s) => io.stderr(s),
     })
-    .showSuggestionAfterError(true);
+    .showSuggestionAfterError(true)
+    .showHelpAfterError("(add --help for usage)")
+    .addHelpText(
+      "after",
+      `
+With no command, iommu-sim runs the demo (npm start does the same).
+
+Examples:
+  iommu-sim run scenarios/core/ownership-user.yaml
+  iommu-sim run scenarios/sva/*.yaml --driver all
+  iommu-sim inspect scenarios/demo/story.yaml --step 30 --domain 14
+  iommu-sim demo --trace out.json        (open out.json in ui.perfetto.dev)
+
+Exit codes: 0 everything passed; 1 a scenario failed; 2 bad input (a scenario or machine
+that does not validate, an unreadable file, bad arguments); 70 a bug in the simulator.
+Scenario language: docs/scenario-language.md; machines: docs/machine-description.md.
+`,
+    );
+  if (deps.version !== undefined) program.version(deps.version, "-V, --version");
 
   program
     .command("demo")
@@ -77,7 +97,10 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
       "boot the built-in default machine and tell its story: kernel drivers, VFIO, SVA, page faults, lazy vs strict (the default command)",
     )
     .option("--json", "print the story and the report as JSON")
-    .option("--trace <file>", "write the whole run's trace (.json: Chrome/Perfetto, else text)")
+    .option(
+      "--trace <file>",
+      "write the whole run's trace, boot included (.json: Chrome/Perfetto, else ftrace-style text)",
+    )
     .addOption(new Option("--seed <n>", "the machine's random seed").argParser(parseSeed))
     .action((opts: DemoCommandOptions) => {
       code = deps.demo(io, opts);
@@ -88,8 +111,14 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
     .description("run scenario files and check every expectation")
     .argument("<files...>", "scenario files (YAML or JSON)")
     .option("--json", "print machine-readable results")
-    .option("--trace <file>", "write the trace of every run (.json: Chrome/Perfetto, else text)")
-    .option("--driver <name>", 'run every IOMMU with this driver ("all": each driver that applies)')
+    .option(
+      "--trace <file>",
+      "write the trace of every run (.json: Chrome/Perfetto, else ftrace-style text)",
+    )
+    .option(
+      "--driver <name>",
+      `run every IOMMU with this driver: ${deps.host.availableDrivers.join(", ")}, or "all" (each driver the scenario applies to)`,
+    )
     .addOption(new Option("--seed <n>", "override the scenarios' seeds").argParser(parseSeed))
     .option("--no-check", "do not check the machine invariants after every step")
     .option("-v, --verbose", "list every step, not only failures")
@@ -102,16 +131,21 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
     .description("run a scenario up to a step and show the machine then")
     .argument("<file>", "scenario file (YAML or JSON)")
     .addOption(
-      new Option("--step <n>", "stop after step N (default: the last; 0: just booted)").argParser(
-        (v) => parseCount("--step", v),
-      ),
+      new Option(
+        "--step <n>",
+        "stop after step N, counting every step of the file (default: the last; 0: just booted)",
+      ).argParser(parseCount),
     )
     .addOption(
-      new Option("--domain <id>", "also show this domain's page table").argParser((v) =>
-        parseCount("--domain", v),
-      ),
+      new Option(
+        "--domain <id>",
+        "also show this domain's page table (an ID from the Domains list)",
+      ).argParser(parseCount),
     )
-    .option("--driver <name>", "run every IOMMU with this driver")
+    .option(
+      "--driver <name>",
+      `run every IOMMU with this driver: ${deps.host.availableDrivers.join(", ")}`,
+    )
     .option("--json", "print machine-readable JSON")
     .action((file: string, opts: InspectOpts) => {
       code = inspectFile(file, opts, io, deps);
@@ -130,9 +164,7 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
     .command("machines")
     .description("list the built-in machines")
     .action(() => {
-      for (const [name, m] of Object.entries(BUILTIN_MACHINES)) {
-        io.stdout(`${name.padEnd(12)} ${m.doc}\n`);
-      }
+      io.stdout(machinesText());
     });
 
   try {
@@ -157,15 +189,40 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: CliDeps):
   return code;
 }
 
-function parseCount(option: string, v: string): number {
+// Commander prefixes these messages with the option and the value it refused.
+function parseCount(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 0x7fff_ffff) {
-    throw new CommanderError(
-      EXIT_INPUT,
-      "commander.invalidArgument",
-      `${option}: expected a non-negative integer, got "${v}"`,
-    );
+    throw new InvalidArgumentError("expected a non-negative integer.");
   }
   return Number(v);
+}
+
+/** `machines`: each built-in machine's name, then its description wrapped beside it. */
+function machinesText(): string {
+  const names = Object.keys(BUILTIN_MACHINES);
+  const indent = Math.max(...names.map((n) => n.length)) + 2;
+  let out = "";
+  for (const [name, m] of Object.entries(BUILTIN_MACHINES)) {
+    wrapWords(m.doc, 96 - indent).forEach((l, i) => {
+      out += `${(i === 0 ? name : "").padEnd(indent)}${l}\n`;
+    });
+  }
+  return `${out}\nA scenario names one with \`machine: NAME\` (docs/machine-description.md).\n`;
+}
+
+function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let cur = "";
+  for (const w of text.trim().split(/\s+/)) {
+    if (cur !== "" && cur.length + 1 + w.length > width) {
+      lines.push(cur);
+      cur = w;
+    } else {
+      cur = cur === "" ? w : `${cur} ${w}`;
+    }
+  }
+  if (cur !== "") lines.push(cur);
+  return lines;
 }
 
 function inspectFile(file: string, opts: InspectOpts, io: CliIo, deps: CliDeps): number {
@@ -186,11 +243,7 @@ function inspectFile(file: string, opts: InspectOpts, io: CliIo, deps: CliDeps):
 
 function parseSeed(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 0xffff_ffff) {
-    throw new CommanderError(
-      EXIT_INPUT,
-      "commander.invalidArgument",
-      `--seed: expected an integer 0..4294967295, got "${v}"`,
-    );
+    throw new InvalidArgumentError("expected an integer 0..4294967295.");
   }
   return Number(v);
 }

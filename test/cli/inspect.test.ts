@@ -118,6 +118,9 @@ describe("iommu-sim inspect", () => {
     expect(bad.stderr).toBe("--domain: no live domain 42; the live domains are 0, 1, 2, 3, 4\n");
     const neg = await cli({ "m.yaml": MOCK }, "inspect", "m.yaml", "--step", "-1");
     expect(neg.code).toBe(2);
+    expect(neg.stderr).toBe(
+      "error: option '--step <n>' argument '-1' is invalid. expected a non-negative integer.\n(add --help for usage)\n",
+    );
     const failing = MOCK.replace("    error: EBUSY\n", "");
     const f = await cli({ "f.yaml": failing }, "inspect", "f.yaml");
     expect(f.code).toBe(1);

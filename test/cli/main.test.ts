@@ -83,7 +83,7 @@ describe("iommu-sim (spawned)", () => {
 
     const usage = cli("run", "--frobnicate", "x.yaml");
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toBe("error: unknown option '--frobnicate'\n");
+    expect(usage.stderr).toBe("error: unknown option '--frobnicate'\n(add --help for usage)\n");
   });
 
   it("a reader that stops early (| head) ends the output quietly: no EPIPE stack, the run's exit code", () => {

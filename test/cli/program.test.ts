@@ -5,7 +5,11 @@ import { machineHost } from "../../src/scenario/machine-host.js";
 import { fakeHost } from "../scenario/fake-world.js";
 
 /** An in-memory CLI: files in a map, output captured. */
-function cli(files: Record<string, string> = {}, host: CliDeps["host"] = fakeHost) {
+function cli(
+  files: Record<string, string> = {},
+  host: CliDeps["host"] = fakeHost,
+  version?: string,
+) {
   const out: string[] = [];
   const errOut: string[] = [];
   const written: Record<string, string> = {};
@@ -27,6 +31,7 @@ function cli(files: Record<string, string> = {}, host: CliDeps["host"] = fakeHos
       o.stdout("demo ran\n");
       return 0;
     },
+    ...(version === undefined ? {} : { version }),
   };
   return {
     run: (...argv: string[]) => runCli(argv, io, deps),
@@ -175,13 +180,17 @@ describe("the iommu-sim command line", () => {
   it("bad command-line arguments are reported clearly with exit 2", async () => {
     const c = cli({ "p.yaml": PASS });
     expect(await c.run("run")).toBe(2);
-    expect(c.stderr()).toBe("error: missing required argument 'files'\n");
+    expect(c.stderr()).toBe("error: missing required argument 'files'\n(add --help for usage)\n");
     const d = cli({ "p.yaml": PASS });
     expect(await d.run("run", "--sede", "3", "p.yaml")).toBe(2);
-    expect(d.stderr()).toBe("error: unknown option '--sede'\n(Did you mean --seed?)\n");
+    expect(d.stderr()).toBe(
+      "error: unknown option '--sede'\n(Did you mean --seed?)\n(add --help for usage)\n",
+    );
     const e = cli({ "p.yaml": PASS });
     expect(await e.run("run", "--seed", "x", "p.yaml")).toBe(2);
-    expect(e.stderr()).toContain('--seed: expected an integer 0..4294967295, got "x"');
+    expect(e.stderr()).toBe(
+      "error: option '--seed <n>' argument 'x' is invalid. expected an integer 0..4294967295.\n(add --help for usage)\n",
+    );
     const f = cli({ "p.yaml": PASS });
     expect(await f.run("runn")).toBe(2);
     expect(f.stderr()).toContain("unknown command 'runn'");
@@ -192,10 +201,31 @@ describe("the iommu-sim command line", () => {
     );
   });
 
-  it("--help exits 0", async () => {
+  it("--help exits 0 and names the exit codes; --version prints the version", async () => {
     const c = cli();
     expect(await c.run("--help")).toBe(0);
     expect(c.stdout()).toContain("Usage: iommu-sim");
+    expect(c.stdout()).toContain(
+      "Exit codes: 0 everything passed; 1 a scenario failed; 2 bad input",
+    );
+    const v = cli({}, fakeHost, "1.2.3");
+    expect(await v.run("--version")).toBe(0);
+    expect(v.stdout()).toBe("1.2.3\n");
+  });
+
+  it("machines: every built-in machine, its description wrapped in one column", async () => {
+    const c = cli();
+    expect(await c.run("machines")).toBe(0);
+    const lines = c.stdout().split("\n");
+    // The longest name (platform-mock) still leaves two spaces before its description.
+    expect(lines).toContain(
+      "platform-mock  One mock IOMMU and platform devices: one with pasid-num-bits 20, one with",
+    );
+    for (const name of ["default", "single-mock", "pci-no-acs", "multi-iommu"]) {
+      expect(lines.some((l) => l.startsWith(`${name.padEnd(15)}`))).toBe(true);
+    }
+    expect(lines.every((l) => l.length <= 96)).toBe(true);
+    expect(lines.filter((l) => /^\S/.test(l) && !l.startsWith("A scenario")).length).toBe(5);
   });
 
   it("--trace writes text or Chrome JSON", async () => {
