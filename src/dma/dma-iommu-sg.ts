@@ -270,8 +270,8 @@ export function iommuDmaUnmapSg(
   nents: number,
   cpu: number,
 ): "strict" | "lazy" | null {
+  // The mark stays: scatterlist.h has no sg_dma_unmark_swiotlb.
   if ((sgl[0]!.dmaFlags & SG_DMA_SWIOTLB) !== 0) {
-    sgl[0]!.dmaFlags &= ~SG_DMA_SWIOTLB;
     iommuDmaUnmapSgSwiotlb(s, dev, sgl, nents, cpu);
     return null;
   }

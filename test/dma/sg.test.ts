@@ -4,13 +4,20 @@
 
 import { describe, expect, it } from "vitest";
 import { OK } from "../../src/base/result.js";
+import { BusType, Device } from "../../src/bus/device.js";
 import {
   DMA_BIDIRECTIONAL,
   DMA_BIT_MASK,
   DMA_MAPPING_ERROR,
   DMA_TO_DEVICE,
 } from "../../src/dma/constants.js";
-import { SgTable, sgInitTable, sgSetBuf, sgTableFromBuffers } from "../../src/dma/scatterlist.js";
+import {
+  SG_DMA_SWIOTLB,
+  SgTable,
+  sgInitTable,
+  sgSetBuf,
+  sgTableFromBuffers,
+} from "../../src/dma/scatterlist.js";
 import { buffer, dmaBed, unwrap } from "./setup.js";
 
 const K4 = 0x1000;
@@ -200,7 +207,10 @@ describe("dma_map_sg on the other paths", () => {
     expect(ok.nents).toBe(2);
     const [[a0], [a1]] = segments(ok) as [[bigint, number], [bigint, number]];
     expect(a0).not.toBe(a1 - 0x1000n); // separate IOVA ranges, not one merged range
+    expect(ok.sgl[0]!.dmaFlags & SG_DMA_SWIOTLB).toBe(SG_DMA_SWIOTLB);
     b.dma.unmapSgtable(tb, ok, DMA_TO_DEVICE);
+    // scatterlist.h has sg_dma_mark_swiotlb but no unmark: the mark outlives the unmap.
+    expect(ok.sgl[0]!.dmaFlags & SG_DMA_SWIOTLB).toBe(SG_DMA_SWIOTLB);
     const domain = b.core.getDmaDomain(tb)!;
     expect(b.core.iovaToPhys(domain, a0)).toBe(0n);
     expect(b.core.iovaToPhys(domain, a1)).toBe(0n);
@@ -214,6 +224,19 @@ describe("dma_map_sg on the other paths", () => {
     expect(b.dma.mapSgtable(tb, bad, DMA_TO_DEVICE)).toEqual({ ok: false, errno: "EIO" });
     // The entry mapped before the failure was unmapped again.
     expect([cookie.maps - maps, cookie.unmaps - unmaps]).toEqual([1, 1]);
+  });
+
+  it("no dma_mask: WARN_ON_ONCE, dma_map_sg 0 and dma_map_sgtable 0 with nents 0 (no errno)", () => {
+    const b = dmaBed();
+    const odd = new Device("odd0", new BusType("odd"));
+    const sgt = sgTableFromBuffers([[buffer(b), K4]]);
+    const before = b.ctx.warnings.count;
+    expect(b.dma.mapSg(odd, sgt.sgl, 1, DMA_TO_DEVICE)).toBe(0);
+    // __dma_map_sg_attrs returns 0 before its errno check, and dma_map_sgtable only fails on < 0.
+    expect(b.dma.mapSgtable(odd, sgt, DMA_TO_DEVICE)).toEqual(OK);
+    expect(sgt.nents).toBe(0);
+    expect(b.ctx.warnings.count).toBe(before + 1);
+    expect(b.ctx.warnings.list().at(-1)?.site).toBe("__dma_map_sg_attrs");
   });
 
   it("nents beyond the list is simulator misuse", () => {
