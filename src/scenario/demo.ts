@@ -37,6 +37,12 @@ export interface DemoAct {
   readonly note: string | undefined;
   readonly calls: readonly { readonly step: CallStep<Machine>; readonly result: StepResult }[];
   readonly checks: number;
+  /** The notes of the act's checks, each after the calls that came before it. */
+  readonly checkNotes: readonly {
+    readonly step: number;
+    readonly afterCalls: number;
+    readonly note: string;
+  }[];
   readonly failed: readonly StepResult[];
 }
 
@@ -69,13 +75,23 @@ export function demoActs(run: DemoRun): DemoAct[] {
     if (acts.length === 0) acts.push({ title: "", note: undefined, steps: [] });
     acts[acts.length - 1]!.steps.push([step, r]);
   });
-  return acts.map((a) => ({
-    title: a.title,
-    note: a.note,
-    calls: a.steps.flatMap(([s, r]) => (s.kind === "call" ? [{ step: s, result: r }] : [])),
-    checks: a.steps.filter(([s, r]) => s.kind === "expect" && r.status === "pass").length,
-    failed: a.steps.filter(([, r]) => r.status === "fail").map(([, r]) => r),
-  }));
+  return acts.map((a) => {
+    let calls = 0;
+    const checkNotes: { step: number; afterCalls: number; note: string }[] = [];
+    for (const [s, r] of a.steps) {
+      if (s.kind === "call") calls++;
+      else if (s.kind === "expect" && s.note !== undefined && r.status === "pass")
+        checkNotes.push({ step: r.step, afterCalls: calls, note: s.note });
+    }
+    return {
+      title: a.title,
+      note: a.note,
+      calls: a.steps.flatMap(([s, r]) => (s.kind === "call" ? [{ step: s, result: r }] : [])),
+      checks: a.steps.filter(([s, r]) => s.kind === "expect" && r.status === "pass").length,
+      checkNotes,
+      failed: a.steps.filter(([, r]) => r.status === "fail").map(([, r]) => r),
+    };
+  });
 }
 
 // ---------------------------------------------------------------- text
@@ -89,19 +105,33 @@ export function formatDemo(run: DemoRun, trace: { file: string; events: number }
   out.push(run.scenario.name);
   if (run.scenario.description) for (const l of wrap(run.scenario.description, WIDTH)) out.push(l);
   out.push("");
+  out.push(machineLine(m));
   out.push(
-    `Machine "${m.name}": ${m.iommus().length} RISC-V IOMMUs, ${m.core.groups().length} IOMMU groups, ${m.presentDevices().length} devices; seed ${run.result.seed}; story ${run.scenario.file}`,
+    `Seed ${run.result.seed}; story ${run.scenario.file} (each call shows its step number, as inspect --step counts).`,
   );
   let n = 0;
   for (const act of demoActs(run)) {
     out.push("");
     if (act.title !== "") out.push(`${++n}. ${act.title}`);
     if (act.note) for (const l of wrap(act.note, WIDTH - 3)) out.push(`   ${l}`);
-    for (const { step, result } of act.calls) {
+    const checkNote = (calls: number) => {
+      for (const c of act.checkNotes.filter((x) => x.afterCalls === calls)) {
+        const [first, ...rest] = wrap(c.note, WIDTH - 7);
+        out.push(`     ✓ ${first}`);
+        for (const l of rest) out.push(`       ${l}`);
+      }
+    };
+    checkNote(0);
+    act.calls.forEach(({ step, result }, i) => {
       const mark = result.status === "fail" ? "✗" : result.status === "skipped" ? "·" : "→";
-      out.push(`   ${mark} ${step.text}${outcomeText(step, result)}`);
+      const named = step.bind !== undefined && result.status === "pass" ? ` (as ${step.bind})` : "";
+      // The step number, as `inspect --step N` counts it.
+      out.push(
+        `${String(result.step).padStart(3)} ${mark} ${step.text}${outcomeText(step, result)}${named}`,
+      );
       if (step.note) for (const l of wrap(step.note, WIDTH - 8)) out.push(`       ${l}`);
-    }
+      checkNote(i + 1);
+    });
     if (act.checks > 0)
       out.push(
         `     ✓ ${act.checks} check${act.checks === 1 ? "" : "s"} of the machine's state held`,
@@ -129,18 +159,35 @@ export function formatDemo(run: DemoRun, trace: { file: string; events: number }
   out.push("");
   out.push(
     trace === null
-      ? "Trace: not recorded (iommu-sim demo --trace FILE: .json for ui.perfetto.dev, else ftrace-style text)."
+      ? "Trace: not recorded (npx iommu-sim demo --trace FILE: .json for ui.perfetto.dev, else ftrace-style text)."
       : `Trace: ${trace.events} events written to ${trace.file}${trace.file.endsWith(".json") ? " (open it in ui.perfetto.dev)" : ""}.`,
   );
   out.push("");
+  out.push("Next:");
+  out.push(`  npx iommu-sim inspect ${run.scenario.file} --step N --domain ID`);
   out.push(
-    "Next: iommu-sim inspect scenarios/demo/story.yaml --step N [--domain ID] shows the machine at any",
+    "      the machine after step N (the numbers beside the calls), with domain ID's page table",
   );
-  out.push(
-    "step; iommu-sim run scenarios/*/*.yaml runs every scenario; docs/scenario-language.md tells how",
-  );
-  out.push("to write your own.");
+  out.push("  npx iommu-sim run scenarios/*/*.yaml");
+  out.push("      run every scenario of the project and check every expectation");
+  out.push("  docs/scenario-language.md: how to write your own");
   return `${out.join("\n")}\n`;
+}
+
+/** `Machine "default": 2 RISC-V IOMMUs; 6 devices and 8 PCI bridges/ports in 12 IOMMU groups`. */
+function machineLine(m: Machine): string {
+  const iommus = m.iommus();
+  const drivers = [...new Set(iommus.map((i) => i.description.driver))];
+  const kind = drivers.length === 1 && drivers[0] === "riscv" ? "RISC-V IOMMUs" : "IOMMUs";
+  const devices = m.presentDevices();
+  const pciDevices = devices.filter((n) => m.pci.pciDev(n) !== undefined).length;
+  const pciFunctions = (topologyJSON(m) as { functions: Json[] }[]).reduce(
+    (n, s) => n + s.functions.length,
+    0,
+  );
+  const groups = m.core.groups().length;
+  const n = (k: number, what: string) => `${k} ${what}${k === 1 ? "" : "s"}`;
+  return `Machine "${m.name}": ${iommus.length} ${kind}; ${n(devices.length, "device")} and ${pciFunctions - pciDevices} PCI bridges/ports in ${n(groups, "IOMMU group")}`;
 }
 
 function rule(title: string): string {
@@ -222,18 +269,23 @@ export function demoJSON(run: DemoRun, trace: { file: string; events: number } |
     steps: {
       total: run.result.steps.length,
       passed: run.result.steps.filter((s) => s.status === "pass").length,
+      calls: run.scenario.steps.filter((s) => s.kind === "call").length,
+      checks: run.scenario.steps.filter((s) => s.kind === "expect").length,
     },
     acts: demoActs(run).map((a) => ({
       title: a.title,
       note: a.note ?? null,
       calls: a.calls.map(({ step, result }) => ({
+        step: result.step,
         call: step.text,
+        ...(step.bind === undefined ? {} : { as: step.bind }),
         status: result.status,
         ...(result.result === undefined ? {} : { result: result.result }),
         ...(result.errno === undefined ? {} : { errno: result.errno }),
         ...(step.note === undefined ? {} : { note: step.note }),
       })),
       checks: a.checks,
+      check_notes: a.checkNotes.map((c) => ({ step: c.step, note: c.note })),
       failures: a.failed.map((f) => ({
         step: f.step,
         call: f.call,

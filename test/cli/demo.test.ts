@@ -75,6 +75,27 @@ describe("iommu-sim demo", () => {
     expect(out).toContain("→ idxd_cdev_open(dev=dsa0, task=app2) = {fd: 0, pasid: 3}");
     expect(out).toMatch(/device_dma_read\(dev=acc0, addr=iova2, len=6\) = "secret"\n.*lazy/);
     expect(out).toContain("✓ All ");
+    // What the machine is, in counts that agree with the report below.
+    expect(out).toContain(
+      'Machine "default": 2 RISC-V IOMMUs; 6 devices and 8 PCI bridges/ports in 12 IOMMU groups\n',
+    );
+    expect(out.match(/^ {2}group \d+ +[a-z]/gm)).toHaveLength(12);
+    // Each call carries its step number (what inspect --step takes) and the name `as:` gave it,
+    // so later calls that use the name can be followed.
+    expect(out).toMatch(/^ {2}8 → __get_free_pages\(order=0\) = 0x[0-9a-f]+ \(as src\)$/m);
+    expect(out).toMatch(/^ {1}10 → phys_write\(addr=src, /m);
+    expect(out).toMatch(
+      /→ idxd_cdev_open\(dev=dsa0, task=app1\) = \{fd: 0, pasid: 2\} \(as wq1\)\n/,
+    );
+    // A check's note is told where the check stands.
+    expect(out).toMatch(
+      /→ close\(task=app1, fd=wq1\.fd\)\n {5}✓ app1 has unbound, but its PASID stays with its mm/,
+    );
+    const [, calls, checks] = /✓ All (\d+) calls .* all (\d+) checks/.exec(out)!;
+    const numbered = out.match(/^ {0,2}\d+ [→✗·] /gm)!;
+    expect(numbered).toHaveLength(Number(calls));
+    const perAct = [...out.matchAll(/✓ (\d+) checks? of the machine's state held/g)];
+    expect(perAct.reduce((n, m) => n + Number(m[1]), 0)).toBe(Number(checks));
     // The report: topology and groups, domains, PASIDs, DMA, IOTLB, faults, oracle, trace.
     expect(out).toContain("group 8   br0, legacy0, legacy1");
     expect(out).toMatch(/domain 7 +DMA +iommu0 +group 5 \(nic0\) as default \[\d+ mappings\]/);
@@ -114,6 +135,19 @@ describe("iommu-sim demo", () => {
     expect(doc.acts[2].calls).toContainEqual(
       expect.objectContaining({ errno: "EPERM", status: "pass" }),
     );
+    // The same facts as the text: step numbers, names, check notes, the totals.
+    expect(doc.acts[1].calls).toContainEqual(
+      expect.objectContaining({ step: 8, call: "__get_free_pages(order=0)", as: "src" }),
+    );
+    expect(doc.acts[5].check_notes).toEqual([
+      { step: 64, note: "app1 has unbound, but its PASID stays with its mm while it lives" },
+    ]);
+    const text = (await cli("demo")).stdout;
+    expect(text).toContain(
+      `✓ All ${doc.steps.calls} calls returned what the kernel returns and all ${doc.steps.checks} checks`,
+    );
+    const calls = doc.acts.reduce((n: number, a: { calls: unknown[] }) => n + a.calls.length, 0);
+    expect(calls).toBe(doc.steps.calls);
     expect(Object.keys(doc.report)).toEqual([
       "topology",
       "groups",
