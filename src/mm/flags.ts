@@ -16,6 +16,10 @@ export const VM_MAYEXEC = 0x40;
 export const VM_MAYSHARE = 0x80;
 /** Never copied into a fork child (madvise MADV_DONTFORK). */
 export const VM_DONTCOPY = 0x2_0000;
+/** Charged to the commit limit (accountable_mapping: private and writable, not NORESERVE). */
+export const VM_ACCOUNT = 0x10_0000;
+/** Not charged (MAP_NORESERVE under the default overcommit policy). */
+export const VM_NORESERVE = 0x20_0000;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 
 // ---- mmap/mprotect prot ----

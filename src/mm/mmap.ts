@@ -25,11 +25,14 @@ import {
   MAP_PRIVATE,
   MAP_SHARED,
   MAP_TYPE,
+  VM_ACCOUNT,
   VM_MAYEXEC,
   VM_MAYREAD,
   VM_MAYSHARE,
   VM_MAYWRITE,
+  VM_NORESERVE,
   VM_SHARED,
+  VM_WRITE,
 } from "./flags.js";
 import { populateVmaPageRange, unmapVmas } from "./memory.js";
 import { type MmStruct, VmArea } from "./mm-types.js";
@@ -105,6 +108,11 @@ function doMmap(
   const type = flags & MAP_TYPE;
   if (type === MAP_SHARED) vmFlags |= VM_SHARED | VM_MAYSHARE;
   else if (type !== MAP_PRIVATE) return err("EINVAL");
+  // vm.overcommit_memory is OVERCOMMIT_GUESS: MAP_NORESERVE is honoured.
+  if (flags & MAP_NORESERVE) vmFlags |= VM_NORESERVE;
+  // accountable_mapping: private writable memory is charged and marked VM_ACCOUNT, which (like
+  // every flag) keeps it from merging with uncharged neighbours.
+  if ((vmFlags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE) vmFlags |= VM_ACCOUNT;
   // mmap_region: a MAP_FIXED mapping replaces whatever it covers.
   const cleared = munmapRange(mm, startPage, endPage);
   if (!cleared.ok) return cleared;

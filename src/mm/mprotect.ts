@@ -7,6 +7,8 @@
 // permission the VMA may not take (VM_MAYx clear) → EACCES; a split past max_map_count →
 // ENOMEM. Like the kernel, VMAs before the failing one keep their new protection.
 //
+// A private VMA made writable for the first time is charged (VM_ACCOUNT, kept afterwards; not
+// for VM_NORESERVE or shared memory), as mprotect_fixup does; the flag takes part in merging.
 // Each VMA changed is merged with its neighbours when the rules allow, else split; then every
 // PTE of the range (present or PROT_NONE) is rewritten in place with pte_modify(old, new
 // vm_page_prot) — PFN, A, D and the software bits kept — and for private writable VMAs W
@@ -29,6 +31,9 @@ import {
   PROT_SEM,
   PROT_WRITE,
   VM_ACCESS_FLAGS,
+  VM_ACCOUNT,
+  VM_NORESERVE,
+  VM_SHARED,
   VM_WRITE,
 } from "./flags.js";
 import type { MmStruct, VmArea } from "./mm-types.js";
@@ -127,8 +132,14 @@ function mprotectFixup(
   end: number,
   newFlags: number,
 ): Result<number> {
-  if (newFlags === vma.flags) return { ok: true, value: vma.endPage };
-  const target = vmaModifyFlags(vma, start, end, newFlags);
+  const oldFlags = vma.flags;
+  if (newFlags === oldFlags) return { ok: true, value: vma.endPage };
+  let flags = newFlags;
+  // Private memory becoming writable is charged now (no commit limit is modelled).
+  if (flags & VM_WRITE && !(oldFlags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE))) {
+    flags |= VM_ACCOUNT;
+  }
+  const target = vmaModifyFlags(vma, start, end, flags);
   if (!target.ok) return target;
   changeProtection(tlb, target.value, start, end);
   return { ok: true, value: target.value.endPage };

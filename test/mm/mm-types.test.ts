@@ -62,7 +62,7 @@ describe("JSON views", () => {
           start: "0x400000",
           end: "0x402000",
           perms: "rw-p",
-          flags: "0x73",
+          flags: "0x100073",
           pgoff: "0x400",
           shmem: null,
           anonVma: 1,

@@ -6,6 +6,7 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
+  MAP_NORESERVE,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -14,7 +15,9 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
+  VM_ACCOUNT,
   VM_MAYSHARE,
+  VM_NORESERVE,
   VM_SHARED,
 } from "../../src/mm/flags.js";
 import { vmMmap } from "../../src/mm/mmap.js";
@@ -169,6 +172,28 @@ describe("mmap placement (top-down below mmap_base, as Linux's default layout)",
     // Everything from mmap_min_addr to mmap_base is taken.
     must(vmMmap(mm, 0x1000n, base - 0x1000n, PROT_NONE, ANON | MAP_FIXED));
     expect(must(vmMmap(mm, 0n, 64n << 20n, RW, ANON))).toBe(base);
+  });
+});
+
+describe("mmap and commit accounting flags", () => {
+  it("marks private writable memory VM_ACCOUNT and MAP_NORESERVE memory VM_NORESERVE, and keeps them apart", () => {
+    const { sys } = machine();
+    const mm = newMm(sys);
+    const A = 0x40_0000n;
+    must(vmMmap(mm, A, 0x1000n, RW, ANON | MAP_FIXED));
+    must(vmMmap(mm, A + 0x1000n, 0x1000n, RW, ANON | MAP_FIXED | MAP_NORESERVE));
+    must(vmMmap(mm, A + 0x2000n, 0x1000n, PROT_READ, ANON | MAP_FIXED));
+    must(vmMmap(mm, A + 0x3000n, 0x1000n, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED));
+    expect(mm.vmas.toArray().map((v) => v.flags & (VM_ACCOUNT | VM_NORESERVE))).toEqual([
+      VM_ACCOUNT,
+      VM_NORESERVE,
+      0,
+      0,
+    ]);
+    // A second charged mapping merges with the first; a second NORESERVE one with its like.
+    must(vmMmap(mm, A - 0x1000n, 0x1000n, RW, ANON | MAP_FIXED));
+    expect(mm.mapCount).toBe(4);
+    expect(mm.vmaLookup(A)!.start).toBe(A - 0x1000n);
   });
 });
 

@@ -15,6 +15,7 @@ import { Cpu } from "../../src/mm/cpu.js";
 import {
   MAP_ANONYMOUS,
   MAP_FIXED,
+  MAP_NORESERVE,
   MAP_POPULATE,
   MAP_PRIVATE,
   PROT_EXEC,
@@ -23,7 +24,9 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
+  VM_ACCOUNT,
   VM_MAYWRITE,
+  VM_NORESERVE,
   VM_READ,
   VM_WRITE,
 } from "../../src/mm/flags.js";
@@ -50,6 +53,29 @@ function setup(pages = 3n) {
 
 const ranges = (mm: ReturnType<typeof setup>["mm"]) =>
   mm.vmas.toArray().map((v) => [v.start, v.end, v.flags & (VM_READ | VM_WRITE)]);
+
+describe("mprotect and VM_ACCOUNT", () => {
+  it("charges private memory made writable (VM_ACCOUNT), which then never merges with uncharged memory", () => {
+    const { sys } = machine();
+    const mm = newMm(sys);
+    must(vmMmap(mm, A, 0x1000n, PROT_READ, ANON));
+    must(vmMmap(mm, A + 0x1000n, 0x1000n, PROT_READ, ANON | MAP_NORESERVE));
+    must(vmMmap(mm, A + 0x2000n, 0x1000n, PROT_READ, ANON));
+    const flags = () => mm.vmas.toArray().map((v) => v.flags & (VM_ACCOUNT | VM_NORESERVE | RW));
+    expect(flags()).toEqual([PROT_READ, PROT_READ | VM_NORESERVE, PROT_READ]);
+    must(doMprotect(mm, A, 0x3000n, RW));
+    expect(flags()).toEqual([RW | VM_ACCOUNT, RW | VM_NORESERVE, RW | VM_ACCOUNT]);
+    // Read-only again: the charge stays, so the three VMAs stay apart.
+    must(doMprotect(mm, A, 0x3000n, PROT_READ));
+    expect(flags()).toEqual([
+      PROT_READ | VM_ACCOUNT,
+      PROT_READ | VM_NORESERVE,
+      PROT_READ | VM_ACCOUNT,
+    ]);
+    must(vmMmap(mm, A + 0x3000n, 0x1000n, PROT_READ, ANON));
+    expect(mm.mapCount).toBe(4);
+  });
+});
 
 describe("mprotect errors", () => {
   it("EINVAL: unaligned start, both grow directions, unknown prot bits", () => {
@@ -171,8 +197,11 @@ describe("mprotect", () => {
   });
 
   it("merges a VMA's tail into the next VMA and carries on past it", () => {
-    const { mm } = setup(4n);
-    must(vmMmap(mm, A + 0x4000n, 0x1000n, PROT_NONE, ANON));
+    const { sys } = machine();
+    const mm = newMm(sys);
+    // MAP_NORESERVE: neither VMA is charged (VM_ACCOUNT), so their flags can become equal.
+    must(vmMmap(mm, A, 0x4000n, RW, ANON | MAP_POPULATE | MAP_NORESERVE));
+    must(vmMmap(mm, A + 0x4000n, 0x1000n, PROT_NONE, ANON | MAP_NORESERVE));
     expect(doMprotect(mm, A + 0x2000n, 0x3000n, PROT_NONE).ok).toBe(true);
     expect(ranges(mm)).toEqual([
       [A, A + 0x2000n, VM_READ | VM_WRITE],
