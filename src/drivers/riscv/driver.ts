@@ -11,6 +11,7 @@
 // map_pages refuses with EEXIST to replace a live mapping (upstream overwrites it).
 
 import { SimError } from "../../base/errors.js";
+import { Ida } from "../../base/ida.js";
 import { err, ok, type Result } from "../../base/result.js";
 import type { Device } from "../../bus/device.js";
 import { devIsPci } from "../../bus/pci-dev.js";
@@ -67,6 +68,8 @@ export class RiscvIommuDriver {
   readonly pageRequests: PendingPageRequest[] = [];
   /** Stop Markers seen (discarded). */
   stopMarkers = 0;
+  /** `riscv_iommu_pscids`: one PSCID space for every instance of the driver. */
+  readonly pscids = new Ida();
   readonly events: RiscvIommuEvents;
   readonly #limits = new Map<RiscvIommuDevice, Ratelimit>();
   readonly #pagingOps: IommuDomainOps;

@@ -66,6 +66,7 @@ export function createRiscvIommu(o: CreateRiscvIommuOptions): RiscvIommuSetup {
       core: o.core,
       memory: o.memory,
       frames: o.frames,
+      pscids: driver.pscids,
       ...(o.options === undefined ? {} : { options: o.options }),
     },
     driver.events,

@@ -178,6 +178,9 @@ export class RiscvIommuDevice extends IommuDevice {
   readonly queueErrors = { cq: 0, fq: 0, pq: 0 };
   /** IOFENCE.C that did not complete (the kernel's "command execution timeout"). */
   syncTimeouts = 0;
+  /** PSCIDs come from the driver's one space (the module-wide `riscv_iommu_pscids` IDA). */
+  readonly #pscidSpace: Ida;
+  /** The PSCIDs of this instance's domains, within that space. */
   readonly #pscids = new Ida();
   readonly #pscidMax: number;
   /** device_id → the device it belongs to (its own RID wins over another device's alias). */
@@ -197,6 +200,8 @@ export class RiscvIommuDevice extends IommuDevice {
       memory: PhysicalMemory;
       frames: FrameAllocator;
       options?: RiscvIommuOptions;
+      /** The driver's PSCID space, shared by its instances; a private one when absent. */
+      pscids?: Ida;
     },
     events: RiscvIommuEvents,
   ) {
@@ -208,6 +213,7 @@ export class RiscvIommuDevice extends IommuDevice {
     this.frames = init.frames;
     this.options = init.options ?? {};
     this.#events = events;
+    this.#pscidSpace = init.pscids ?? new Ida();
     const o = this.options;
     const bits = o.pscidBits ?? 20;
     if (!Number.isInteger(bits) || bits < 1 || bits > 20) {
@@ -559,14 +565,22 @@ export class RiscvIommuDevice extends IommuDevice {
 
   // ---------------------------------------------------------------- PSCIDs
 
-  /** A free PSCID in [1, max] (0 is never used), or −1. */
+  /**
+   * A free PSCID in [1, max] (0 is never used) of the driver's space, or −1. Like the kernel's
+   * ida_alloc_range(&riscv_iommu_pscids, 1, RISCV_IOMMU_MAX_PSCID), the space is the driver's,
+   * not the instance's: domains of two IOMMUs never share a PSCID.
+   */
   allocPscid(): number {
-    return this.#pscids.alloc(1, this.#pscidMax);
+    const pscid = this.#pscidSpace.alloc(1, this.#pscidMax);
+    if (pscid > 0) this.#pscids.allocExact(pscid);
+    return pscid;
   }
 
   freePscid(pscid: number): void {
+    const mine = this.#pscids.free(pscid);
+    if (mine) this.#pscidSpace.free(pscid);
     this.ctx.warnings.on(
-      !this.#pscids.free(pscid),
+      !mine,
       "riscv_iommu_free_paging_domain",
       `PSCID ${pscid} of ${this.name} was not allocated`,
     );

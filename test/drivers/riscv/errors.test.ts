@@ -19,7 +19,7 @@ function bare(caps: ConstructorParameters<typeof RiscvIommu>[3] = {}) {
   const hwdev = new Device("iommu1", b.platform);
   b.model.deviceAdd(hwdev);
   const iommu = new RiscvIommuDevice(
-    { hw, ctx: b.ctx, core: b.core, memory: b.memory, frames: b.frames },
+    { hw, ctx: b.ctx, core: b.core, memory: b.memory, frames: b.frames, pscids: b.driver.pscids },
     b.driver.events,
   );
   return { ...b, hw, hwdev, iommu };

@@ -54,11 +54,16 @@ describe("several RISC-V IOMMUs in one machine", () => {
     expect(b.core.attachDevice(fromA, b.a)).toEqual(OK);
   });
 
-  it("keeps PSCIDs and translations per instance", () => {
+  it("takes PSCIDs from one driver-wide space (riscv_iommu_pscids) and keeps translations per instance", () => {
     const b = three();
     const da = b.core.getDomainForDev(b.a) as RiscvPagingDomain;
     const ds = b.core.getDomainForDev(b.s) as RiscvPagingDomain;
-    expect(da.pscid).toBe(ds.pscid);
+    expect(da.pscid).not.toBe(ds.pscid);
+    expect(b.iommus.get("full")!.iommu.pscidsInUse()).toEqual([da.pscid]);
+    expect(b.iommus.get("sv39")!.iommu.pscidsInUse()).toEqual([ds.pscid]);
+    expect([...b.driver.pscids.ids()]).toEqual(
+      [...b.iommus.values()].flatMap((s) => s.iommu.pscidsInUse()).sort((x, y) => x - y),
+    );
     unwrap(b.core.map(da, 0x1000n, 0x8300_0000n, 0x1000n, IOMMU_READ | IOMMU_WRITE));
     unwrap(b.core.map(ds, 0x1000n, 0x8380_0000n, 0x1000n, IOMMU_READ | IOMMU_WRITE));
     const ra = dma(b.iommus.get("full")!.hardware, 1, 0x1000n);
