@@ -14,6 +14,7 @@ import {
   DMA_NONE,
   DMA_TO_DEVICE,
 } from "../../src/dma/constants.js";
+import { iommuDmaInitDomain, iommuGetDmaCookie } from "../../src/dma/dma-iommu.js";
 import { dmaApiOf, installDmaApi } from "../../src/dma/mapping.js";
 import { IOMMU_READ, IOMMU_WRITE } from "../../src/iommu/constants.js";
 import { buffer, dmaBed, RAM_BASE, unwrap } from "./setup.js";
@@ -267,6 +268,23 @@ describe("dma_map_single / dma_unmap_single through the RISC-V IOMMU", () => {
     // The next map gets the same IOVA from the cache and works.
     const iova = b.dma.mapSingle(dev, RAM_BASE, K4, DMA_TO_DEVICE);
     expect(iova).toBe(0x7fff_f000n);
+  });
+});
+
+describe("the IOVA cookie", () => {
+  it("iommu_get_dma_cookie: EEXIST on a domain with a cookie; iommu_dma_init_domain: EINVAL without a DMA_IOVA cookie", () => {
+    const b = dmaBed();
+    const dev = b.platformDev("dev0", 7);
+    const dma = b.core.getDmaDomain(dev)!;
+    expect(iommuGetDmaCookie(dma)).toEqual({ ok: false, errno: "EEXIST" });
+    const unmanaged = unwrap(b.core.pagingDomainAlloc(dev));
+    expect(unmanaged.cookieType).toBe("NONE");
+    expect(iommuDmaInitDomain(b.dma.s, unmanaged, dev, () => true)).toEqual({
+      ok: false,
+      errno: "EINVAL",
+    });
+    expect(iommuGetDmaCookie(unmanaged)).toEqual(OK);
+    expect(unmanaged.cookieType).toBe("DMA_IOVA");
   });
 });
 
