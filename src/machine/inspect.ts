@@ -361,13 +361,16 @@ export function inspectJSON(m: Machine, opts: InspectOptions = {}): Json {
 export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
   const v = inspectJSON(m, opts) as Record<string, Json>;
   const out: string[] = [];
-  out.push(`Groups (clock ${m.ctx.clock.now} ns):`);
+  out.push(`Virtual clock: ${m.ctx.clock.now} ns`);
+  out.push("");
+  out.push("Groups:");
   for (const g of v.groups as Record<string, Json>[]) {
+    // owner_cnt counts either kernel drivers using the default domain or one owner's claims.
     const owner =
       g.owner_cnt === 0
-        ? "free"
+        ? "no DMA owner"
         : g.owner === null
-          ? `${g.owner_cnt} kernel user(s)`
+          ? `${plural(g.owner_cnt as number, "kernel driver")} on the DMA API`
           : `owned by ${g.owner}`;
     const pasids = (g.pasids as { pasid: number; domain: number }[])
       .map((p) => `${p.pasid}→${p.domain}`)
@@ -383,12 +386,14 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
       d.iommu ? `${d.iommu}` : d.owner ? `${d.owner}` : "",
       d.pscid !== undefined ? `PSCID ${d.pscid}` : "",
       d.mode ? `${d.mode}` : "",
-      typeof d.mappings === "number" ? `${d.mappings} mappings` : "",
-      d.mapped_pages !== undefined ? `${d.mapped_pages} pages mapped` : "",
+      typeof d.mappings === "number" ? plural(d.mappings, "mapping") : "",
+      typeof d.mapped_pages === "number" ? `${plural(d.mapped_pages, "page")} mapped` : "",
       d.mm !== null && d.mm !== undefined ? `mm ${d.mm}` : "",
-      d.users ? `${d.users} users` : "",
+      typeof d.users === "number" && d.users > 0 ? plural(d.users, "user") : "",
       d.freed ? "freed" : "",
     ].filter((x) => x !== "");
+    if (extra.length === 0 && d.type === "IDENTITY") extra.push("IOVA = physical address");
+    if (extra.length === 0 && d.type === "BLOCKED") extra.push("no DMA gets through");
     out.push(`  domain ${String(d.id).padEnd(3)} ${String(d.type).padEnd(10)} ${extra.join(", ")}`);
   }
   out.push("");
@@ -409,7 +414,9 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
   if (opts.domain !== undefined) {
     const t = domainTable(m, opts.domain);
     out.push("");
-    out.push(`Domain ${t.domain} (${t.type}): ${t.source}`);
+    out.push(
+      `Domain ${t.domain} (${t.type}): ${t.source}${t.ranges.length > 0 ? ` — IOVA range, permissions (${t.ranges[0]!.perm.length === 2 ? "rw" : "rwxugad"}), size → physical` : ""}`,
+    );
     if (t.ranges.length === 0) out.push("  nothing mapped");
     for (const r of t.ranges) {
       const n = r.leafPas.length;
@@ -444,22 +451,29 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
       (e) =>
         `PSCID ${e.pscid}${e.gscid === null ? "" : ` GSCID ${e.gscid}`} ${e.iova} +${e.size} → ${e.pa} ${e.s1Perm}${e.global ? " G" : ""}`,
     );
+    // Device and process contexts name their tables by PPN; shown as addresses like the rest.
     cacheLines("DDT cache", i.ddt_cache as Json[], (e) => {
       const fsc = e.fsc as Record<string, Record<string, Json>>;
+      const pscid = (e.ta as Record<string, Json>).PSCID;
       const what = fsc.pdtp
-        ? `PDT ${fsc.pdtp.MODE} at ${fsc.pdtp.PPN}`
+        ? `process directory ${fsc.pdtp.MODE} at ${ppnAddress(fsc.pdtp.PPN)}`
         : fsc.iosatp
-          ? `${fsc.iosatp.MODE} at ${fsc.iosatp.PPN}`
-          : "";
-      return `device_id ${hex(e.deviceId as number)}: ${what}, PSCID ${(e.ta as Record<string, Json>).PSCID}`;
+          ? `${fsc.iosatp.MODE} page table at ${ppnAddress(fsc.iosatp.PPN)}, PSCID ${pscid}`
+          : "no first stage (Bare)";
+      return `device_id ${hex(e.deviceId as number)}: ${what}`;
     });
-    cacheLines("PDT cache", i.pdt_cache as Json[], (e) => JSON.stringify(e));
+    cacheLines("PDT cache", i.pdt_cache as Json[], (e) => {
+      const fsc = e.fsc as Record<string, Json>;
+      const ta = e.ta as Record<string, Json>;
+      return `device_id ${hex(e.deviceId as number)} PASID ${e.processId}: ${fsc.MODE} page table at ${ppnAddress(fsc.PPN)}, PSCID ${ta.PSCID}${ta.ENS ? ", supervisor" : ""}`;
+    });
     for (const q of i.queues as Record<string, Json>[]) {
       const label = { cq: "command queue", fq: "fault queue", pq: "page-request queue" }[
         q.queue as string
       ];
+      const shown = (q.records as Json[]).length;
       out.push(
-        `  ${label}: head ${q.head}, tail ${q.tail} of ${q.entries} at ${q.base}; ${q.count} records so far`,
+        `  ${label}: ${q.entries} entries at ${q.base}; head ${q.head}, tail ${q.tail}; ${plural(q.count as number, "record")} so far${shown === 0 ? "" : shown === 1 ? ", the latest:" : `, the latest ${shown}:`}`,
       );
       for (const r of q.records as Record<string, Json>[]) {
         const { index, ...rest } = r;
@@ -475,20 +489,32 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
   out.push("Processes:");
   const procs = v.processes as Record<string, Json>[];
   if (procs.length === 0) out.push("  none");
-  for (const pr of procs)
+  for (const pr of procs) {
+    const files = (pr.files as { fd: number; name: string }[]).map((f) => `fd ${f.fd} ${f.name}`);
     out.push(
-      `  pid ${pr.pid} ${pr.comm} (${pr.state}), mm ${pr.mm ?? "none"}, files ${JSON.stringify(pr.files)}`,
+      `  pid ${pr.pid} ${pr.comm} (${pr.state}), mm ${pr.mm ?? "none"}; ${files.length > 0 ? `open files: ${files.join(", ")}` : "no open files"}`,
     );
+  }
+  out.push("");
   out.push("Address spaces:");
+  if ((v.mms as Json[]).length === 0) out.push("  none");
   const pasidOf = new Map((p.mms as { mm: number; pasid: number }[]).map((x) => [x.mm, x.pasid]));
   for (const mm of v.mms as Record<string, Json>[]) {
     const vmas = (mm.vmas as Record<string, Json>[] | undefined) ?? [];
     const rss = (mm.rss as { total?: number } | null)?.total ?? 0;
     const pasid = pasidOf.get(mm.id as number);
     out.push(
-      `  mm ${mm.id}${mm.pid === null ? "" : ` of pid ${mm.pid}`} (${mm.state}, users ${mm.users}, count ${mm.count}, ${mm.mode}, pgd ${mm.pgd}): ${vmas.length} VMAs, ${rss} pages resident${pasid === undefined ? "" : `, PASID ${pasid}`}`,
+      `  mm ${mm.id}${mm.pid === null ? "" : ` of pid ${mm.pid}`} (${mm.state}, mm_users ${mm.users}, mm_count ${mm.count}, ${mm.mode}, pgd ${mm.pgd}): ${plural(vmas.length, "VMA")}, ${plural(rss, "page")} resident${pasid === undefined ? "" : `, PASID ${pasid}`}`,
     );
     for (const a of vmas.slice(0, 8)) out.push(`    ${a.start}-${a.end} ${a.perms}`);
   }
   return `${out.join("\n")}\n`;
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? "" : "s"}`;
+}
+
+function ppnAddress(ppn: Json): string {
+  return hex(BigInt(ppn as string) << 12n);
 }

@@ -46,23 +46,44 @@ describe("iommu-sim inspect", () => {
     expect(r.code).toBe(0);
     const out = r.stdout;
     expect(out).toMatch(/^scenarios\/demo\/story\.yaml \[riscv\] after step 84 of 84: /);
-    expect(out).toMatch(/group 8 +br0, legacy0, legacy1 +domain 10 DMA \(default\); free/);
+    expect(out).toContain("\nVirtual clock: 10000000 ns\n\nGroups:\n");
+    expect(out).toMatch(
+      /group 8 +br0, legacy0, legacy1 +domain 10 DMA \(default\); no DMA owner\n/,
+    );
+    expect(out).toMatch(
+      /group 3 +dsa0 +domain 5 DMA \(default\); 1 kernel driver on the DMA API; PASIDs 1→5\n/,
+    );
+    // Counts agree in number; static domains say what they do instead of nothing.
+    expect(out).toMatch(/domain 5 +DMA +iommu0, PSCID \d+, Sv57, 1 mapping\n/);
+    expect(out).toContain("domain 0   IDENTITY   IOVA = physical address\n");
+    expect(out).toContain("domain 1   BLOCKED    no DMA gets through\n");
     expect(out).toMatch(/domain 12 +DMA_FQ +iommu1, PSCID \d+, Sv57/);
     expect(out).toContain("dsa0 as programmed: RID → domain 5; PASID 1 → domain 5");
     expect(out).toMatch(/iommu0 \(riscv\):\n {2}IOTLB: \d+ entr/);
+    // Context caches read like the rest: table addresses (not PPNs), no raw JSON.
     expect(out).toMatch(/DDT cache: \d+ entr/);
+    expect(out).toMatch(
+      /device_id 0x300: process directory PD20 at 0x[0-9a-f]+000\n|device_id 0x400: Sv57 page table at 0x[0-9a-f]+000, PSCID \d+\n/,
+    );
     expect(out).toMatch(/PDT cache: \d+ entr/);
+    const early = (await cli({}, "inspect", STORY, "--step", "20")).stdout;
+    expect(early).toMatch(
+      / {4}device_id 0x300 PASID 1: Sv57 page table at 0x[0-9a-f]+000, PSCID \d+\n/,
+    );
+    expect(early).not.toMatch(/[{"]deviceId/);
     // The three queues with their registers and their latest records from queue memory.
     expect(out).toMatch(
-      /command queue: head (\d+), tail \1 of 8192 at 0x[0-9a-f]+; \1 records so far/,
+      /command queue: 8192 entries at 0x[0-9a-f]+; head (\d+), tail \1; \1 records so far, the latest 8:/,
     );
     expect(out).toMatch(/\] IOFENCE\.C raw=00000002 /);
     expect(out).toMatch(
-      /fault queue: head 3, tail 3 of 4096 at 0x[0-9a-f]+; 3 records so far\n +\[0\] cause=ddt_entry_not_valid/,
+      /fault queue: 4096 entries at 0x[0-9a-f]+; head 3, tail 3; 3 records so far, the latest 3:\n +\[0\] cause=ddt_entry_not_valid/,
     );
     expect(out).toContain("[1] device_id=0x300 pasid=2 addr=0x50001000 access=rw prgi=0 last=true");
-    expect(out).toContain("pid 2 app1 (running), mm 2");
-    expect(out).toMatch(/mm 2 of pid 2 \(live, .*\): 2 VMAs, \d+ pages resident, PASID 2/);
+    expect(out).toContain("pid 2 app1 (running), mm 2; no open files");
+    expect(out).toMatch(
+      /mm 2 of pid 2 \(live, mm_users 1, .*\): 2 VMAs, \d+ pages resident, PASID 2/,
+    );
   });
 
   it("--step N stops there (0: just booted)", async () => {
@@ -71,7 +92,7 @@ describe("iommu-sim inspect", () => {
     expect(r.stdout).toMatch(
       /^scenarios\/demo\/story\.yaml \[riscv\]: just booted \(step 0 of 84\)/,
     );
-    expect(r.stdout).toContain("Processes:\n  none");
+    expect(r.stdout).toContain("Processes:\n  none\n\nAddress spaces:\n  none\n");
     const mid = await cli({}, "inspect", STORY, "--step", "16", "--json");
     const doc = JSON.parse(mid.stdout);
     expect(doc).toMatchObject({ step: 16, steps: 84, status: "pass" });
