@@ -515,6 +515,6 @@ function plural(n: number, what: string): string {
   return `${n} ${what}${n === 1 ? "" : "s"}`;
 }
 
-function ppnAddress(ppn: Json): string {
+function ppnAddress(ppn: Json | undefined): string {
   return hex(BigInt(ppn as string) << 12n);
 }
