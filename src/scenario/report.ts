@@ -54,10 +54,11 @@ export function formatScenarioResult(r: ScenarioResult, opts: { verbose?: boolea
       continue;
     }
     const where = `${s.file}${s.line === undefined ? "" : `:${s.line}${s.column === undefined ? "" : `:${s.column}`}`}`;
+    // A passing step's whole view (a domain's is ~400 characters) would bury the listing.
     const outcome = s.errno
       ? ` = ${failureText(s.errno)}`
       : s.result !== undefined
-        ? ` = ${short(s.result)}`
+        ? ` = ${short(s.result, s.status === "pass" ? 100 : 400)}`
         : "";
     lines.push(
       `  ${s.status === "fail" ? "✗" : "✓"} step ${s.step} (${where}): ${s.call}${outcome}`,
@@ -75,7 +76,7 @@ export function formatScenarioResult(r: ScenarioResult, opts: { verbose?: boolea
   return lines.join("\n");
 }
 
-function short(x: Json): string {
+function short(x: Json, max = 400): string {
   const s = JSON.stringify(x);
-  return s.length > 400 ? `${s.slice(0, 397)}...` : s;
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }

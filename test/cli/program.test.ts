@@ -276,6 +276,22 @@ describe("the iommu-sim command line", () => {
     ]);
   });
 
+  it("-v lists every step; a passing step's long result is cut short, a failure's is not", async () => {
+    const c = cli(
+      {
+        "v.yaml":
+          "machine: single-mock\nsteps:\n  - iommu_paging_domain_alloc: {dev: dev0}\n    as: d\n  - expect: {domain: d, type: IDENTITY}\n",
+      },
+      machineHost,
+    );
+    expect(await c.run("run", "-v", "v.yaml")).toBe(1);
+    const lines = c.stdout().split("\n");
+    const alloc = lines.find((l) => l.includes("✓ step 1 "))!;
+    expect(alloc).toMatch(/= \{"id":\d+,"type":"UNMANAGED",.*…$/);
+    expect(alloc.length).toBeLessThan(200);
+    expect(lines.find((l) => l.startsWith("      actual:"))).toMatch(/UNMANAGED/);
+  });
+
   it("--seed overrides the scenario seed, --driver all runs each applicable driver", async () => {
     const c = cli({ "p.yaml": PASS });
     expect(await c.run("run", "--json", "--seed", "7", "--driver", "all", "p.yaml")).toBe(0);
