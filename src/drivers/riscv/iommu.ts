@@ -64,7 +64,11 @@ import { RiscvIommuQueue } from "./queue.js";
 
 /** Platform and driver parameters of one instance. */
 export interface RiscvIommuOptions {
-  /** Interrupt vectors the platform provides (wires or MSIs), 1..4. Default 4. */
+  /**
+   * Wired interrupts the platform provides (platform_irq_count), used when the IOMMU signals by
+   * wire; more than 4 are capped. Default 4. MSIs are always 4 vectors, one per cause
+   * (platform_device_msi_init_and_alloc_irqs(dev, RISCV_IOMMU_INTR_COUNT)).
+   */
   readonly irqs?: number;
   /** The platform has an MSI controller: used when capabilities.IGS allows MSIs. Default true. */
   readonly msi?: boolean;
@@ -310,12 +314,6 @@ export class RiscvIommuDevice extends IommuDevice {
       return err("ENODEV");
     }
     this.fctl = hw.read32(RISCV_IOMMU_REG.FCTL);
-    const irqs = this.options.irqs ?? INTR_COUNT;
-    if (!Number.isInteger(irqs) || irqs <= 0) {
-      this.#log("err", "no IRQ resources provided");
-      return err("ENODEV");
-    }
-    this.irqsCount = Math.min(irqs, INTR_COUNT);
     const r = this.#setupInterrupts();
     if (!r.ok) return r;
     const check = this.#initCheck();
@@ -357,12 +355,16 @@ export class RiscvIommuDevice extends IommuDevice {
     this.ctx.scheduler.destroyQueue(this.#irqWork);
   }
 
-  /** The interrupt half of riscv_iommu_platform_probe: MSIs when IGS and the platform allow. */
+  /**
+   * The interrupt half of riscv_iommu_platform_probe: four MSIs when IGS and the platform allow,
+   * else the platform's wires (at most four).
+   */
   #setupInterrupts(): Result {
     const hw = this.hw;
     const igs = (this.capsLo >>> CAP_LO.IGS_SHIFT) & 3;
     const platformMsi = this.options.msi ?? true;
     if ((igs === IGS.MSI || igs === IGS.BOTH) && platformMsi) {
+      this.irqsCount = INTR_COUNT;
       const addr = (this.options.msiAddress ?? DEFAULT_MSI_ADDRESS) & MSI_CFG_TBL_ADDR_MASK;
       for (let v = 0; v < this.irqsCount; v++) {
         hw.write64(msiCfgAddr(v), addr);
@@ -384,6 +386,12 @@ export class RiscvIommuDevice extends IommuDevice {
       this.#log("err", "invalid IGS");
       return err("ENODEV");
     }
+    const irqs = this.options.irqs ?? INTR_COUNT;
+    if (!Number.isInteger(irqs) || irqs <= 0) {
+      this.#log("err", "no IRQ resources provided");
+      return err("ENODEV");
+    }
+    this.irqsCount = Math.min(irqs, INTR_COUNT);
     if ((this.fctl & FCTL_WSI) === 0) {
       this.fctl |= FCTL_WSI;
       hw.write32(RISCV_IOMMU_REG.FCTL, this.fctl);

@@ -38,6 +38,16 @@ describe("bring-up (riscv_iommu_init)", () => {
     expect([0, 1, 2, 3].map((c) => iommu.vectorOf(c))).toEqual([0, 1, 1, 0]);
   });
 
+  it("takes four MSIs whatever the platform's wires; without wires a wired IOMMU is refused", () => {
+    const b = bed([{ name: "iommu0", options: { irqs: 2 } }]);
+    expect(b.io.iommu.msi).toBe(true);
+    expect(b.io.iommu.irqsCount).toBe(4);
+    expect([0, 1, 2, 3].map((c) => b.io.iommu.vectorOf(c))).toEqual([0, 1, 3, 2]);
+    const w = bed([{ name: "iommu0", options: { msi: false, irqs: 0 } }]);
+    expect(w.io.probe).toEqual(err("ENODEV"));
+    expect(w.core.logs().some((l) => l.message.includes("no IRQ resources provided"))).toBe(true);
+  });
+
   it("refuses an IOMMU that only signals MSIs on a platform without an MSI controller (ENODEV)", () => {
     const b = bed([{ name: "iommu0", capabilities: { IGS: "MSI" }, options: { msi: false } }]);
     expect(b.io.probe).toEqual(err("ENODEV"));
