@@ -4,7 +4,7 @@
 // domain that device's RID (or the record's PASID) translates through, reported with
 // `report_iommu_fault` when it is a read/write/execute transaction (the legacy per-domain
 // handler and the `io_page_fault` tracepoint), and kept in the instance's fault log. The kernel
-// driver logs faults rate-limited (dev_warn_ratelimited): so does this one.
+// driver logs faults rate-limited (dev_warn_ratelimited), in its words: so does this one.
 //
 // Page-request queue: Stop Markers are discarded (core §7.5: no response is expected); a Page
 // Request becomes an I/O page fault event (`struct iommu_fault`: PASID_VALID, LAST_PAGE,
@@ -37,7 +37,6 @@ import {
 import type { RiscvIommuInfo } from "./context.js";
 import type { RiscvIommuDevice } from "./iommu.js";
 import {
-  FAULT_CAUSE_NAMES,
   type FaultRecord,
   type PageRequestRecord,
   PRG_RESPONSE,
@@ -116,7 +115,7 @@ export function handleFaultRecord(
   if (rec.cause !== 0 && limit.allow(iommu.ctx.clock.now)) {
     iommu.log(
       "warn",
-      `Fault ${rec.cause} (${FAULT_CAUSE_NAMES[rec.cause] ?? "reserved"}) devid: ${hex(rec.did)} iotval: ${hex(rec.iotval)} iotval2: ${hex(rec.iotval2)}`,
+      `Fault ${rec.cause} devid: ${hex(rec.did)} iotval: ${rec.iotval.toString(16)} iotval2: ${rec.iotval2.toString(16)}`,
     );
   }
 }

@@ -306,6 +306,10 @@ describe("fault queue draining", () => {
     expect(b.iommu.processFaultQueue()).toBe(1);
     expect(b.iommu.faultLog[0]).toMatchObject({ device: null, reported: "unknown device_id" });
     expect(b.iommu.faultLog[0]!.record.did).toBe(77);
+    // dev_warn_ratelimited("Fault %d devid: 0x%x iotval: %llx iotval2: %llx"): %llx has no 0x.
+    expect(b.core.logs().map((l) => l.message)).toContain(
+      "riscv-iommu iommu0: Fault 258 devid: 0x4d iotval: 1000 iotval2: 0",
+    );
   });
 
   it("fqof: overflowing records are dropped, the handler clears the error and reporting resumes", () => {
