@@ -21,7 +21,8 @@
 // - A PROT_NONE PTE in a VMA that allows access (do_numa_page's case) never occurs: mprotect
 //   rewrites every PTE of its range in place, so it is a simulator bug here.
 //
-// Access checks: the architecture's fault handler (access_error) and the IOPF handler check the
+// sanitize_fault_flags: an unshare fault that is also a write is a caller bug (WARN_ON_ONCE)
+// and VM_FAULT_SIGSEGV. Access checks: the architecture's fault handler (access_error) and the IOPF handler check the
 // VMA's permissions before calling handle_mm_fault; here the same check is part of the call, so
 // a write to a non-writable VMA, an exec of a non-executable one, a read of one with neither
 // VM_READ nor VM_WRITE, or an address outside the VMA is VM_FAULT_SIGSEGV. (Linux's FOLL_FORCE
@@ -77,7 +78,15 @@ export function handleMmFault(
   const mm = vma.mm;
   const vpn = Number(address >> SHIFT);
   let ret: number;
-  if (address < 0n || vpn < vma.startPage || vpn >= vma.endPage) {
+  if (
+    mm.sys.ctx.warnings.on(
+      (flags & (FAULT_FLAG_UNSHARE | FAULT_FLAG_WRITE)) === (FAULT_FLAG_UNSHARE | FAULT_FLAG_WRITE),
+      "sanitize_fault_flags",
+      "FAULT_FLAG_UNSHARE with FAULT_FLAG_WRITE",
+    )
+  ) {
+    ret = VM_FAULT_SIGSEGV;
+  } else if (address < 0n || vpn < vma.startPage || vpn >= vma.endPage) {
     mm.sys.ctx.warnings.warn("handle_mm_fault", "address outside the VMA", {
       mm: mm.id,
       address,

@@ -5,6 +5,7 @@ import {
   FAULT_FLAG_INSTRUCTION,
   FAULT_FLAG_REMOTE,
   FAULT_FLAG_TRIED,
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_USER,
   FAULT_FLAG_WRITE,
   MAP_ANONYMOUS,
@@ -196,6 +197,13 @@ describe("handle_mm_fault on a private mapping", () => {
     );
     expect(task).toEqual({ minFlt: 0, majFlt: 1 });
     expect(sys.pgfault).toBe(3);
+  });
+
+  it("refuses FAULT_FLAG_UNSHARE with FAULT_FLAG_WRITE (sanitize_fault_flags: WARN, SIGSEGV)", () => {
+    const { vma, ctx, mm } = setup();
+    expect(handleMmFault(vma, A, FAULT_FLAG_UNSHARE | FAULT_FLAG_WRITE)).toBe(VM_FAULT_SIGSEGV);
+    expect(ctx.warnings.list().map((w) => w.site)).toEqual(["sanitize_fault_flags"]);
+    expect(pteEntry(mm, A)).toBeNull();
   });
 
   it("emits mm:fault with flags and result", () => {
