@@ -53,20 +53,71 @@ export function parseYaml(text: string, file: string): InputNode {
   return root;
 }
 
+/** Deeper than any description or scenario needs; keeps every reader's recursion shallow. */
+const MAX_DEPTH = 64;
+/** Values aliases may add: plenty for sharing a few maps, far too few for an alias bomb. */
+const MAX_ALIAS_VALUES = 10_000;
+
+interface Walk {
+  readonly doc: Document;
+  readonly at: (offset: number) => InputLocation;
+  readonly d: Diagnostics;
+  /** Anchored nodes being expanded (an alias inside its own anchor would never end). */
+  readonly expanding: Set<Node>;
+  aliasValues: number;
+  /** Set once a limit was hit: the rest of the tree is not converted (one message suffices). */
+  stopped: boolean;
+}
+
+const NULL_AT = (loc: InputLocation): InputNode => ({
+  kind: "scalar",
+  loc,
+  value: null,
+  quoted: false,
+});
+
 function convert(
   doc: Document,
   node: Node,
   at: (offset: number) => InputLocation,
   d: Diagnostics,
 ): InputNode {
+  const w: Walk = { doc, at, d, expanding: new Set(), aliasValues: 0, stopped: false };
+  return convertNode(w, node, 0);
+}
+
+function convertNode(w: Walk, node: Node, depth: number): InputNode {
+  const { doc, at, d } = w;
   const loc = at(node.range?.[0] ?? 0);
+  if (w.stopped) return NULL_AT(loc);
+  if (depth > MAX_DEPTH) {
+    d.error(loc, "", `values nested too deeply (more than ${MAX_DEPTH} levels)`);
+    w.stopped = true;
+    return NULL_AT(loc);
+  }
+  if (w.expanding.size > 0 && ++w.aliasValues > MAX_ALIAS_VALUES) {
+    d.error(
+      loc,
+      "",
+      `aliases expand to more than ${MAX_ALIAS_VALUES} values; write the values out instead`,
+    );
+    w.stopped = true;
+    return NULL_AT(loc);
+  }
   if (isAlias(node)) {
     const target = node.resolve(doc);
     if (!target) {
       d.error(loc, "", `unknown alias *${node.source}`);
-      return { kind: "scalar", loc, value: null, quoted: false };
+      return NULL_AT(loc);
     }
-    return convert(doc, target, at, d);
+    if (w.expanding.has(target)) {
+      d.error(loc, "", `alias *${node.source} is inside its own anchor &${node.source}`);
+      return NULL_AT(loc);
+    }
+    w.expanding.add(target);
+    const out = convertNode(w, target, depth);
+    w.expanding.delete(target);
+    return out;
   }
   if (isMap(node)) {
     const entries: InputEntry[] = [];
@@ -79,14 +130,18 @@ function convert(
         continue;
       }
       const value: InputNode = pair.value
-        ? convert(doc, pair.value as Node, at, d)
-        : { kind: "scalar", loc: keyLoc, value: null, quoted: false };
+        ? convertNode(w, pair.value as Node, depth + 1)
+        : NULL_AT(keyLoc);
       entries.push({ key: String(k.value), keyLoc, value });
     }
     return { kind: "map", loc, entries };
   }
   if (isSeq(node)) {
-    return { kind: "seq", loc, items: node.items.map((x) => convert(doc, x as Node, at, d)) };
+    return {
+      kind: "seq",
+      loc,
+      items: node.items.map((x) => convertNode(w, x as Node, depth + 1)),
+    };
   }
   if (isScalar(node)) {
     const v = node.value;
@@ -107,12 +162,14 @@ function convert(
     return { kind: "scalar", loc, value: null, quoted };
   }
   d.error(loc, "", "unsupported YAML node");
-  return { kind: "scalar", loc, value: null, quoted: false };
+  return NULL_AT(loc);
 }
 
 /** The yaml package's message, made to read as a sentence about the user's file. */
 function yamlMessage(code: string, message: string): string {
   const first = message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
   if (code === "DUPLICATE_KEY") return "duplicate key (each key may appear once in a map)";
+  // The parser recurses per level: a stack overflow there means absurd nesting.
+  if (/call stack/i.test(first)) return `values nested too deeply (more than ${MAX_DEPTH} levels)`;
   return `YAML syntax: ${first.charAt(0).toLowerCase()}${first.slice(1)}`;
 }
