@@ -222,6 +222,34 @@ describe("YAML features a scenario may not abuse", () => {
     expect(errors.map((e) => e.message).join("\n")).toMatch(/nested too deeply/);
   });
 
+  test("anchors, aliases and merge keys work where they make sense", () => {
+    const text = [
+      "machine: single-mock",
+      "steps:",
+      "  - iommu_paging_domain_alloc: &dev {dev: dev0}",
+      "    as: d",
+      "  - iommu_paging_domain_alloc: *dev",
+      "  - iommu_map:",
+      "      <<: [{domain: d, iova: 0x12000}, {iova: 0x19000, paddr: 0x80001000}]",
+      "      size: 0x1000",
+      "      prot: IOMMU_READ",
+      "      gfp: GFP_KERNEL",
+      "  - iommu_map: {<<: {domain: d, iova: 0x12000, size: 0x1000}, iova: 0x13000, paddr: 0, prot: 1, gfp: GFP_KERNEL}",
+      "",
+    ].join("\n");
+    expect(loadErrors(text)).toEqual([]);
+    const s = loadScenario(text, FILE, machineHost);
+    expect(s.steps[1]!.text).toBe(s.steps[0]!.text);
+    // Of the merged maps, the first that has a key wins; the map's own keys win over all.
+    expect(s.steps[2]!.text).toMatch(/iova=0x12000, paddr=0x80001000, size=4096/);
+    expect(s.steps[3]!.text).toMatch(/domain=d, iova=0x13000, paddr=0, size=4096/);
+  });
+
+  test("merge keys of something other than maps are reported where they are", () => {
+    const errors = loadErrors("machine: single-mock\nsteps:\n  - iommu_map: {<<: 5}\n");
+    expect(errors[0]!.format()).toMatch(/^s\.yaml:3:\d+: .*<</);
+  });
+
   test("duplicate keys and extra documents are reported at their place", () => {
     expect(loadErrors("machine: single-mock\nmachine: default\nsteps: []\n")[0]!.format()).toMatch(
       /^s\.yaml:2:1: duplicate key/,

@@ -15,7 +15,7 @@ import {
 } from "yaml";
 import type { InputLocation } from "../../base/errors.js";
 import { Diagnostics } from "./diagnostics.js";
-import type { InputEntry, InputNode } from "./node.js";
+import { describeNode, type InputEntry, type InputNode } from "./node.js";
 
 /**
  * Parses one YAML document. Syntax errors, duplicate keys, non-scalar keys, unknown tags and
@@ -120,11 +120,22 @@ function convertNode(w: Walk, node: Node, depth: number): InputNode {
     return out;
   }
   if (isMap(node)) {
+    const explicit = new Set<string>();
+    for (const pair of node.items) {
+      const k = isPair(pair) ? (pair.key as Node | null) : null;
+      if (isScalar(k) && (typeof k.value === "string" || typeof k.value === "bigint")) {
+        explicit.add(String(k.value));
+      }
+    }
     const entries: InputEntry[] = [];
     for (const pair of node.items) {
       if (!isPair(pair)) continue;
       const k = pair.key as Node | null;
       const keyLoc = k?.range ? at(k.range[0]) : loc;
+      if (isScalar(k) && typeof k.value === "symbol" && k.source === "<<") {
+        mergeInto(w, entries, explicit, pair.value as Node | null, keyLoc, depth);
+        continue;
+      }
       if (!isScalar(k) || (typeof k.value !== "string" && typeof k.value !== "bigint")) {
         d.error(keyLoc, "", "map keys must be plain names");
         continue;
@@ -163,6 +174,37 @@ function convertNode(w: Walk, node: Node, depth: number): InputNode {
   }
   d.error(loc, "", "unsupported YAML node");
   return NULL_AT(loc);
+}
+
+/**
+ * A merge key (`<<: *base` or `<<: [*a, *b]`): the merged maps' entries join the map where the
+ * key stands, except keys the map writes itself; of several maps, the first that has a key wins.
+ */
+function mergeInto(
+  w: Walk,
+  entries: InputEntry[],
+  explicit: ReadonlySet<string>,
+  value: Node | null,
+  keyLoc: InputLocation,
+  depth: number,
+): void {
+  const merged = value ? convertNode(w, value, depth + 1) : NULL_AT(keyLoc);
+  const maps = merged.kind === "seq" ? merged.items : [merged];
+  for (const m of maps) {
+    if (m.kind !== "map") {
+      if (!w.stopped) {
+        w.d.error(
+          m.loc,
+          "",
+          `"<<" merges maps: expected a map or a list of maps, got ${describeNode(m)}`,
+        );
+      }
+      continue;
+    }
+    for (const e of m.entries) {
+      if (!explicit.has(e.key) && !entries.some((x) => x.key === e.key)) entries.push(e);
+    }
+  }
 }
 
 /** The yaml package's message, made to read as a sentence about the user's file. */
