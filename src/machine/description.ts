@@ -219,6 +219,32 @@ export function readDescriptionInto(
   d: Diagnostics,
   opts: BuiltinResolver,
 ): MachineDescription | undefined {
+  const own = new Diagnostics();
+  const desc = readExpanded(node, path, own, opts);
+  // Built-ins are valid on their own: a problem in one of their entries comes from what this
+  // description changed (a removed IOMMU or bridge still named). The built-in's entries have no
+  // line to show, so the problem is reported at this description's `extends:`.
+  const ext = node.kind === "map" ? entry(node, "extends")?.value : undefined;
+  for (const e of own.errors) {
+    if (ext && e.location.line === undefined && e.location.file?.startsWith("<builtin ")) {
+      d.error(ext.loc, "", `${e.message} (in the built-in machine ${toPlainName(ext)} it extends)`);
+    } else {
+      d.absorb(e);
+    }
+  }
+  return desc;
+}
+
+function toPlainName(node: InputNode): string {
+  return node.kind === "scalar" ? JSON.stringify(node.value) : "";
+}
+
+function readExpanded(
+  node: InputNode,
+  path: string,
+  d: Diagnostics,
+  opts: BuiltinResolver,
+): MachineDescription | undefined {
   const full = expandExtends(node, path, d, opts, []);
   if (!full) return undefined;
   if (full.kind !== "map") {

@@ -250,6 +250,13 @@ describe("YAML features a scenario may not abuse", () => {
     expect(errors[0]!.format()).toMatch(/^s\.yaml:3:\d+: .*<</);
   });
 
+  test("a machine: that removes what its built-in still names is reported in the scenario", () => {
+    const text = "machine:\n  extends: multi-iommu\n  iommus: {iommu1: null}\nsteps: []\n";
+    expect(loadErrors(text).map((e) => e.format())).toEqual([
+      's.yaml:2:12: machine.devices.dev1.iommu: unknown IOMMU "iommu1" (did you mean "iommu0"?) (in the built-in machine "multi-iommu" it extends)',
+    ]);
+  });
+
   test("duplicate keys and extra documents are reported at their place", () => {
     expect(loadErrors("machine: single-mock\nmachine: default\nsteps: []\n")[0]!.format()).toMatch(
       /^s\.yaml:2:1: duplicate key/,
