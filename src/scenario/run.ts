@@ -235,6 +235,20 @@ function execute<M>(step: CallStep<M> | ExpectStep<M>, env: RunEnv<M>): Outcome 
         failure: { message: e instanceof SimError ? `simulator error: ${e.message}` : e.message },
       };
     }
+    // A bug of the simulator itself: the step fails (the run ends, its report is kept) and says
+    // so, with where it happened, instead of the whole run dying with a stack trace.
+    if (e instanceof Error) {
+      const where = (e.stack ?? "")
+        .split("\n")
+        .slice(1, 6)
+        .map((l) => l.trim());
+      return {
+        failure: {
+          message: `simulator bug: ${e.name}: ${e.message} (please report)`,
+          actual: where,
+        },
+      };
+    }
     throw e;
   }
 }
