@@ -25,6 +25,7 @@ import {
 import type { IommuDomain } from "../iommu/domain.js";
 import { ownerLabel, pasidArrayEntryToDomain } from "../iommu/group.js";
 import { describedName, type Machine, type MachineIommu } from "./machine.js";
+import { ownershipText, plural } from "./text.js";
 
 export interface InspectOptions {
   /** Also show this domain's page table. */
@@ -365,13 +366,7 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
   out.push("");
   out.push("Groups:");
   for (const g of v.groups as Record<string, Json>[]) {
-    // owner_cnt counts either kernel drivers using the default domain or one owner's claims.
-    const owner =
-      g.owner_cnt === 0
-        ? "no DMA owner"
-        : g.owner === null
-          ? `${plural(g.owner_cnt as number, "kernel driver")} on the DMA API`
-          : `owned by ${g.owner}`;
+    const owner = ownershipText(g.owner_cnt as number, g.owner as string | null);
     const pasids = (g.pasids as { pasid: number; domain: number }[])
       .map((p) => `${p.pasid}→${p.domain}`)
       .join(" ");
@@ -509,10 +504,6 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
     for (const a of vmas.slice(0, 8)) out.push(`    ${a.start}-${a.end} ${a.perms}`);
   }
   return `${out.join("\n")}\n`;
-}
-
-function plural(n: number, what: string): string {
-  return `${n} ${what}${n === 1 ? "" : "s"}`;
 }
 
 function ppnAddress(ppn: Json | undefined): string {

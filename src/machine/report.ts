@@ -16,7 +16,8 @@ import { domainTypeName } from "../iommu/constants.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import { ownerLabel, pasidArrayEntryToDomain } from "../iommu/group.js";
 import { describedName, type Machine } from "./machine.js";
-import type { MachineStatistics } from "./statistics.js";
+import type { CacheStats, MachineStatistics } from "./statistics.js";
+import { ownershipText, plural } from "./text.js";
 
 export function machineReport(m: Machine): string {
   const out: string[] = [];
@@ -77,12 +78,7 @@ export function machineReport(m: Machine): string {
   out.push("IOMMU groups:");
   for (const g of m.core.groups()) {
     const members = g.devices.map((x) => describedName(x.dev)).join(", ");
-    const owner =
-      g.ownerCnt === 0
-        ? "free"
-        : g.owner === null
-          ? `${g.ownerCnt} kernel DMA user(s)`
-          : `owned by ${ownerLabel(g.owner)}`;
+    const owner = ownershipText(g.ownerCnt, g.owner === null ? null : ownerLabel(g.owner));
     const cur =
       g.domain === null ? "none" : domainText(g.domain, g.defaultDomain, g.blockingDomain);
     out.push(`  group ${String(g.id).padEnd(3)} ${members}`);
@@ -175,8 +171,12 @@ function bytesText(b: bigint): string {
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-function plural(n: number, what: string): string {
-  return `${n} ${what}${n === 1 ? "" : what.endsWith("s") ? "es" : "s"}`;
+/** A cache's hit rate with its counts, e.g. "91.7% hits (11 hits, 1 miss)". */
+function cacheText(c: CacheStats | null): string {
+  if (c === null) return "not modelled";
+  return c.hits + c.misses === 0
+    ? "no lookups"
+    : `${rate(c.hitRate)} (${plural(c.hits, "hit")}, ${plural(c.misses, "miss")})`;
 }
 
 /** Plain-language percentage of a hit rate. */
@@ -282,7 +282,8 @@ export function activityReport(m: Machine, stats: MachineStatistics): string {
     out.push(`${i.name} (${i.driver}):`);
     if (i.iotlb !== null) {
       out.push(
-        `  IOTLB ${rate(i.iotlb.hitRate)} (${plural(i.iotlb.hits, "hit")}, ${plural(i.iotlb.misses, "miss")}, ${i.iotlb.entries}/${i.iotlb.capacity} entries); DDT cache ${rate(i.ddtCache?.hitRate ?? null)}; PDT cache ${rate(i.pdtCache?.hitRate ?? null)}`,
+        `  IOTLB ${cacheText(i.iotlb)}, ${i.iotlb.entries} of ${i.iotlb.capacity} entries in use`,
+        `  DDT cache ${cacheText(i.ddtCache)}; PDT cache ${cacheText(i.pdtCache)}`,
       );
     }
     for (const a of i.atcs) {
@@ -306,7 +307,7 @@ export function activityReport(m: Machine, stats: MachineStatistics): string {
     out.push("  not attached");
   } else {
     out.push(`  ${oracle.verdict().summary}`);
-    for (const f of oracle.findings().slice(0, 5)) out.push(`  - ${f.device}: ${f.detail}`);
+    for (const f of oracle.findings().slice(0, 5)) out.push(`  - ${f.detail}`);
     if (oracle.findings().length > 5) out.push(`  … ${oracle.findings().length - 5} more`);
   }
   return out.join("\n");
