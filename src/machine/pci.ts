@@ -4,6 +4,7 @@
 // the IOMMU their devices use, as on machines with one IOMMU per root complex.
 
 import type { SimContext } from "../base/context.js";
+import { SimError } from "../base/errors.js";
 import type { DeviceModel } from "../bus/driver-core.js";
 import type { FirmwareDescription, FwNode } from "../bus/firmware.js";
 import { pciEnableAcs } from "../bus/pci.js";
@@ -159,7 +160,10 @@ export class MachinePci {
   /** Hot-unplugs the device a described function belongs to. */
   unplug(name: string): void {
     const f = this.#fns.get(name)!;
-    const parent = f.device.bus.self as PciBridge;
+    const parent = f.device.bus.self;
+    if (parent === null) {
+      throw new SimError(`${name} is integrated in the root complex: no hot-plug slot holds it`);
+    }
     parent.removeDevice(f.device);
   }
 

@@ -93,6 +93,19 @@ describe("buildMachine", () => {
     expect(() => m.hotAdd("tb0")).toThrow("device tb0 is already present");
   });
 
+  it("refuses to hot-remove a device no hot-plug slot holds, and changes nothing", () => {
+    const m = buildMachine("default", { seed: 3 });
+    const groups = m.core.groups().length;
+    // gpu0 is integrated in the root complex; nic0 sits below a switch port without hot-plug.
+    expect(() => m.hotRemove("gpu0")).toThrow(
+      "gpu0 is integrated in the root complex: no hot-plug slot holds it",
+    );
+    expect(() => m.hotRemove("nic0")).toThrow("is not a hot-plug capable slot");
+    expect(m.device("gpu0")!.registered).toBe(true);
+    expect(m.device("nic0")!.driver).not.toBeNull();
+    expect(m.core.groups().length).toBe(groups);
+  });
+
   it("hot-adds and removes platform devices; bind and unbind drivers", () => {
     const m = buildMachine(
       machineDescription({
