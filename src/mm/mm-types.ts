@@ -148,10 +148,10 @@ export class MmSubsystem {
 
   toJSON(): Json {
     return {
-      zeroPage: jsonAddr(BigInt(this.zeroPfn) << SHIFT),
-      mmapMinAddr: jsonAddr(this.mmapMinAddr),
-      maxMapCount: this.maxMapCount,
-      liveMms: [...this.#live.keys()],
+      zero_page: jsonAddr(BigInt(this.zeroPfn) << SHIFT),
+      mmap_min_addr: jsonAddr(this.mmapMinAddr),
+      max_map_count: this.maxMapCount,
+      live_mms: [...this.#live.keys()],
       pgfault: this.pgfault,
       pages: this.pages.toJSON(),
     };
@@ -260,12 +260,12 @@ export class MmStruct {
       count: this.count,
       mode: this.pgtable.mode.name,
       pgd: this.state === "freed" ? null : jsonAddr(BigInt(this.pgtable.rootPpn) << SHIFT),
-      mapCount: this.vmas.length,
+      map_count: this.vmas.length,
       vmas: this.vmas.toArray().map((v) => v.toJSON()),
       rss: { anon: this.rssAnon, shmem: this.rssShmem, total: this.rssAnon + this.rssShmem },
-      pgtablePages: this.state === "freed" ? 0 : this.pgtable.tablePages,
+      pgtable_pages: this.state === "freed" ? 0 : this.pgtable.tablePages,
       notifiers: this.notifiers.length,
-      iommuMm: this.iommuMm === null ? null : "set",
+      iommu_mm: this.iommuMm === null ? null : "set",
     };
   }
 }
@@ -331,7 +331,7 @@ export class VmArea {
       flags: jsonAddr(this.flags),
       pgoff: jsonAddr(this.pgoff),
       shmem: this.shmem?.id ?? null,
-      anonVma: this.anonVma === 0 ? null : this.anonVma,
+      anon_vma: this.anonVma === 0 ? null : this.anonVma,
     };
   }
 }

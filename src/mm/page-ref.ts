@@ -74,6 +74,6 @@ export class PageRefs {
   }
 
   toJSON(): Json {
-    return { pinnedFrames: this.#pins.size, orphanedFrames: this.#orphans.size };
+    return { pinned_frames: this.#pins.size, orphaned_frames: this.#orphans.size };
   }
 }

@@ -76,9 +76,9 @@ export class Process implements FaultCounters {
       mm: this.mm?.id ?? null,
       parent: this.parent?.pid ?? null,
       children: this.children.map((c) => c.pid),
-      exitCode: this.exitCode,
-      minFlt: this.minFlt,
-      majFlt: this.majFlt,
+      exit_code: this.exitCode,
+      min_flt: this.minFlt,
+      maj_flt: this.majFlt,
       files: this.fds().map((fd) => ({ fd, name: this.#files.get(fd)!.name })),
     };
   }

@@ -166,7 +166,7 @@ describe("a pinned frame outlives its mapping until the last unpin", () => {
     expect(pteEntry(mm, A)).toBeNull();
     expect(frames.isAllocated(ppn!)).toBe(true);
     expect(memory.read64(BigInt(ppn!) << 12n)).toBe(0xabcdn);
-    expect(sys.pages.toJSON()).toEqual({ pinnedFrames: 1, orphanedFrames: 1 });
+    expect(sys.pages.toJSON()).toEqual({ pinned_frames: 1, orphaned_frames: 1 });
     // Page tables emptied by the munmap may have gone; the pinned frame is still counted.
     const afterMunmap = frames.framesInUse;
     expect(afterMunmap).toBeLessThanOrEqual(inUse);
@@ -177,7 +177,7 @@ describe("a pinned frame outlives its mapping until the last unpin", () => {
     unpinUserPage(sys, ppn!);
     expect(frames.isAllocated(ppn!)).toBe(false);
     expect(frames.framesInUse).toBe(withNew - 1);
-    expect(sys.pages.toJSON()).toEqual({ pinnedFrames: 0, orphanedFrames: 0 });
+    expect(sys.pages.toJSON()).toEqual({ pinned_frames: 0, orphaned_frames: 0 });
     expect(() => unpinUserPage(sys, ppn!)).toThrow(/not pinned/);
   });
 
@@ -340,7 +340,7 @@ test.prop([fc.array(step, { maxLength: 30 }), fc.boolean()], { numRuns: 60 })(
         pin.map((h) => h.ppn),
       );
     }
-    expect(m.sys.pages.toJSON()).toEqual({ pinnedFrames: 0, orphanedFrames: 0 });
+    expect(m.sys.pages.toJSON()).toEqual({ pinned_frames: 0, orphaned_frames: 0 });
     expect(m.frames.framesInUse).toBe(before);
   },
 );

@@ -56,7 +56,7 @@ describe("JSON views", () => {
       count: 1,
       mode: "Sv48",
       pgd: `0x${(mm.pgdPpn * 4096).toString(16)}`,
-      mapCount: 2,
+      map_count: 2,
       vmas: [
         {
           start: "0x400000",
@@ -65,7 +65,7 @@ describe("JSON views", () => {
           flags: "0x100073",
           pgoff: "0x400",
           shmem: null,
-          anonVma: 1,
+          anon_vma: 1,
         },
         {
           start: "0x402000",
@@ -74,18 +74,18 @@ describe("JSON views", () => {
           flags: "0xfd",
           pgoff: "0x0",
           shmem: 1,
-          anonVma: null,
+          anon_vma: null,
         },
       ],
       rss: { anon: 1, shmem: 1, total: 2 },
-      pgtablePages: 4,
+      pgtable_pages: 4,
       notifiers: 0,
-      iommuMm: null,
+      iommu_mm: null,
     });
     mm.iommuMm = {};
-    expect((mm.toJSON() as { iommuMm: unknown }).iommuMm).toBe("set");
+    expect((mm.toJSON() as { iommu_mm: unknown }).iommu_mm).toBe("set");
     mmput(mm);
-    expect(mm.toJSON()).toMatchObject({ state: "freed", pgd: null, vmas: [], pgtablePages: 0 });
+    expect(mm.toJSON()).toMatchObject({ state: "freed", pgd: null, vmas: [], pgtable_pages: 0 });
     expect(() => mm.onFinalDrop(() => {})).toThrow(/freed/);
   });
 
@@ -93,12 +93,12 @@ describe("JSON views", () => {
     const { sys } = machine();
     const mm = newMm(sys);
     expect(sys.toJSON()).toEqual({
-      zeroPage: `0x${(sys.zeroPfn * 4096).toString(16)}`,
-      mmapMinAddr: "0x1000",
-      maxMapCount: 65530,
-      liveMms: [mm.id],
+      zero_page: `0x${(sys.zeroPfn * 4096).toString(16)}`,
+      mmap_min_addr: "0x1000",
+      max_map_count: 65530,
+      live_mms: [mm.id],
       pgfault: 0,
-      pages: { pinnedFrames: 0, orphanedFrames: 0 },
+      pages: { pinned_frames: 0, orphaned_frames: 0 },
     });
   });
 });

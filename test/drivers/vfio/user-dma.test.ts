@@ -182,7 +182,7 @@ describe("user DMA through VFIO type1", () => {
     expect(container.unmapDma(X, 0x2000n)).toEqual(ok(0x2000n));
     for (const pa of frames) expect(r.m.frames.isAllocated(Number(pa >> 12n))).toBe(false);
     expect(r.m.frames.framesInUse).toBe(inUse - 2);
-    expect(r.m.mm.pages.toJSON()).toEqual({ pinnedFrames: 0, orphanedFrames: 0 });
+    expect(r.m.mm.pages.toJSON()).toEqual({ pinned_frames: 0, orphaned_frames: 0 });
     r.invariants();
   });
 
@@ -197,9 +197,9 @@ describe("user DMA through VFIO type1", () => {
     r.m.processes.exit(r.proc, 0);
     expect(mm.state).toBe("exited");
     expect(dev.read(X, 64)).toMatchObject({ ok: true, data });
-    expect(r.m.mm.pages.toJSON()).toEqual({ pinnedFrames: 1, orphanedFrames: 1 });
+    expect(r.m.mm.pages.toJSON()).toEqual({ pinned_frames: 1, orphaned_frames: 1 });
     vdev.group.close();
-    expect(r.m.mm.pages.toJSON()).toEqual({ pinnedFrames: 0, orphanedFrames: 0 });
+    expect(r.m.mm.pages.toJSON()).toEqual({ pinned_frames: 0, orphaned_frames: 0 });
     expect(mm.state).toBe("freed");
   });
 
