@@ -193,7 +193,7 @@ export class PhysicalMemory {
   toJSON(): Json {
     return {
       regions: this.regions.map((r) => ({ base: hex(r.base), size: hex(r.size) })),
-      materialisedPages: this.materialisedPages,
+      materialised_pages: this.materialisedPages,
     };
   }
 
@@ -320,7 +320,11 @@ export class FrameAllocator {
   }
 
   toJSON(): Json {
-    return { totalFrames: this.#count, framesInUse: this.#inUse, peakFramesInUse: this.#peak };
+    return {
+      total_frames: this.#count,
+      frames_in_use: this.#inUse,
+      peak_frames_in_use: this.#peak,
+    };
   }
 
   #isUsed(i: number): boolean {

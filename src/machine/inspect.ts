@@ -444,7 +444,7 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
       "IOTLB",
       i.iotlb as Json[],
       (e) =>
-        `PSCID ${e.pscid}${e.gscid === null ? "" : ` GSCID ${e.gscid}`} ${e.iova} +${e.size} → ${e.pa} ${e.s1Perm}${e.global ? " G" : ""}`,
+        `PSCID ${e.pscid}${e.gscid === null ? "" : ` GSCID ${e.gscid}`} ${e.iova} +${e.size} → ${e.pa} ${e.s1_perm}${e.global ? " G" : ""}`,
     );
     // Device and process contexts name their tables by PPN; shown as addresses like the rest.
     cacheLines("DDT cache", i.ddt_cache as Json[], (e) => {
@@ -455,12 +455,12 @@ export function formatInspect(m: Machine, opts: InspectOptions = {}): string {
         : fsc.iosatp
           ? `${fsc.iosatp.MODE} page table at ${ppnAddress(fsc.iosatp.PPN)}, PSCID ${pscid}`
           : "no first stage (Bare)";
-      return `device_id ${hex(e.deviceId as number)}: ${what}`;
+      return `device_id ${hex(e.device_id as number)}: ${what}`;
     });
     cacheLines("PDT cache", i.pdt_cache as Json[], (e) => {
       const fsc = e.fsc as Record<string, Json>;
       const ta = e.ta as Record<string, Json>;
-      return `device_id ${hex(e.deviceId as number)} PASID ${e.processId}: ${fsc.MODE} page table at ${ppnAddress(fsc.PPN)}, PSCID ${ta.PSCID}${ta.ENS ? ", supervisor" : ""}`;
+      return `device_id ${hex(e.device_id as number)} PASID ${e.process_id}: ${fsc.MODE} page table at ${ppnAddress(fsc.PPN)}, PSCID ${ta.PSCID}${ta.ENS ? ", supervisor" : ""}`;
     });
     for (const q of i.queues as Record<string, Json>[]) {
       const label = { cq: "command queue", fq: "fault queue", pq: "page-request queue" }[

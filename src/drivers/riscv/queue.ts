@@ -209,7 +209,7 @@ export class RiscvIommuQueue {
   toJSON(): { [key: string]: string | number | boolean | null } {
     return {
       entries: this.entries,
-      entrySize: this.entrySize,
+      entry_size: this.entrySize,
       base: this.ppn < 0 ? null : hex(this.ppn * 4096),
       index: this.index,
       active: this.active,

@@ -202,7 +202,7 @@ export class Atc {
       misses: this.misses,
       fills: this.fills,
       evictions: this.evictions,
-      invalidationRequests: this.invalidationRequests,
+      invalidation_requests: this.invalidationRequests,
       invalidated: this.invalidated,
     };
   }

@@ -140,10 +140,10 @@ export abstract class Endpoint implements PciDeviceModel {
       kind,
       function: this.fn.name,
       bdf: this.fn.bdf,
-      deviceId: this.bridge.requesterId(this.fn),
+      device_id: this.bridge.requesterId(this.fn),
       ats: this.atc === null ? null : { enabled: this.fn.atsEnabled, atc: this.atc.toJSON() },
       pri: this.pri === null ? null : this.pri.toJSON(),
-      pendingWork: this.queue.pendingCount,
+      pending_work: this.queue.pendingCount,
     };
   }
 }

@@ -512,15 +512,15 @@ export class NicDevice extends Endpoint {
       },
       tx: this.tx.toJSON(),
       rx: this.rx.toJSON(),
-      rxFifo: this.#fifo.length,
+      rx_fifo: this.#fifo.length,
       peer: this.#peer?.name ?? null,
       counters: {
         transmitted: this.#gptc,
         received: this.#gprc,
         missed: this.#mpc,
-        onWire: this.transmitted.length,
+        on_wire: this.transmitted.length,
       },
-      lastError:
+      last_error:
         e === null
           ? null
           : {

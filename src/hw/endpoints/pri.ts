@@ -216,7 +216,7 @@ export class PageRequestInterface {
       waiting: this.#waiting.length,
       requests: this.requests,
       responses: this.responses,
-      stopMarkers: this.stopMarkers,
+      stop_markers: this.stopMarkers,
     };
   }
 }

@@ -262,7 +262,7 @@ export class TestDevice extends Endpoint {
         ok: t.ok,
         done: t.done,
         result: t.result,
-        faultAddress: t.faultAddress === null ? null : jsonAddr(t.faultAddress),
+        fault_addr: t.faultAddress === null ? null : jsonAddr(t.faultAddress),
         pages: t.pages.map((p) => (p < 0 ? "peer" : jsonAddr(BigInt(p) << BigInt(PAGE_SHIFT)))),
       })),
     };

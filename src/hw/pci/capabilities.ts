@@ -291,7 +291,7 @@ export function capabilitiesView(cs: ConfigSpace, o: CapOffsets): Json {
     const pcie: { [key: string]: Json } = {
       offset: o.pcie,
       type: PCIE_TYPE_NAMES[type] ?? `type-${type}`,
-      eePrefixMax: ee ? (devcap2 >>> PCI_EXP_DEVCAP2_EE_PREFIX_MAX_SHIFT) & 3 || 4 : 0,
+      ee_prefix_max: ee ? (devcap2 >>> PCI_EXP_DEVCAP2_EE_PREFIX_MAX_SHIFT) & 3 || 4 : 0,
     };
     if (flags & PCI_EXP_FLAGS_SLOT) {
       const sltcap = cs.peek(o.pcie + PCI_EXP_SLTCAP, 4);
@@ -299,7 +299,7 @@ export function capabilitiesView(cs: ConfigSpace, o: CapOffsets): Json {
       pcie.slot = {
         hotplug: (sltcap & PCI_EXP_SLTCAP_HPC) !== 0,
         presence: (sltsta & 0x0040) !== 0,
-        presenceChanged: (sltsta & PCI_EXP_SLTSTA_PDC) !== 0,
+        presence_changed: (sltsta & PCI_EXP_SLTSTA_PDC) !== 0,
       };
     }
     out.pcie = pcie;
@@ -311,7 +311,7 @@ export function capabilitiesView(cs: ConfigSpace, o: CapOffsets): Json {
       capabilities: acsBitNames(cap),
       enabled: acsBitNames(cs.peek(o.acs + PCI_ACS_CTRL, 2)),
     };
-    if (cap & PCI_ACS_EC) acs.egressVector = cs.peek(o.acs + PCI_ACS_EGRESS_CTL_V, 4);
+    if (cap & PCI_ACS_EC) acs.egress_vector = cs.peek(o.acs + PCI_ACS_EGRESS_CTL_V, 4);
     out.acs = acs;
   }
   if (o.ats) {
@@ -319,9 +319,9 @@ export function capabilitiesView(cs: ConfigSpace, o: CapOffsets): Json {
     const ctrl = cs.peek(o.ats + PCI_ATS_CTRL, 2);
     out.ats = {
       offset: o.ats,
-      queueDepth: cap & 0x1f || 32,
-      pageAligned: (cap & PCI_ATS_CAP_PAGE_ALIGNED) !== 0,
-      globalInvalidate: (cap & PCI_ATS_CAP_GLOBAL_INV) !== 0,
+      queue_depth: cap & 0x1f || 32,
+      page_aligned: (cap & PCI_ATS_CAP_PAGE_ALIGNED) !== 0,
+      global_invalidate: (cap & PCI_ATS_CAP_GLOBAL_INV) !== 0,
       enabled: (ctrl & PCI_ATS_CTRL_ENABLE) !== 0,
       stu: ctrl & PCI_ATS_CTRL_STU_MASK,
     };
@@ -332,10 +332,10 @@ export function capabilitiesView(cs: ConfigSpace, o: CapOffsets): Json {
     out.pri = {
       offset: o.pri,
       enabled: (ctrl & PCI_PRI_CTRL_ENABLE) !== 0,
-      responseFailure: (sta & PCI_PRI_STATUS_RF) !== 0,
-      unexpectedPrgIndex: (sta & PCI_PRI_STATUS_UPRGI) !== 0,
+      response_failure: (sta & PCI_PRI_STATUS_RF) !== 0,
+      unexpected_prg_index: (sta & PCI_PRI_STATUS_UPRGI) !== 0,
       stopped: (sta & PCI_PRI_STATUS_STOPPED) !== 0,
-      pasidRequired: (sta & PCI_PRI_STATUS_PASID) !== 0,
+      pasid_required: (sta & PCI_PRI_STATUS_PASID) !== 0,
       capacity: cs.peek(o.pri + PCI_PRI_MAX_REQ, 4),
       allocation: cs.peek(o.pri + PCI_PRI_ALLOC_REQ, 4),
     };
@@ -349,8 +349,8 @@ export function capabilitiesView(cs: ConfigSpace, o: CapOffsets): Json {
       exec: (cap & PCI_PASID_CAP_EXEC) !== 0,
       priv: (cap & PCI_PASID_CAP_PRIV) !== 0,
       enabled: (ctrl & PCI_PASID_CTRL_ENABLE) !== 0,
-      execEnabled: (ctrl & PCI_PASID_CTRL_EXEC) !== 0,
-      privEnabled: (ctrl & PCI_PASID_CTRL_PRIV) !== 0,
+      exec_enabled: (ctrl & PCI_PASID_CTRL_EXEC) !== 0,
+      priv_enabled: (ctrl & PCI_PASID_CTRL_PRIV) !== 0,
     };
   }
   return out;

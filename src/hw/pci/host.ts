@@ -349,11 +349,11 @@ export class PciHost implements PciFabric {
     return {
       name: this.name,
       segment: this.segment,
-      rootBus: this.rootBusNumber,
+      root_bus: this.rootBusNumber,
       ecam: hex(this.ecamBase),
       mmio: { base: hex(this.mmio.base), size: hex(this.mmio.size) },
       enumerated: this.#enumerated,
-      peerToPeer: this.peerToPeer,
+      peer_to_peer: this.peerToPeer,
       tree: busView(this.rootBus),
     };
   }
@@ -388,7 +388,7 @@ function functionNode(f: PciFunction): Json {
   const node: { [key: string]: Json } = { name: f.name, kind: f.kind, bdf: f.bdf, caps };
   if (f.part) node.part = f.part;
   if (f.dmaAliasDevfns.length)
-    node.dmaAliases = f.dmaAliasDevfns.map((d) => formatRid((f.busNumber << 8) | d));
+    node.dma_aliases = f.dmaAliasDevfns.map((d) => formatRid((f.busNumber << 8) | d));
   if (f instanceof PciBridge) {
     const w = f.windowPages();
     node.secondary = f.secondaryBusNumber;
@@ -397,8 +397,8 @@ function functionNode(f: PciFunction): Json {
       ? { base: hex(BigInt(w.first) << 12n), limit: hex((BigInt(w.last) << 12n) | 0xfffn) }
       : null;
     if (f.hotplug) node.hotplug = { buses: f.hotplug.buses, mmio: hex(f.hotplug.mmio) };
-    if (f.externalFacing) node.externalFacing = true;
-    if (f.takesOwnership) node.takesOwnership = true;
+    if (f.externalFacing) node.external_facing = true;
+    if (f.takesOwnership) node.takes_ownership = true;
     node.bus = busView(f.secondary);
   }
   return node;

@@ -855,7 +855,7 @@ export class IoBridge {
     }
     return {
       host: this.host.name,
-      translationAgent: this.host.translationAgent !== null,
+      translation_agent: this.host.translationAgent !== null,
       models,
     };
   }

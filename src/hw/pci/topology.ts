@@ -664,13 +664,13 @@ export class PciFunction {
       kind: this.kind,
       bdf: this.bdf,
       rid: this.rid,
-      vendorId: cs.peek(PCI_VENDOR_ID, 2),
-      deviceId: cs.peek(PCI_DEVICE_ID, 2),
-      classCode: cs.peek(PCI_CLASS_PROG, 1) | (cs.peek(PCI_CLASS_PROG + 1, 2) << 8),
-      headerType: cs.peek(PCI_HEADER_TYPE, 1),
+      vendor_id: cs.peek(PCI_VENDOR_ID, 2),
+      device_id: cs.peek(PCI_DEVICE_ID, 2),
+      class_code: cs.peek(PCI_CLASS_PROG, 1) | (cs.peek(PCI_CLASS_PROG + 1, 2) << 8),
+      header_type: cs.peek(PCI_HEADER_TYPE, 1),
       part: this.part,
       bars,
-      dmaAliases: this.dmaAliasDevfns.map((d) => formatRid(pciDevid(this.busNumber, d))),
+      dma_aliases: this.dmaAliasDevfns.map((d) => formatRid(pciDevid(this.busNumber, d))),
       capabilities: this.capabilitiesJSON(),
     };
   }

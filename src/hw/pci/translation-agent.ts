@@ -73,7 +73,7 @@ export class DmaResponse {
   toJSON(): Json {
     return this.fault
       ? { fault: this.fault.code, cause: this.fault.cause }
-      : { paddr: `0x${this.paddr.toString(16)}`, pageShift: this.pageShift, pbmt: this.pbmt };
+      : { paddr: `0x${this.paddr.toString(16)}`, page_shift: this.pageShift, pbmt: this.pbmt };
   }
 }
 
@@ -133,8 +133,8 @@ export class AtsCompletion {
     }
     return {
       status: this.status,
-      translatedAddress: `0x${this.translatedAddress.toString(16)}`,
-      sizeShift: this.sizeShift,
+      translated_address: `0x${this.translatedAddress.toString(16)}`,
+      size_shift: this.sizeShift,
       r: this.r,
       w: this.w,
       x: this.x,

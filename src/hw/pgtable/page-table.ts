@@ -326,8 +326,8 @@ export class PageTable {
     return {
       mode: this.mode.name,
       root: this.#root < 0 ? null : hex(this.#root * 4096),
-      tablePages: this.tablePages,
-      deferredPages: this.#deferred.length,
+      table_pages: this.tablePages,
+      deferred_pages: this.#deferred.length,
       reclaim: this.reclaim,
     };
   }

@@ -207,7 +207,7 @@ export class WalkResult {
       steps.push({
         stage: this.stepStage[i] === STEP_FIRST ? "first" : "second",
         level: this.stepLevel[i]!,
-        pteAddress: jsonAddr(BigInt(this.stepTable[i]!) * 4096n + BigInt(this.stepIndex[i]!) * 8n),
+        pte_address: jsonAddr(BigInt(this.stepTable[i]!) * 4096n + BigInt(this.stepIndex[i]!) * 8n),
         pte: jsonAddr(pte),
         updated: this.stepUpdated[i] === 1,
       });
@@ -216,8 +216,8 @@ export class WalkResult {
       return {
         ok: true,
         ppn: jsonAddr(this.ppn),
-        gpaPpn: jsonAddr(this.gpaPpn),
-        pageShift: this.pageShift,
+        gpa_ppn: jsonAddr(this.gpaPpn),
+        page_shift: this.pageShift,
         pbmt: this.pbmt,
         first: { level: this.s1Level, shift: this.s1Shift, perm: this.s1Perm, pbmt: this.s1Pbmt },
         second: { level: this.gLevel, shift: this.gShift, perm: this.gPerm, pbmt: this.gPbmt },
@@ -235,7 +235,7 @@ export class WalkResult {
           ? jsonAddr(BigInt(this.faultGpaPpn) * 4096n + BigInt(this.faultGpaOffset))
           : null,
       implicit: this.implicit,
-      implicitWrite: this.implicitWrite,
+      implicit_write: this.implicitWrite,
       steps,
     };
   }

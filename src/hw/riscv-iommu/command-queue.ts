@@ -449,11 +449,11 @@ export class CommandQueue {
       },
       executed: this.executed,
       waiting: this.#waitingOn || null,
-      outstandingInvalidations: this.#outstanding.map((o) => ({
-        deviceId: o.deviceId,
+      outstanding_invalidations: this.#outstanding.map((o) => ({
+        device_id: o.deviceId,
         itag: o.itag,
       })),
-      timedOut: this.#timedOut,
+      timed_out: this.#timedOut,
     };
   }
 }

@@ -106,7 +106,7 @@ export class DeviceContext {
     const dw = (i: number) =>
       hex((BigInt(this.raw[2 * i + 1]!) << 32n) | BigInt(this.raw[2 * i]!), 16);
     const out: { [k: string]: Json } = {
-      deviceId: this.deviceId,
+      device_id: this.deviceId,
       tc: {
         V: this.V,
         EN_ATS: this.EN_ATS,
@@ -167,8 +167,8 @@ export class ProcessContext {
 
   toJSON(): Json {
     return {
-      deviceId: this.deviceId,
-      processId: this.processId,
+      device_id: this.deviceId,
+      process_id: this.processId,
       ta: { V: this.V, ENS: this.ENS, SUM: this.SUM, PSCID: this.pscid },
       fsc: { MODE: ATP_NAMES[this.fscMode] ?? this.fscMode, PPN: hex(this.fscPpn) },
     };

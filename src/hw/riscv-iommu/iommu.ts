@@ -717,7 +717,7 @@ export class RiscvIommu implements TranslationAgent, TranslateEnv {
       queues: this.queuesJson(),
       interrupts: this.#irq.toJSON(),
       caches: this.cachesJson(),
-      suppressedFaults: this.#suppressed,
+      suppressed_faults: this.#suppressed,
     };
   }
 }

@@ -102,12 +102,12 @@ export class IotlbEntry {
       global: this.global,
       iova: hex(this.vpnBase * 4096),
       size: hex(2 ** (this.log2Pages + 12)),
-      s1LeafSize: this.hasFirstStage ? hex(2 ** (this.s1Log2Pages + 12)) : null,
+      s1_leaf_size: this.hasFirstStage ? hex(2 ** (this.s1Log2Pages + 12)) : null,
       pa: hex(this.ppnBase * 4096),
       gpa: this.hasGStage ? hex(this.gpaBase * 4096) : null,
-      gLeafSize: this.hasGStage ? hex(2 ** (this.gLog2Pages + 12)) : null,
-      s1Perm: this.hasFirstStage ? permString(this.s1Perm) : null,
-      gPerm: this.hasGStage ? permString(this.gPerm) : null,
+      g_leaf_size: this.hasGStage ? hex(2 ** (this.gLog2Pages + 12)) : null,
+      s1_perm: this.hasFirstStage ? permString(this.s1Perm) : null,
+      g_perm: this.hasGStage ? permString(this.gPerm) : null,
       pbmt: this.pbmt,
     };
   }

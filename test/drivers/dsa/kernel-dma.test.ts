@@ -30,7 +30,7 @@ describe("idxd probe", () => {
     expect(r.hw.wqs[1]!.toJSON()).toMatchObject({
       mode: "shared",
       enabled: true,
-      blockOnFault: true,
+      block_on_fault: true,
     });
     // The DMA-API domain itself sits at the PASID (no attach handle).
     const domain = r.m.core.getDmaDomain(r.dev)!;

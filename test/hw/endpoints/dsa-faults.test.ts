@@ -329,10 +329,10 @@ describe("the view", () => {
       current: {
         opcode: "memmove",
         pasid: PASID,
-        waitingForPage: `0x${(DST + 0xf00n).toString(16)}`,
+        waiting_for_page: `0x${(DST + 0xf00n).toString(16)}`,
       },
       pri: { outstanding: [{ prgi: 0, pasid: PASID, write: true }], requests: 1 },
-      counters: { pageFaults: 1, pageRequests: 1 },
+      counters: { page_faults: 1, page_requests: 1 },
     });
   });
 });

@@ -61,7 +61,7 @@ describe("attaching device models", () => {
     expect(dev.atc!.size).toBe(0);
     expect(m.bridge.toJSON()).toEqual({
       host: "pci0",
-      translationAgent: true,
+      translation_agent: true,
       models: [{ function: "t0", model: "t0", port: "0000:01:00.0" }],
     });
   });

@@ -321,7 +321,7 @@ describe("view and traces", () => {
       kind: "nic",
       rx: { base: "0x101000", count: 8, head: 1, tail: 7 },
       counters: { received: 1 },
-      lastError: null,
+      last_error: null,
     });
     expect(JSON.parse(JSON.stringify(v))).toEqual(v);
   });

@@ -285,23 +285,23 @@ describe("capability views", () => {
     f.config.write(f.caps.acs + PCI_ACS_CTRL, 2, 0x10);
     f.config.write(f.caps.ats + PCI_ATS_CTRL, 2, 0x8001);
     expect(f.capabilitiesJSON()).toEqual({
-      pcie: { offset: 0x40, type: "endpoint", eePrefixMax: 4 },
+      pcie: { offset: 0x40, type: "endpoint", ee_prefix_max: 4 },
       acs: { offset: f.caps.acs, capabilities: ["rr", "uf"], enabled: ["uf"] },
       ats: {
         offset: f.caps.ats,
-        queueDepth: 8,
-        pageAligned: true,
-        globalInvalidate: false,
+        queue_depth: 8,
+        page_aligned: true,
+        global_invalidate: false,
         enabled: true,
         stu: 1,
       },
       pri: {
         offset: f.caps.pri,
         enabled: false,
-        responseFailure: false,
-        unexpectedPrgIndex: false,
+        response_failure: false,
+        unexpected_prg_index: false,
         stopped: true,
-        pasidRequired: true,
+        pasid_required: true,
         capacity: 16,
         allocation: 0,
       },
@@ -311,8 +311,8 @@ describe("capability views", () => {
         exec: true,
         priv: true,
         enabled: false,
-        execEnabled: false,
-        privEnabled: false,
+        exec_enabled: false,
+        priv_enabled: false,
       },
     });
   });

@@ -176,11 +176,11 @@ describe("JSON views", () => {
     expect(view).toEqual({
       name: "pci0",
       segment: 0,
-      rootBus: 0,
+      root_bus: 0,
       ecam: "0x30000000",
       mmio: { base: "0x40000000", size: "0x40000000" },
       enumerated: true,
-      peerToPeer: false,
+      peer_to_peer: false,
       tree: {
         number: 0,
         kind: "root",
@@ -200,7 +200,7 @@ describe("JSON views", () => {
                 // The endpoint's 16 KiB plus the 2 MiB hot-plug reserve, in 1 MiB units.
                 window: { base: "0x40000000", limit: "0x402fffff" },
                 hotplug: { buses: 2, mmio: "0x200000" },
-                externalFacing: true,
+                external_facing: true,
                 bus: {
                   number: 1,
                   kind: "link",

@@ -43,7 +43,7 @@ describe("request and response objects", () => {
     r.ppn = 0xf_ffff_ffff;
     r.offset = 0xabc;
     expect(r.paddr).toBe(0xf_ffff_ffff_abcn);
-    expect(r.toJSON()).toEqual({ paddr: "0xfffffffffabc", pageShift: 12, pbmt: 0 });
+    expect(r.toJSON()).toEqual({ paddr: "0xfffffffffabc", page_shift: 12, pbmt: 0 });
     const c = new AtsCompletion();
     c.status = "UR";
     expect(c.toJSON()).toEqual({ status: "UR", fault: null });

@@ -256,8 +256,8 @@ describe("PageTable: protect, mappings, destroy", () => {
     expect(t.pt.toJSON()).toEqual({
       mode: "Sv48",
       root: `0x${(t.pt.rootPpn * 4096).toString(16)}`,
-      tablePages: 7,
-      deferredPages: 0,
+      table_pages: 7,
+      deferred_pages: 0,
       reclaim: "free",
     });
   });

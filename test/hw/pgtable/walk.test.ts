@@ -136,11 +136,11 @@ describe("walk: map → walk round trips", () => {
     const view = t.out.toJSON() as {
       ok: boolean;
       ppn: string;
-      steps: { level: number; pteAddress: string }[];
+      steps: { level: number; pte_address: string }[];
     };
     expect([view.ok, view.ppn]).toEqual([true, "0x12345"]);
     expect(view.steps.map((s) => s.level)).toEqual([3, 2, 1, 0]);
-    expect(view.steps[3]!.pteAddress).toBe(`0x${lastPteAddress(t.out).toString(16)}`);
+    expect(view.steps[3]!.pte_address).toBe(`0x${lastPteAddress(t.out).toString(16)}`);
   });
 
   it("reads an x4 root index above 511 from the right one of the four root pages", () => {
