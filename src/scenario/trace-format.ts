@@ -32,8 +32,10 @@ export const SPAN_SYSTEM = "scenario";
 // ---------------------------------------------------------------- text
 
 /**
- * One trace-cmd report line per record, `<track>-<id> [000] <sec.usec>: <event>: <fields>`: the
- * track plays the task, its id (in order of first appearance) the pid, one CPU.
+ * One trace-cmd report line per record, `<task>-<pid> [000] <sec.usec>: <event>: <fields>`: the
+ * track plays the task (blanks turned into `_`, as a comm never has them in this format), its
+ * id (in order of first appearance) the pid, one CPU. The timestamp is the exact virtual time,
+ * which never decreases; lines with the same one are in the order the events happened.
  */
 export function formatTraceText(records: readonly TraceRecord[]): string {
   const ids = new Map<string, number>();
@@ -56,10 +58,15 @@ export function ftraceTimestamp(ns: number): string {
   return `${String(secs).padStart(5)}.${String(us % 1_000_000).padStart(6, "0")}`;
 }
 
+/** A track as the task column prints it: one word, so `TASK-PID` splits back at the last `-`. */
+export function ftraceComm(track: string): string {
+  return track.length === 0 ? "<none>" : track.replace(/\s/g, "_");
+}
+
 function traceLine(r: TraceRecord, id: number): string {
   const { system, name } = splitEventName(r.event);
   const kernel = system === "iommu";
-  const task = `${r.track}-${id}`.padStart(16);
+  const task = `${ftraceComm(r.track)}-${id}`.padStart(16);
   const event = kernel ? name : `${system}:${name}`;
   const body = kernel ? kernelText(name, r.fields) : keyValues(r.fields);
   return `${task} [000] ${ftraceTimestamp(r.ts)}: ${event}: ${body}`;

@@ -186,5 +186,10 @@ describe("iommu-sim demo", () => {
     const lines = readFileSync(text, "utf8").trimEnd().split("\n");
     expect(lines).toHaveLength(Number(m![1]));
     expect(lines.some((l) => / map: IOMMU: iova=0x[0-9a-f]{16} - /.test(l))).toBe(true);
+    // Every line is a trace-cmd report line (the lazy flush queue's `domain N` track included).
+    for (const l of lines) {
+      expect(l).toMatch(/^\s*\S+-\d+\s+\[\d{3}\]\s+\d+\.\d{6}: [a-z_0-9]+(:[a-z_0-9]+)?: /);
+    }
+    expect(lines.some((l) => /^ *domain_\d+-\d+ /.test(l))).toBe(true);
   });
 });

@@ -1,18 +1,22 @@
-// The trace exports on a real run: every kernel tracepoint in its TP_printk format on
-// trace-cmd-style lines, and Chrome/Perfetto JSON whose structure ui.perfetto.dev needs
-// (metadata naming every process and thread, monotonic time per track, complete events for
-// steps).
+// The trace exports on real runs: every kernel tracepoint in its TP_printk format on
+// trace-cmd-style lines a parser can split, and Chrome/Perfetto JSON that follows the trace-event
+// format (metadata naming and ordering every process and thread, instants and complete events)
+// on a display timeline that keeps the events apart, in order, with their steps around them.
 
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { TraceRecord } from "../../src/base/trace.js";
 import { loadScenario } from "../../src/scenario/load.js";
 import { machineHost } from "../../src/scenario/machine-host.js";
-import { runScenario } from "../../src/scenario/run.js";
+import { runScenario, type ScenarioResult } from "../../src/scenario/run.js";
 import {
   formatTraceText,
+  ftraceComm,
   ftraceTimestamp,
   traceToChromeJSON,
 } from "../../src/scenario/trace-format.js";
+import { ROOT } from "./scenario-files.js";
 
 /** Hits every kernel tracepoint of include/trace/events/iommu.h on the riscv driver. */
 const SCENARIO = `
@@ -38,11 +42,18 @@ steps:
   - hot_remove: {dev: tb0}
 `;
 
-function run() {
-  const s = loadScenario(SCENARIO, "t.yaml", machineHost);
+/** A lazy DMA domain's flush queue traces on the `domain 12` track; PRI on a process's mm. */
+const FILES = ["scenarios/devices/dma-api-lazy.yaml", "scenarios/iopf/pri-flow.yaml"];
+
+function run(text = SCENARIO, file = "t.yaml"): ScenarioResult {
+  const s = loadScenario(text, file, machineHost);
   const r = runScenario(s, machineHost, { keepTrace: true });
   expect(r.status).toBe("pass");
   return r;
+}
+
+function runFile(file: string): ScenarioResult {
+  return run(readFileSync(join(ROOT, file), "utf8"), file);
 }
 
 const KERNEL_FORMATS: Readonly<Record<string, RegExp>> = {
@@ -54,6 +65,13 @@ const KERNEL_FORMATS: Readonly<Record<string, RegExp>> = {
   io_page_fault: /^IOMMU:\S+ \S+ iova=0x[0-9a-f]{16} flags=0x[0-9a-f]{4}$/,
 };
 
+/**
+ * A trace-cmd report line as parsers split it: `TASK-PID [CPU] SECS.USECS: EVENT: BODY` (this
+ * format has no latency-flags column; the simulator's events are `system:name`).
+ */
+const TRACE_CMD_LINE =
+  /^\s*(\S+)-(\d+)\s+\[(\d{3})\]\s+(\d+)\.(\d{6}): ([a-z_0-9]+(?::[a-z_0-9]+)?): (.*)$/;
+
 describe("trace-cmd text", () => {
   it("prints every kernel tracepoint in its TP_printk format, one ftrace line per record", () => {
     const r = run();
@@ -61,14 +79,13 @@ describe("trace-cmd text", () => {
     const lines = text.trimEnd().split("\n");
     expect(lines).toHaveLength(r.trace!.length);
     const seen = new Set<string>();
-    const LINE = /^ *(\S+)-(\d+) \[000\] +(\d+)\.(\d{6}): (\S+): (.*)$/;
     for (const [i, line] of lines.entries()) {
-      const m = LINE.exec(line);
+      const m = TRACE_CMD_LINE.exec(line);
       expect(m, line).not.toBeNull();
-      const [, track, , , , event, body] = m!;
+      const [, task, , , secs, usecs, event, body] = m!;
       const rec = r.trace![i]!;
-      expect(track).toBe(rec.track);
-      expect(`${m![3]}.${m![4]}`.trim()).toBe(ftraceTimestamp(rec.ts).trim());
+      expect(task).toBe(ftraceComm(rec.track));
+      expect(`${secs}.${usecs}`).toBe(ftraceTimestamp(rec.ts).trim());
       const format = KERNEL_FORMATS[event!];
       if (rec.event.startsWith("iommu:")) {
         expect(format, event).toBeDefined();
@@ -84,6 +101,42 @@ describe("trace-cmd text", () => {
     expect(text).toMatch(
       /map: IOMMU: iova=0x0000000000010000 - 0x0000000000012000 paddr=0x0000000080400000 size=8192\n/,
     );
+  });
+
+  it.each(FILES)("%s: every line parses, one task per pid, time never goes back", (file) => {
+    const r = runFile(file);
+    const lines = formatTraceText(r.trace!).trimEnd().split("\n");
+    expect(lines).toHaveLength(r.trace!.length);
+    const pidOf = new Map<string, string>();
+    const taskOf = new Map<string, string>();
+    let last = -1;
+    for (const [i, line] of lines.entries()) {
+      const m = TRACE_CMD_LINE.exec(line);
+      expect(m, line).not.toBeNull();
+      const [, task, pid, cpu, secs, usecs] = m!;
+      expect(cpu).toBe("000");
+      // The task column splits back into the record's track (blanks as `_`) and one pid.
+      expect(task).toBe(ftraceComm(r.trace![i]!.track));
+      expect(pidOf.get(task!) ?? pid).toBe(pid);
+      expect(taskOf.get(pid!) ?? task).toBe(task);
+      pidOf.set(task!, pid!);
+      taskOf.set(pid!, task!);
+      const us = Number(secs) * 1_000_000 + Number(usecs);
+      expect(us).toBeGreaterThanOrEqual(last);
+      expect(us).toBe(Math.floor(r.trace![i]!.ts / 1000));
+      last = us;
+    }
+    expect(pidOf.size).toBe(new Set(r.trace!.map((x) => x.track)).size);
+  });
+
+  it("a track with a blank in its name prints as one word (`domain 12` → `domain_12`)", () => {
+    const r = runFile(FILES[0]!);
+    const flush = r.trace!.find((x) => x.event === "dma:flush_queue")!;
+    expect(flush.track).toMatch(/^domain \d+$/);
+    const line = formatTraceText([flush]);
+    expect(line).toMatch(/^ *domain_\d+-1 \[000\] +\d+\.\d{6}: dma:flush_queue: domain=\d+ /);
+    expect(ftraceComm("a\tb c")).toBe("a_b_c");
+    expect(ftraceComm("")).toBe("<none>");
   });
 
   it("tracks keep one id each; timestamps are seconds and microseconds", () => {
