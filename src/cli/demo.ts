@@ -8,9 +8,10 @@ import { InputError } from "../base/errors.js";
 import { demoJSON, formatDemo, runDemo } from "../scenario/demo.js";
 import { loadScenario } from "../scenario/load.js";
 import { machineHost } from "../scenario/machine-host.js";
+import { traceRunOf } from "../scenario/trace-format.js";
 import type { CliIo } from "./io.js";
 import type { DemoCommandOptions } from "./program.js";
-import { traceRunOf, writeTraceFile } from "./trace-file.js";
+import { writeTraceFile } from "./trace-file.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** The story, named relative to the package root so the output is the same from any directory. */

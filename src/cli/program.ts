@@ -12,8 +12,9 @@ import type { MachinePlan, ScenarioHost } from "../scenario/host.js";
 import { loadScenario, type Scenario } from "../scenario/load.js";
 import { formatScenarioResult, scenarioResultJSON } from "../scenario/report.js";
 import { applicableDrivers, runScenario, type ScenarioResult } from "../scenario/run.js";
+import { traceRunOf } from "../scenario/trace-format.js";
 import type { CliIo } from "./io.js";
-import { traceRunOf, writeTraceFile } from "./trace-file.js";
+import { writeTraceFile } from "./trace-file.js";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;

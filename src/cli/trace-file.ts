@@ -2,48 +2,8 @@
 // text, from the records of one or more scenario runs and their steps as spans.
 
 import { InputError } from "../base/errors.js";
-import type { ScenarioResult } from "../scenario/run.js";
-import {
-  formatTraceText,
-  type TraceRun,
-  type TraceSpan,
-  traceToChromeJSON,
-} from "../scenario/trace-format.js";
+import { formatTraceText, type TraceRun, traceToChromeJSON } from "../scenario/trace-format.js";
 import type { CliIo } from "./io.js";
-
-/** A run's trace: its records, and each step (and each section's stretch) as a span. */
-export function traceRunOf(r: ScenarioResult, label: string): TraceRun {
-  const spans: TraceSpan[] = [];
-  let section: { name: string; ts: number } | null = null;
-  const end = r.steps.reduce((t, s) => Math.max(t, s.startNs + s.durationNs), 0);
-  const closeSection = (at: number) => {
-    if (section !== null) {
-      spans.push({ name: section.name, track: "sections", ts: section.ts, dur: at - section.ts });
-    }
-  };
-  for (const s of r.steps) {
-    if (s.status === "skipped") continue;
-    if (s.section !== undefined) {
-      closeSection(s.startNs);
-      section = { name: s.section, ts: s.startNs };
-      continue;
-    }
-    spans.push({
-      name: s.call,
-      track: "steps",
-      ts: s.startNs,
-      dur: s.durationNs,
-      args: {
-        step: s.step,
-        status: s.status,
-        ...(s.result === undefined ? {} : { result: s.result }),
-        ...(s.errno === undefined ? {} : { errno: s.errno }),
-      },
-    });
-  }
-  closeSection(end);
-  return { label, records: r.trace ?? [], spans };
-}
 
 /** Writes the runs' traces to `path`; returns how many records it holds. */
 export function writeTraceFile(path: string, runs: readonly TraceRun[], io: CliIo): number {

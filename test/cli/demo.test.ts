@@ -177,10 +177,34 @@ describe("iommu-sim demo", () => {
     const doc = JSON.parse(readFileSync(json, "utf8"));
     const instants = doc.traceEvents.filter((e: { ph: string }) => e.ph === "i");
     expect(instants).toHaveLength(Number(m![1]));
-    // The boot is in it: devices joining their groups.
-    expect(instants.some((e: { name: string }) => e.name === "add_device_to_group")).toBe(true);
+    // The boot is in it: devices joining their groups, inside the boot's slice.
     const spans = doc.traceEvents.filter((e: { ph: string }) => e.ph === "X");
+    const boot = spans.find((e: { name: string }) => e.name === "boot");
+    const added = instants.filter((e: { name: string }) => e.name === "iommu:add_device_to_group");
+    expect(added.length).toBeGreaterThan(0);
+    for (const e of added) {
+      expect(e.ts).toBeGreaterThan(boot.ts);
+      expect(e.ts).toBeLessThan(boot.ts + boot.dur);
+    }
     expect(spans.map((e: { name: string }) => e.name)).toContain("Lazy versus strict invalidation");
+    // Every slice has a length; the timeline never stands still.
+    expect(spans.every((e: { dur: number }) => e.dur > 0)).toBe(true);
+    const timeline = doc.traceEvents.filter((e: { ph: string }) => e.ph !== "M");
+    for (let i = 1; i < timeline.length; i++) {
+      expect(timeline[i].ts).toBeGreaterThan(timeline[i - 1].ts);
+    }
+    // IOMMUs and devices are named tracks of their own processes.
+    const names = new Map<number, string>();
+    for (const e of doc.traceEvents) if (e.name === "process_name") names.set(e.pid, e.args.name);
+    const tracks = (process: string) =>
+      doc.traceEvents
+        .filter(
+          (e: { name: string; pid: number }) =>
+            e.name === "thread_name" && names.get(e.pid) === process,
+        )
+        .map((e: { args: { name: string } }) => e.args.name);
+    expect(tracks("IOMMUs")).toEqual(["iommu0", "iommu1"]);
+    expect(tracks("devices")).toEqual(expect.arrayContaining(["0000:04:00.0", "nic0", "dsa0"]));
     const text = join(dir, "demo.txt");
     expect((await cli("demo", "--trace", text)).code).toBe(0);
     const lines = readFileSync(text, "utf8").trimEnd().split("\n");

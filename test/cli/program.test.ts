@@ -236,42 +236,51 @@ describe("the iommu-sim command line", () => {
     );
     expect(await c.run("run", "--trace", "t.json", "p.yaml")).toBe(0);
     const trace = JSON.parse(c.written["t.json"]!);
+    // Display time: a µs tick per record and per step boundary; virtual time in the args.
     expect(trace.traceEvents).toEqual([
       { name: "process_name", ph: "M", pid: 1, tid: 0, args: { name: "scenario" } },
       { name: "process_sort_index", ph: "M", pid: 1, tid: 0, args: { sort_index: 1 } },
       { name: "thread_name", ph: "M", pid: 1, tid: 1, args: { name: "steps" } },
-      { name: "process_name", ph: "M", pid: 2, tid: 0, args: { name: "iommu_core" } },
+      { name: "thread_sort_index", ph: "M", pid: 1, tid: 1, args: { sort_index: 1 } },
+      { name: "process_name", ph: "M", pid: 2, tid: 0, args: { name: "kernel" } },
       { name: "process_sort_index", ph: "M", pid: 2, tid: 0, args: { sort_index: 2 } },
       { name: "thread_name", ph: "M", pid: 2, tid: 2, args: { name: "core" } },
+      { name: "thread_sort_index", ph: "M", pid: 2, tid: 2, args: { sort_index: 0 } },
       {
         name: "fake_domain_alloc(dev=a)",
         cat: "scenario",
         ph: "X",
-        ts: 0,
-        dur: 0,
+        ts: 1,
+        dur: 2,
         pid: 1,
         tid: 1,
-        args: { step: 1, status: "pass", result: { id: 2, pgsize: "0x1000", type: "UNMANAGED" } },
+        args: {
+          step: 1,
+          status: "pass",
+          result: { id: 2, pgsize: "0x1000", type: "UNMANAGED" },
+          virtual_ns: 0,
+          virtual_dur_ns: 0,
+        },
+      },
+      {
+        name: "iommu_core:domain_alloc",
+        cat: "iommu_core",
+        ph: "i",
+        s: "t",
+        ts: 2,
+        pid: 2,
+        tid: 2,
+        args: { domain: 0, type: "x", device: "y", virtual_ns: 0 },
       },
       {
         name: "fake_attach(domain=d1, dev=a)",
         cat: "scenario",
         ph: "X",
-        ts: 0,
-        dur: 0,
+        ts: 4,
+        dur: 1,
         pid: 1,
         tid: 1,
-        args: { step: 2, status: "pass" },
-      },
-      {
-        name: "domain_alloc",
-        cat: "iommu_core",
-        ph: "i",
-        s: "t",
-        ts: 0,
-        pid: 2,
-        tid: 2,
-        args: { domain: 0, type: "x", device: "y" },
+        args: { step: 2, status: "pass", virtual_ns: 0, virtual_dur_ns: 0 },
       },
     ]);
   });

@@ -5,15 +5,21 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
+import { SimError } from "../../src/base/errors.js";
 import type { TraceRecord } from "../../src/base/trace.js";
 import { loadScenario } from "../../src/scenario/load.js";
 import { machineHost } from "../../src/scenario/machine-host.js";
 import { runScenario, type ScenarioResult } from "../../src/scenario/run.js";
 import {
+  DISPLAY_TICK_NS,
   formatTraceText,
   ftraceComm,
   ftraceTimestamp,
+  type TraceRun,
+  type TraceStep,
+  traceRunOf,
   traceToChromeJSON,
 } from "../../src/scenario/trace-format.js";
 import { ROOT } from "./scenario-files.js";
@@ -179,64 +185,262 @@ interface ChromeEvent {
   ph: string;
   pid: number;
   tid: number;
-  ts?: number;
+  ts: number;
   dur?: number;
   cat?: string;
   s?: string;
-  args?: Record<string, unknown>;
+  args: Record<string, unknown>;
+}
+
+interface Checked {
+  /** Non-metadata events, in file order. */
+  events: ChromeEvent[];
+  processes: Map<number, { name: string; sort: number }>;
+  /** By `pid/tid`. */
+  threads: Map<string, { name: string; sort: number; pid: number }>;
+}
+
+const isPlainObject = (x: unknown) => typeof x === "object" && x !== null && !Array.isArray(x);
+
+/** Checks a document against the Chrome trace-event format as this exporter uses it. */
+function checkChrome(doc: unknown): Checked {
+  expect(isPlainObject(doc)).toBe(true);
+  const { traceEvents, displayTimeUnit } = doc as { traceEvents: unknown; displayTimeUnit: string };
+  expect(displayTimeUnit).toBe("ns");
+  expect(Array.isArray(traceEvents)).toBe(true);
+  const all = traceEvents as ChromeEvent[];
+  const processes = new Map<number, { name: string; sort: number }>();
+  const threads = new Map<string, { name: string; sort: number; pid: number }>();
+  const events: ChromeEvent[] = [];
+  let metaDone = false;
+  for (const e of all) {
+    expect(typeof e.name === "string" && e.name.length > 0, JSON.stringify(e)).toBe(true);
+    expect(["M", "X", "i"]).toContain(e.ph);
+    expect(Number.isInteger(e.pid) && e.pid > 0).toBe(true);
+    expect(Number.isInteger(e.tid) && e.tid >= 0).toBe(true);
+    expect(isPlainObject(e.args)).toBe(true);
+    if (e.ph === "M") {
+      // Metadata first, then the timeline.
+      expect(metaDone).toBe(false);
+      const key = `${e.pid}/${e.tid}`;
+      switch (e.name) {
+        case "process_name":
+          expect(e.tid).toBe(0);
+          expect(typeof e.args.name).toBe("string");
+          expect(processes.has(e.pid)).toBe(false);
+          processes.set(e.pid, { name: e.args.name as string, sort: Number.NaN });
+          break;
+        case "process_sort_index":
+          expect(Number.isInteger(e.args.sort_index)).toBe(true);
+          processes.get(e.pid)!.sort = e.args.sort_index as number;
+          break;
+        case "thread_name":
+          expect(e.tid).toBeGreaterThan(0);
+          expect(typeof e.args.name).toBe("string");
+          expect(threads.has(key)).toBe(false);
+          threads.set(key, { name: e.args.name as string, sort: Number.NaN, pid: e.pid });
+          break;
+        case "thread_sort_index":
+          expect(Number.isInteger(e.args.sort_index)).toBe(true);
+          threads.get(key)!.sort = e.args.sort_index as number;
+          break;
+        default:
+          throw new Error(`unexpected metadata event ${e.name}`);
+      }
+      continue;
+    }
+    metaDone = true;
+    expect(Number.isFinite(e.ts) && e.ts >= 0).toBe(true);
+    expect(typeof e.cat).toBe("string");
+    expect(e.tid).toBeGreaterThan(0);
+    if (e.ph === "X") {
+      expect(Number.isFinite(e.dur) && e.dur! > 0, JSON.stringify(e)).toBe(true);
+    } else {
+      expect(e.s).toBe("t");
+      expect(e.dur).toBeUndefined();
+    }
+    // Every track is named, and so is its process.
+    expect(processes.has(e.pid)).toBe(true);
+    expect(threads.get(`${e.pid}/${e.tid}`)?.pid).toBe(e.pid);
+    expect(typeof e.args.virtual_ns).toBe("number");
+    events.push(e);
+  }
+  for (const p of processes.values()) expect(Number.isInteger(p.sort)).toBe(true);
+  for (const t of threads.values()) expect(Number.isInteger(t.sort)).toBe(true);
+  // Sort indices order processes, and threads within a process, without ties.
+  expect(new Set([...processes.values()].map((p) => p.sort)).size).toBe(processes.size);
+  const byProcess = new Map<number, number[]>();
+  for (const t of threads.values()) byProcess.set(t.pid, [...(byProcess.get(t.pid) ?? []), t.sort]);
+  for (const sorts of byProcess.values()) expect(new Set(sorts).size).toBe(sorts.length);
+  return { events, processes, threads };
+}
+
+/** The threads of process `name`, in their sort order. */
+function tracksOf(c: Checked, name: string): string[] {
+  const pid = [...c.processes].find(([, p]) => p.name === name)?.[0];
+  return [...c.threads.values()]
+    .filter((t) => t.pid === pid)
+    .sort((a, b) => a.sort - b.sort)
+    .map((t) => t.name);
+}
+
+/**
+ * The timeline of one run: strictly increasing display time; the instants are the records in
+ * order with their exact virtual time; each step's slice holds exactly its own records.
+ */
+function checkTimeline(c: Checked, run: TraceRun): void {
+  const { events } = c;
+  for (let i = 1; i < events.length; i++) {
+    expect(events[i]!.ts).toBeGreaterThan(events[i - 1]!.ts);
+  }
+  const instants = events.filter((e) => e.ph === "i");
+  expect(instants).toHaveLength(run.records.length);
+  instants.forEach((e, i) => {
+    const rec = run.records[i]!;
+    expect(e.name).toBe(rec.event);
+    expect(e.cat).toBe(rec.event.split(":")[0]);
+    expect(e.args.virtual_ns).toBe(rec.ts);
+    // Display time runs ahead of virtual time by a whole number of ticks, at least one.
+    const ahead = Math.round(e.ts * 1000) - rec.ts;
+    expect(ahead).toBeGreaterThanOrEqual(DISPLAY_TICK_NS);
+    expect(ahead % DISPLAY_TICK_NS).toBe(0);
+    // The record's track is a thread of that name.
+    expect(c.threads.get(`${e.pid}/${e.tid}`)!.name).toBe(rec.track);
+  });
+  if (run.steps === undefined) return;
+  const steps = run.steps.filter((s) => !s.section);
+  const stepTrack = events.find(
+    (e) => e.ph === "X" && c.threads.get(`${e.pid}/${e.tid}`)!.name === "steps",
+  );
+  const slices = events.filter(
+    (e) => e.ph === "X" && stepTrack !== undefined && e.tid === stepTrack.tid,
+  );
+  const boot = run.records.length - steps.reduce((n, s) => n + s.records, 0);
+  expect(slices.map((e) => e.name)).toEqual([
+    ...(boot > 0 ? ["boot"] : []),
+    ...steps.map((s) => s.name),
+  ]);
+  const owned = [...(boot > 0 ? [boot] : []), ...steps.map((s) => s.records)];
+  slices.forEach((x, k) => {
+    const inside = instants.filter((e) => e.ts > x.ts && e.ts < x.ts + x.dur!);
+    expect(inside).toHaveLength(owned[k]!);
+  });
+  steps.forEach((s, k) => {
+    const x = slices[k + (boot > 0 ? 1 : 0)]!;
+    expect(x.args.virtual_ns).toBe(s.startNs);
+    expect(x.args.virtual_dur_ns).toBe(s.endNs - s.startNs);
+  });
+  // A section's slice covers the step slices up to the next section, and no other.
+  const sections = events.filter(
+    (e) => e.ph === "X" && c.threads.get(`${e.pid}/${e.tid}`)!.name === "sections",
+  );
+  expect(sections.map((e) => e.name)).toEqual(
+    run.steps.filter((s) => s.section).map((s) => s.name),
+  );
+  let k = boot > 0 ? 1 : 0;
+  let open = -1;
+  for (const s of run.steps) {
+    if (s.section) {
+      open++;
+      continue;
+    }
+    const x = slices[k++]!;
+    if (open < 0) continue;
+    const sec = sections[open]!;
+    expect(x.ts).toBeGreaterThan(sec.ts);
+    expect(x.ts + x.dur!).toBeLessThanOrEqual(sec.ts + sec.dur! + 1e-9);
+    const after = sections[open + 1];
+    if (after !== undefined) expect(x.ts + x.dur!).toBeLessThan(after.ts);
+  }
 }
 
 describe("Chrome / Perfetto JSON", () => {
-  it("names every process and thread, keeps time monotonic per track, has a process per subsystem", () => {
+  it("follows the trace-event format; steps are slices around their events; time is apart", () => {
     const r = run();
-    const doc = traceToChromeJSON([
-      {
-        label: "t",
-        records: r.trace!,
-        spans: [{ name: "boot", track: "steps", ts: 0, dur: 5000 }],
-      },
-    ]) as unknown as { traceEvents: ChromeEvent[]; displayTimeUnit: string };
-    expect(doc.displayTimeUnit).toBe("ns");
-    const events = doc.traceEvents;
-    const processes = new Map<number, string>();
-    const threads = new Map<string, string>();
-    for (const e of events.filter((x) => x.ph === "M")) {
-      if (e.name === "process_name") processes.set(e.pid, e.args!.name as string);
-      if (e.name === "thread_name") threads.set(`${e.pid}/${e.tid}`, e.args!.name as string);
-    }
-    const last = new Map<string, number>();
-    let instants = 0;
-    for (const e of events.filter((x) => x.ph !== "M")) {
-      expect(["i", "X"]).toContain(e.ph);
-      for (const k of ["name", "cat", "ts", "pid", "tid", "args"] as const)
-        expect(e).toHaveProperty(k);
-      expect(Number.isInteger(e.pid) && Number.isInteger(e.tid)).toBe(true);
-      if (e.ph === "i") {
-        instants++;
-        expect(e.s).toBe("t");
-      } else {
-        expect(e.dur).toBeGreaterThanOrEqual(0);
-      }
-      // Every track has metadata naming it and its process.
-      expect(processes.has(e.pid)).toBe(true);
-      const key = `${e.pid}/${e.tid}`;
-      expect(threads.has(key)).toBe(true);
-      expect(e.ts!).toBeGreaterThanOrEqual(last.get(key) ?? 0);
-      last.set(key, e.ts!);
-      // The process is the event's subsystem.
-      expect(processes.get(e.pid)).toBe(e.cat);
-    }
-    expect(instants).toBe(r.trace!.length);
-    // One process per subsystem; IOMMU instances and devices are tracks of their own.
-    const systems = new Set(r.trace!.map((x) => x.event.split(":")[0]));
-    expect(new Set(processes.values())).toEqual(new Set([...systems, "scenario"]));
-    const riscv = [...processes].find(([, n]) => n === "riscv_iommu")![0];
-    const riscvTracks = [...threads].filter(([k]) => k.startsWith(`${riscv}/`)).map(([, n]) => n);
-    expect(riscvTracks).toContain("iommu1");
-    // Virtual time in µs: the 1.5 ms advance shows.
-    expect(
-      Math.max(...events.filter((e) => e.ph === "i").map((e) => e.ts!)),
-    ).toBeGreaterThanOrEqual(1500);
+    const traceRun = traceRunOf(r, "t");
+    const c = checkChrome(traceToChromeJSON([traceRun]));
+    checkTimeline(c, traceRun);
+    expect([...c.processes.values()].sort((a, b) => a.sort - b.sort).map((p) => p.name)).toEqual([
+      "scenario",
+      "IOMMUs",
+      "devices",
+      "groups",
+      "PCI",
+      "kernel",
+    ]);
+    expect(tracksOf(c, "scenario")).toEqual(["sections", "steps"]);
+    expect(tracksOf(c, "IOMMUs")).toEqual(["iommu0", "iommu1"]);
+    expect(tracksOf(c, "devices")).toContain("acc0");
+    expect(tracksOf(c, "kernel")).toEqual(["core"]);
+    // Consecutive events of one virtual instant stand exactly one tick apart.
+    let pairs = 0;
+    c.events.forEach((e, i) => {
+      const prev = c.events[i - 1];
+      if (prev?.ph !== "i" || e.ph !== "i" || prev.args.virtual_ns !== e.args.virtual_ns) return;
+      pairs++;
+      expect(e.ts - prev.ts).toBeCloseTo(DISPLAY_TICK_NS / 1000, 9);
+    });
+    expect(pairs).toBeGreaterThan(100);
+    // The 1.5 ms advance still shows as a gap of (at least) 1.5 ms.
+    const advance = c.events.find((e) => e.ph === "X" && e.name.startsWith("advance"))!;
+    expect(advance.args.virtual_dur_ns).toBe(1_500_000);
+    expect(advance.dur).toBeGreaterThan(1500);
+    // Step results and errnos are the slices' args.
+    const fault = c.events.find((e) => e.ph === "X" && e.name.startsWith("report_iommu_fault"))!;
+    expect(fault.args).toMatchObject({ status: "pass", errno: "ENOSYS" });
+  });
+
+  it.each(FILES)("%s: valid trace, IOMMUs, devices, groups, domains and mms as tracks", (file) => {
+    const r = runFile(file);
+    const traceRun = traceRunOf(r, file);
+    const c = checkChrome(traceToChromeJSON([traceRun]));
+    checkTimeline(c, traceRun);
+    expect(tracksOf(c, "IOMMUs")).toEqual(["iommu0", "iommu1"]);
+    const groups = tracksOf(c, "groups");
+    expect(groups).toEqual([...groups].sort((a, b) => Number(a.slice(5)) - Number(b.slice(5))));
+    expect(groups.indexOf("group2")).toBeLessThan(groups.indexOf("group10"));
+    const devices = tracksOf(c, "devices");
+    expect(devices).toContain("0000:00:01.0");
+    // Every record's track is one thread, outside the scenario's process.
+    const scenarioPid = [...c.processes].find(([, p]) => p.name === "scenario")![0];
+    const trackThreads = [...c.threads.values()].filter((t) => t.pid !== scenarioPid);
+    expect(trackThreads.map((t) => t.name).sort()).toEqual(
+      [...new Set(r.trace!.map((x) => x.track))].sort(),
+    );
+    if (file.includes("lazy"))
+      expect(tracksOf(c, "domains")).toEqual([expect.stringMatching(/^domain \d+$/)]);
+    else expect(tracksOf(c, "processes")).toContain("mm1");
+  });
+
+  it("the same run gives the same bytes", () => {
+    const a = JSON.stringify(traceToChromeJSON([traceRunOf(runFile(FILES[1]!), "a")]));
+    const b = JSON.stringify(traceToChromeJSON([traceRunOf(runFile(FILES[1]!), "a")]));
+    expect(a).toBe(b);
+  });
+
+  it("display time: virtual time plus one tick per event and per step boundary", () => {
+    const rec = (seq: number, ts: number): TraceRecord => ({
+      seq,
+      ts,
+      event: "iommu_core:pasid_free",
+      track: "core",
+      fields: { pasid: seq },
+    });
+    const records = [rec(0, 0), rec(1, 0), rec(2, 5000), rec(3, 5000)];
+    const T = DISPLAY_TICK_NS;
+    const plain = checkChrome(traceToChromeJSON([{ label: "p", records }])).events;
+    expect(plain.map((e) => e.ts * 1000)).toEqual([0 + T, 0 + 2 * T, 5000 + 3 * T, 5000 + 4 * T]);
+    // A step owning the last two records: each slice takes a tick at its start and at its end.
+    const steps: TraceStep[] = [{ name: "s", records: 2, startNs: 0, endNs: 5000 }];
+    const c = checkChrome(traceToChromeJSON([{ label: "s", records, steps }])).events;
+    expect(c.map((e) => [e.name, e.ts * 1000, (e.dur ?? 0) * 1000])).toEqual([
+      ["boot", T, 4 * T - T],
+      ["iommu_core:pasid_free", 2 * T, 0],
+      ["iommu_core:pasid_free", 3 * T, 0],
+      ["s", 5 * T, 5000 + 8 * T - 5 * T],
+      ["iommu_core:pasid_free", 5000 + 6 * T, 0],
+      ["iommu_core:pasid_free", 5000 + 7 * T, 0],
+    ]);
   });
 
   it("several runs get processes of their own", () => {
@@ -248,10 +452,77 @@ describe("Chrome / Perfetto JSON", () => {
       fields: { pasid: 1 },
     };
     const doc = traceToChromeJSON([
-      { label: "a", records: [rec] },
+      { label: "a", records: [rec], steps: [] },
       { label: "b", records: [rec] },
-    ]) as unknown as { traceEvents: ChromeEvent[] };
-    const names = doc.traceEvents.filter((e) => e.name === "process_name").map((e) => e.args!.name);
-    expect(names).toEqual(["iommu_core — a", "iommu_core — b"]);
+    ]);
+    const c = checkChrome(doc);
+    expect([...c.processes.values()].map((p) => p.name)).toEqual([
+      "scenario — a",
+      "kernel — a",
+      "kernel — b",
+    ]);
   });
+
+  it("refuses steps that claim more records than the run has", () => {
+    expect(() =>
+      traceToChromeJSON([
+        { label: "x", records: [], steps: [{ name: "s", records: 1, startNs: 0, endNs: 0 }] },
+      ]),
+    ).toThrow(SimError);
+  });
+
+  /** Arbitrary runs: a boot, then steps and sections, with time advancing now and then. */
+  const arbRun = fc
+    .record({
+      boot: fc.nat({ max: 4 }),
+      steps: fc.array(
+        fc.record({
+          section: fc.boolean(),
+          records: fc.nat({ max: 4 }),
+          wait: fc.constantFrom(0, 0, 1, 999, 1000, 1_000_000),
+          track: fc.constantFrom("iommu0", "domain 3", "group10", "group2", "mm1", "0000:00:01.0"),
+        }),
+        { maxLength: 12 },
+      ),
+    })
+    .map(({ boot, steps }): TraceRun => {
+      let now = 0;
+      const records: TraceRecord[] = [];
+      const add = (track: string) =>
+        records.push({
+          seq: records.length,
+          ts: now,
+          event: track.startsWith("mm") ? "mm:mmap" : "iommu_core:pasid_free",
+          track,
+          fields: { pasid: records.length },
+        } as TraceRecord);
+      for (let i = 0; i < boot; i++) add("core");
+      const out: TraceStep[] = [];
+      for (const s of steps) {
+        const startNs = now;
+        const n = s.section ? 0 : s.records;
+        for (let i = 0; i < n; i++) {
+          if (i === 1) now += s.wait;
+          add(s.track);
+        }
+        if (!s.section) now += s.wait;
+        out.push({
+          name: `step ${out.length}`,
+          section: s.section,
+          records: n,
+          startNs,
+          endNs: now,
+        });
+      }
+      return { label: "r", records, steps: out };
+    });
+
+  test.prop([arbRun])(
+    "any run: a valid trace, events in order and apart, slices around them",
+    (r) => {
+      const c = checkChrome(traceToChromeJSON([r]));
+      checkTimeline(c, r);
+      expect(JSON.stringify(traceToChromeJSON([r]))).toBe(JSON.stringify(traceToChromeJSON([r])));
+    },
+  );
 });
