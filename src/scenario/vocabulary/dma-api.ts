@@ -159,8 +159,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
         a.ptr as bigint,
         a.size as bigint,
         dirOf(a.dir),
-        (a.attrs as number | undefined) ?? 0,
-        (a.cpu as number | undefined) ?? 0,
+        ...attrsCpu(a),
       ),
   },
   {
@@ -192,8 +191,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
         a.addr as bigint,
         a.size as bigint,
         dirOf(a.dir),
-        (a.attrs as number | undefined) ?? 0,
-        (a.cpu as number | undefined) ?? 0,
+        ...attrsCpu(a),
       ),
   },
   {
