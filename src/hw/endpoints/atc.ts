@@ -6,9 +6,11 @@
 // Entries are tagged like the Translation Request that filled them: with or without a PASID,
 // Privileged or not. An entry whose completion had Global set serves every PASID.
 // Invalidation (PCIe Base 6.2 §10.3.8 "PASID and Global Invalidate"): a request without a PASID
-// drops the entries of its range requested without a PASID and every entry requested with any
-// PASID; with a PASID it drops that PASID's entries in the range and the global ones there, and
-// with Global Invalidate (when the function supports it) the entries of every PASID in the range.
+// drops every entry of its range, whatever PASID it was requested with (there is no way to
+// invalidate only the entries without one: Linux's arm_smmu_atc_inv_to_cmd says so), and nothing
+// outside the range; with a PASID it drops that PASID's entries in the range and the global ones
+// there, and with Global Invalidate (when the function supports it) the entries of every PASID in
+// the range. Entries without a PASID survive an invalidation with one.
 //
 // Fixed capacity, least recently used replaced; lookups scan the slots and allocate nothing (each
 // entry keeps the end of its range, computed when filled).
@@ -156,7 +158,7 @@ export class Atc {
       if (!e.valid) continue;
       const inRange = e.vpn < end && first < e.end;
       let drop: boolean;
-      if (!msg.pasidValid) drop = e.pasidValid || inRange;
+      if (!msg.pasidValid) drop = inRange;
       else if (!e.pasidValid) drop = false;
       else drop = inRange && (allPasids || e.global || e.pasid === msg.pasid);
       if (drop) {

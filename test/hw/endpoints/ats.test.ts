@@ -144,7 +144,7 @@ describe("ATS through the device's ATC", () => {
     expect(dev.read(IOVA, 4, { ats: true }).result).toBe("abort: UR acs-translation-blocking");
   });
 
-  it("per-PASID entries; an invalidation without a PASID drops every PASID's entries", () => {
+  it("per-PASID entries; an invalidation without a PASID drops every PASID's entries in its range only", () => {
     const { m, dev, id } = atsDevice();
     enablePasid(dev.fn);
     const pdt = dcPasid(m, id, { ats: true });
@@ -162,7 +162,11 @@ describe("ATS through the device's ATC", () => {
     ).toEqual([1, 2]);
     submit(m.r, m.q, cmd.ats_inval(id, { pid: 2, addrPage: Number(IOVA >> 12n) }), cmd.fence());
     expect(dev.atc!.entries().map((e) => e.pasid)).toEqual([1]);
+    // Outside its range an invalidation without a PASID leaves PASID entries alone…
     submit(m.r, m.q, cmd.ats_inval(id, { addrPage: 0x7777 }), cmd.fence());
+    expect(dev.atc!.entries().map((e) => e.pasid)).toEqual([1]);
+    // …and inside it drops them, whatever their PASID.
+    submit(m.r, m.q, cmd.ats_inval(id, { addrPage: Number(IOVA >> 12n) }), cmd.fence());
     expect(dev.atc!.size).toBe(0);
   });
 
@@ -225,7 +229,7 @@ function modelDrops(e: ModelEntry, msg: InvalidationRequest, giSupported: boolea
     first = msg.page - (msg.page % pages);
   }
   const overlaps = e.vpn < first + pages && first < e.vpn + e.pages;
-  if (!msg.pasidValid) return e.pasid !== null || overlaps;
+  if (!msg.pasidValid) return overlaps;
   if (e.pasid === null) return false;
   if (!overlaps) return false;
   return (msg.global && giSupported) || e.global || e.pasid === msg.pasid;
