@@ -96,6 +96,9 @@ export abstract class Endpoint implements PciDeviceModel {
 
   invalidationRequest(msg: InvalidationRequest): void {
     const fn = this.fn;
+    // A function without ATS does not support the message (PCIe: an unsupported Vendor_Defined
+    // Type 0 message is an Unsupported Request): no Invalidation Completion, the IOMMU times out.
+    if (fn.caps.ats === 0) return;
     const global =
       fn.caps.ats !== 0 &&
       (fn.config.peek(fn.caps.ats + PCI_ATS_CAP, 2) & PCI_ATS_CAP_GLOBAL_INV) !== 0;

@@ -170,6 +170,21 @@ describe("ATS through the device's ATC", () => {
     expect(dev.atc!.size).toBe(0);
   });
 
+  it("a function without ATS sends no Invalidation Completion: the fence waits for the timeout", () => {
+    const m = machine((h) => {
+      h.addRootPort({ acs: false }).addEndpoint({ name: "t0" });
+    });
+    const dev = new TestDevice(m.bridge, m.host.function("t0"));
+    const id = did(m, dev.fn);
+    // EN_ATS set by mistake: the IOMMU would accept a completion if one came.
+    dcPaging(m, id, pageTable(m), { ats: true });
+    const rec = m.r.ctx.trace.record();
+    submit(m.r, m.q, cmd.ats_inval(id, { addrPage: Number(IOVA >> 12n) }), cmd.fence());
+    expect(rec.stop().some((e) => e.event === "device:atc_inval")).toBe(false);
+    expect(m.r.iommu.read32(R.cqh)).not.toBe(m.r.iommu.read32(R.cqt));
+    expect(faults(m)).toEqual([]);
+  });
+
   it("clearing ATS Enable empties the ATC", () => {
     const { m, dev, id } = atsDevice();
     const pt = pageTable(m);
