@@ -9,6 +9,12 @@
 // among the function's outstanding groups. A response for an unknown group sets Unexpected PRG
 // Index (the capability does that) and is otherwise ignored.
 //
+// Response Failure (PCIe "Page Request Group Response", response code 1111b) disables the
+// function's PRI: it ignores every later PRG Response until PRI is enabled again. So the groups
+// still outstanding will never be answered as far as the device knows: their waiters fail at once
+// (a modelling choice: the spec leaves what the device's engines do then to the device), and the
+// late responses only retire the groups.
+//
 // Stopping a PASID (`stopPasid`): waiters for that PASID are abandoned and, when page requests
 // for it are still outstanding, a Stop Marker (PASID, L=1, R=W=0) tells the host no more will
 // follow; late responses for the abandoned groups still retire them.
@@ -151,6 +157,7 @@ export class PageRequestInterface {
     if (!g) return;
     this.#groups.delete(msg.prgIndex);
     if (!g.abandoned) g.spec.done(outcome);
+    if (outcome === "failure") this.#abandonOutstanding();
     // A retired request frees allocation for those waiting.
     while (this.#waiting.length > 0) {
       if (!this.usable) {
@@ -159,6 +166,15 @@ export class PageRequestInterface {
       }
       if (!this.#send(this.#waiting[0]!)) break;
       this.#waiting.shift();
+    }
+  }
+
+  /** After a Response Failure: no response will be heeded, so every waiter fails now. */
+  #abandonOutstanding(): void {
+    for (const g of [...this.#groups.values()].sort((a, b) => a.prgIndex - b.prgIndex)) {
+      if (g.abandoned) continue;
+      g.abandoned = true;
+      g.spec.done("failure");
     }
   }
 

@@ -83,6 +83,22 @@ describe("the Page Request Interface", () => {
     expect(outcomes).toEqual([]);
   });
 
+  it("a Response Failure fails every outstanding group; later responses are ignored", () => {
+    const { dev, outcomes, ask, respond } = rig();
+    enablePri(dev.fn, 2);
+    for (const p of [0x10, 0x20, 0x30]) ask(p); // 0x30 waits for the allocation
+    respond(1, 0xf);
+    expect(outcomes).toEqual([
+      [0x20, "failure"],
+      [0x10, "failure"],
+      [0x30, "failure"],
+    ]);
+    expect(dev.pri!.usable).toBe(false);
+    respond(0, 0); // the function ignores it: group 0 is only retired
+    expect(outcomes).toHaveLength(3);
+    expect(dev.pri!.outstanding).toBe(0);
+  });
+
   it("a Stop Marker follows only when the PASID has requests outstanding", () => {
     const { m, dev, outcomes, ask, respond } = rig();
     enablePri(dev.fn);
