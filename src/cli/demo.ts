@@ -9,6 +9,7 @@ import { demoJSON, formatDemo, runDemo } from "../scenario/demo.js";
 import { loadScenario } from "../scenario/load.js";
 import { machineHost } from "../scenario/machine-host.js";
 import { traceRunOf } from "../scenario/trace-format.js";
+import { addDeviceNames } from "../scenario/trace-tracks.js";
 import type { CliIo } from "./io.js";
 import type { DemoCommandOptions } from "./program.js";
 import { writeTraceFile } from "./trace-file.js";
@@ -36,7 +37,10 @@ export function demo(io: CliIo, opts: DemoCommandOptions): number {
   progress?.stop();
   let trace: { file: string; events: number } | null = null;
   if (opts.trace !== undefined) {
-    const events = writeTraceFile(opts.trace, [traceRunOf(run.result, "demo")], io);
+    // The story plugs nothing out: the machine at its end knows every device's names.
+    const devices = new Map<string, string>();
+    addDeviceNames(run.machine, devices);
+    const events = writeTraceFile(opts.trace, [traceRunOf(run.result, "demo", devices)], io);
     trace = { file: opts.trace, events };
   }
   io.stdout(

@@ -8,11 +8,12 @@ import { InputError } from "../base/errors.js";
 import type { Json } from "../base/json.js";
 import { BUILTIN_MACHINES } from "../machine/builtin.js";
 import { InputErrors } from "../machine/input/diagnostics.js";
-import type { MachinePlan, ScenarioHost } from "../scenario/host.js";
+import type { MachinePlan, ScenarioHost, ScenarioMachine } from "../scenario/host.js";
 import { loadScenario, type Scenario } from "../scenario/load.js";
 import { formatScenarioResult, scenarioResultJSON } from "../scenario/report.js";
 import { applicableDrivers, runScenario, type ScenarioResult } from "../scenario/run.js";
-import { traceRunOf } from "../scenario/trace-format.js";
+import { type TraceRun, traceRunOf } from "../scenario/trace-format.js";
+import { addDeviceNames } from "../scenario/trace-tracks.js";
 import type { CliIo } from "./io.js";
 import { writeTraceFile } from "./trace-file.js";
 
@@ -339,6 +340,7 @@ function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyH
   if (errors.length > 0) return reportInputErrors(errors, opts.json, io);
 
   const results: ScenarioResult[] = [];
+  const traceRuns: TraceRun[] = [];
   const skipped: string[] = [];
   const bootErrors: InputError[] = [];
   const total = scenarios.reduce((n, s) => n + driversFor(s, opts.driver, host).length, 0);
@@ -354,14 +356,28 @@ function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyH
         continue;
       }
       try {
-        results.push(
-          runScenario(s, host, {
-            ...(driver === undefined ? {} : { driver }),
-            ...(opts.seed === undefined ? {} : { seed: opts.seed }),
-            checkInvariants: opts.check,
-            keepTrace: opts.trace !== undefined,
-          }),
-        );
+        // For the trace: each device's kernel name, learnt at boot and after every step (a
+        // hot-plugged device has one only while present).
+        const names = new Map<string, string>();
+        let machine: ScenarioMachine | undefined;
+        const r = runScenario(s, host, {
+          ...(driver === undefined ? {} : { driver }),
+          ...(opts.seed === undefined ? {} : { seed: opts.seed }),
+          checkInvariants: opts.check,
+          keepTrace: opts.trace !== undefined,
+          ...(opts.trace === undefined
+            ? {}
+            : {
+                onBoot: (m: ScenarioMachine) => {
+                  machine = m;
+                  addDeviceNames(m, names);
+                },
+                onStep: () => addDeviceNames(machine!, names),
+              }),
+        });
+        results.push(r);
+        if (opts.trace !== undefined)
+          traceRuns.push(traceRunOf(r, `${r.file} [${r.driver}]`, names));
       } catch (e) {
         if (!(e instanceof InputError)) throw e;
         bootErrors.push(...(e instanceof InputErrors ? e.errors : [e]));
@@ -372,11 +388,7 @@ function runFiles(files: readonly string[], opts: RunOpts, io: CliIo, host: AnyH
   if (bootErrors.length > 0) return reportInputErrors(bootErrors, opts.json, io);
 
   if (opts.trace !== undefined) {
-    writeTraceFile(
-      opts.trace,
-      results.map((r) => traceRunOf(r, `${r.file} [${r.driver}]`)),
-      io,
-    );
+    writeTraceFile(opts.trace, traceRuns, io);
   }
   const failed = results.filter((r) => r.status === "fail").length;
   if (opts.json) {

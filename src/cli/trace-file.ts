@@ -1,5 +1,6 @@
 // Writing `--trace FILE`: Chrome/Perfetto trace JSON when FILE ends in .json, else ftrace-style
-// text, from the records of one or more scenario runs and their steps as spans.
+// text, from the records of one or more scenario runs and their steps as spans; each run's
+// device names make a device one track (one task) under both of its names.
 
 import { InputError } from "../base/errors.js";
 import { formatTraceText, type TraceRun, traceToChromeJSON } from "../scenario/trace-format.js";
@@ -10,8 +11,8 @@ export function writeTraceFile(path: string, runs: readonly TraceRun[], io: CliI
   const text = path.endsWith(".json")
     ? `${JSON.stringify(traceToChromeJSON(runs))}\n`
     : runs.length === 1
-      ? formatTraceText(runs[0]!.records)
-      : runs.map((r) => `# ${r.label}\n${formatTraceText(r.records)}`).join("");
+      ? formatTraceText(runs[0]!.records, runs[0]!.devices)
+      : runs.map((r) => `# ${r.label}\n${formatTraceText(r.records, r.devices)}`).join("");
   try {
     io.writeFile(path, text);
   } catch (e) {

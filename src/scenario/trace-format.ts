@@ -1,7 +1,8 @@
 // Trace exports: ftrace/trace-cmd-style text lines (the kernel's own tracepoints printed with
 // their TP_printk formats, the simulator's events as key=value) and Chrome trace-event JSON that
 // opens in ui.perfetto.dev (the scenario's steps as slices, then a process per kind of track:
-// IOMMUs, devices, groups, domains, processes, …, a thread per track).
+// IOMMUs, devices, groups, domains, processes, …, a thread per track). Given the run's device
+// names, a device's kernel-named and description-named tracks are one (trace-tracks.ts).
 
 import { hex } from "../base/bits.js";
 import { SimError } from "../base/errors.js";
@@ -9,7 +10,7 @@ import { type Json, jsonValue } from "../base/json.js";
 import type { TraceRecord } from "../base/trace.js";
 import { splitEventName } from "../base/trace.js";
 import type { ScenarioResult } from "./run.js";
-import { groupTracks } from "./trace-tracks.js";
+import { type DeviceNames, groupTracks, trackNamer } from "./trace-tracks.js";
 
 /** The records of one run, named for the trace viewer (e.g. `file [driver]`). */
 export interface TraceRun {
@@ -20,6 +21,11 @@ export interface TraceRun {
    * first step's are the boot's.
    */
   readonly steps?: readonly TraceStep[];
+  /**
+   * The run's devices, kernel name → description name (see `addDeviceNames`): each device's
+   * events are then one track, `nic0 (0000:04:00.0)`. Without it, tracks are as emitted.
+   */
+  readonly devices?: DeviceNames;
 }
 
 export interface TraceStep {
@@ -44,8 +50,11 @@ export const SPAN_SYSTEM = "scenario";
  */
 export const DISPLAY_TICK_NS = 1000;
 
-/** A finished run as the exporters take it: its trace and its (not skipped) steps. */
-export function traceRunOf(r: ScenarioResult, label: string): TraceRun {
+/**
+ * A finished run as the exporters take it: its trace, its (not skipped) steps and, if given, the
+ * names of its machine's devices.
+ */
+export function traceRunOf(r: ScenarioResult, label: string, devices?: DeviceNames): TraceRun {
   const steps: TraceStep[] = [];
   for (const s of r.steps) {
     if (s.status === "skipped") continue;
@@ -72,27 +81,30 @@ export function traceRunOf(r: ScenarioResult, label: string): TraceRun {
       },
     });
   }
-  return { label, records: r.trace ?? [], steps };
+  return { label, records: r.trace ?? [], steps, ...(devices === undefined ? {} : { devices }) };
 }
 
 // ---------------------------------------------------------------- text
 
 /**
  * One trace-cmd report line per record, `<task>-<pid> [000] <sec.usec>: <event>: <fields>`: the
- * track plays the task (blanks turned into `_`, as a comm never has them in this format), its
+ * track plays the task (named as in the JSON export, so with `devices` a device is one task,
+ * `nic0_(0000:04:00.0)`; blanks turned into `_`, as a comm never has them in this format), its
  * id (in order of first appearance) the pid, one CPU. The timestamp is the exact virtual time,
  * which never decreases; lines with the same one are in the order the events happened.
  */
-export function formatTraceText(records: readonly TraceRecord[]): string {
-  const ids = new Map<string, number>();
+export function formatTraceText(records: readonly TraceRecord[], devices?: DeviceNames): string {
+  const nameOf = trackNamer(devices);
+  const tasks = new Map<string, string>();
   let out = "";
   for (const r of records) {
-    let id = ids.get(r.track);
-    if (id === undefined) {
-      id = ids.size + 1;
-      ids.set(r.track, id);
+    const name = nameOf(r.track);
+    let task = tasks.get(name);
+    if (task === undefined) {
+      task = `${ftraceComm(name)}-${tasks.size + 1}`.padStart(16);
+      tasks.set(name, task);
     }
-    out += `${traceLine(r, id)}\n`;
+    out += `${traceLine(r, task)}\n`;
   }
   return out;
 }
@@ -109,10 +121,10 @@ export function ftraceComm(track: string): string {
   return track.length === 0 ? "<none>" : track.replace(/\s/g, "_");
 }
 
-function traceLine(r: TraceRecord, id: number): string {
+/** `task` is the padded `TASK-PID` column. */
+function traceLine(r: TraceRecord, task: string): string {
   const { system, name } = splitEventName(r.event);
   const kernel = system === "iommu";
-  const task = `${ftraceComm(r.track)}-${id}`.padStart(16);
   const event = kernel ? name : `${system}:${name}`;
   const body = kernel ? kernelText(name, r.fields) : keyValues(r.fields);
   return `${task} [000] ${ftraceTimestamp(r.ts)}: ${event}: ${body}`;
@@ -150,7 +162,8 @@ function keyValues(f: Readonly<Record<string, unknown>>): string {
  * Chrome trace-event format. Per run: a `scenario` process with a `sections` and a `steps`
  * thread (a complete event, `X`, per section, per step and for the boot), then a process per
  * kind of track (IOMMUs, devices, groups, domains, processes, PCI, kernel) with a thread per
- * track, all named and ordered by metadata events; every record is a thread-scoped instant
+ * track (a device's two tracks one thread when the run has `devices`: `nic0 (0000:04:00.0)`),
+ * all named and ordered by metadata events; every record is a thread-scoped instant
  * (`i`) named `system:event` with its fields and `virtual_ns` as args.
  *
  * `ts` is a display time in µs, not the virtual time: each record and each step boundary takes
@@ -188,11 +201,12 @@ export function traceToChromeJSON(runs: readonly TraceRun[]): Json {
       if (run.steps.some((s) => s.section)) sectionsTid = thread(spanPid, "sections", 0);
       stepsTid = thread(spanPid, "steps", 1);
     }
+    const nameOf = trackNamer(run.devices);
     const places = new Map<string, [number, number]>();
     let group = "";
     let pid = 0;
     let sort = 0;
-    for (const t of groupTracks(run.records)) {
+    for (const t of groupTracks(run.records, run.devices)) {
       if (t.group !== group) {
         group = t.group;
         pid = process(i, group);
@@ -202,7 +216,7 @@ export function traceToChromeJSON(runs: readonly TraceRun[]): Json {
     }
     layOut(run, {
       record(r, ns) {
-        const [p, t] = places.get(r.track)!;
+        const [p, t] = places.get(nameOf(r.track))!;
         const args = jsonValue(r.fields) as { [key: string]: Json };
         args.virtual_ns = r.ts;
         events.push({

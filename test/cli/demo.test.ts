@@ -204,7 +204,30 @@ describe("iommu-sim demo", () => {
         )
         .map((e: { args: { name: string } }) => e.args.name);
     expect(tracks("IOMMUs")).toEqual(["iommu0", "iommu1"]);
-    expect(tracks("devices")).toEqual(expect.arrayContaining(["0000:04:00.0", "nic0", "dsa0"]));
+    // Each device is one track, by its description name with its kernel name alongside: the
+    // core's tracepoints (kernel name) and the device model's events (description name) on it.
+    const devices: string[] = tracks("devices");
+    const nic = devices.filter((t) => t.includes("nic0") || t.includes("0000:04:00.0"));
+    expect(nic).toEqual(["nic0 (0000:04:00.0)"]);
+    expect(devices).toContain("dsa0 (0000:03:00.0)");
+    for (const t of devices)
+      expect(t).toMatch(/^[a-z][a-z0-9]* \([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\)$/);
+    const tidOf = (name: string) =>
+      doc.traceEvents.find(
+        (e: { name: string; args: { name: string } }) =>
+          e.name === "thread_name" && e.args.name === name,
+      ).tid;
+    const onNic = new Set(
+      instants
+        .filter((e: { tid: number }) => e.tid === tidOf(nic[0]!))
+        .map((e: { name: string }) => e.name),
+    );
+    for (const event of [
+      "iommu:add_device_to_group",
+      "iommu:attach_device_to_domain",
+      "device:packet",
+    ])
+      expect(onNic).toContain(event);
     const text = join(dir, "demo.txt");
     expect((await cli("demo", "--trace", text)).code).toBe(0);
     const lines = readFileSync(text, "utf8").trimEnd().split("\n");
@@ -215,5 +238,16 @@ describe("iommu-sim demo", () => {
       expect(l).toMatch(/^\s*\S+-\d+\s+\[\d{3}\]\s+\d+\.\d{6}: [a-z_0-9]+(:[a-z_0-9]+)?: /);
     }
     expect(lines.some((l) => /^ *domain_\d+-\d+ /.test(l))).toBe(true);
+    // nic0 is one task there too, whether the line names it `nic0` or `0000:04:00.0`.
+    const nicTasks = new Set(
+      lines
+        .filter((l) =>
+          /device:packet: |(add_device_to_group|attach_device_to_domain): .*device=0000:04:00\.0$/.test(
+            l,
+          ),
+        )
+        .map((l) => l.trimStart().split(" ")[0]),
+    );
+    expect([...nicTasks]).toEqual([expect.stringMatching(/^nic0_\(0000:04:00\.0\)-\d+$/)]);
   });
 });

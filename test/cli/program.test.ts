@@ -68,6 +68,65 @@ describe("driver restrictions on the command line (real machines)", () => {
   });
 });
 
+describe("--trace on real machines: one track per device", () => {
+  /** acc0 in the core's tracepoints and through its IO bridge; tb0 present for one step. */
+  const DEVICES = [
+    "machine: default",
+    "drivers: [riscv]",
+    "steps:",
+    "  - iommu_paging_domain_alloc: {dev: acc0}",
+    "    as: d",
+    "  - iommu_group_claim_dma_owner: {group: acc0, owner: me}",
+    "  - iommu_attach_group: {domain: d, group: acc0}",
+    "  - device_dma_read: {dev: acc0, addr: 0x10000, len: 4}",
+    "    error: read_page_fault",
+    "  - hot_add: {dev: tb0}",
+    "  - hot_remove: {dev: tb0}",
+    "",
+  ].join("\n");
+  const PCI = "[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]";
+
+  it("names each device's thread and task by both of its names, hot-plugged ones too", async () => {
+    const c = cli({ "d.yaml": DEVICES }, machineHost);
+    expect(await c.run("run", "--trace", "t.json", "d.yaml")).toBe(0);
+    const doc = JSON.parse(c.written["t.json"]!);
+    const threads: { tid: number; name: string }[] = doc.traceEvents
+      .filter((e: { name: string }) => e.name === "thread_name")
+      .map((e: { tid: number; args: { name: string } }) => ({ tid: e.tid, name: e.args.name }));
+    const acc0 = threads.filter((t) => /acc0/.test(t.name));
+    expect(acc0.map((t) => t.name)).toEqual([
+      expect.stringMatching(new RegExp(`^acc0 \\(${PCI}\\)$`)),
+    ]);
+    const kernel = acc0[0]!.name.slice("acc0 (".length, -1);
+    // No thread of a bare PCI name is left: every function's two names are one thread.
+    expect(threads.filter((t) => new RegExp(`^${PCI}$`).test(t.name))).toEqual([]);
+    expect(threads.map((t) => t.name)).toContainEqual(
+      expect.stringMatching(new RegExp(`^tb0 \\(${PCI}\\)$`)),
+    );
+    // acc0's thread holds the core's tracepoints (the kernel's device name in their args) and
+    // the bridge's DMA.
+    const on = doc.traceEvents.filter(
+      (e: { ph: string; tid: number }) => e.ph === "i" && e.tid === acc0[0]!.tid,
+    );
+    const attach = on.filter((e: { name: string }) => e.name === "iommu:attach_device_to_domain");
+    expect(attach.length).toBeGreaterThan(0);
+    for (const e of attach) expect(e.args.device).toBe(kernel);
+    expect(on.map((e: { name: string }) => e.name)).toContain("device:dma");
+
+    expect(await c.run("run", "--trace", "t.txt", "d.yaml")).toBe(0);
+    const tasks = new Set(
+      c.written["t.txt"]!.split("\n")
+        .filter(
+          (l) =>
+            / device:dma: /.test(l) ||
+            l.endsWith(`attach_device_to_domain: IOMMU: device=${kernel}`),
+        )
+        .map((l) => l.trimStart().split(" ")[0]),
+    );
+    expect([...tasks]).toEqual([expect.stringMatching(new RegExp(`^acc0_\\(${kernel}\\)-\\d+$`))]);
+  });
+});
+
 describe("the iommu-sim command line", () => {
   it("demo is the default command", async () => {
     const c = cli();

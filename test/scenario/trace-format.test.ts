@@ -1,7 +1,8 @@
 // The trace exports on real runs: every kernel tracepoint in its TP_printk format on
 // trace-cmd-style lines a parser can split, and Chrome/Perfetto JSON that follows the trace-event
 // format (metadata naming and ordering every process and thread, instants and complete events)
-// on a display timeline that keeps the events apart, in order, with their steps around them.
+// on a display timeline that keeps the events apart, in order, with their steps around them; a
+// device named by the kernel (`0000:04:00.0`) and by the description (`nic0`) is one track.
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
 import { SimError } from "../../src/base/errors.js";
 import type { TraceRecord } from "../../src/base/trace.js";
+import type { Machine } from "../../src/machine/machine.js";
 import { loadScenario } from "../../src/scenario/load.js";
 import { machineHost } from "../../src/scenario/machine-host.js";
 import { runScenario, type ScenarioResult } from "../../src/scenario/run.js";
@@ -22,6 +24,7 @@ import {
   traceRunOf,
   traceToChromeJSON,
 } from "../../src/scenario/trace-format.js";
+import { addDeviceNames, type DeviceNames, trackNamer } from "../../src/scenario/trace-tracks.js";
 import { ROOT } from "./scenario-files.js";
 
 /** Hits every kernel tracepoint of include/trace/events/iommu.h on the riscv driver. */
@@ -304,8 +307,8 @@ function checkTimeline(c: Checked, run: TraceRun): void {
     const ahead = Math.round(e.ts * 1000) - rec.ts;
     expect(ahead).toBeGreaterThanOrEqual(DISPLAY_TICK_NS);
     expect(ahead % DISPLAY_TICK_NS).toBe(0);
-    // The record's track is a thread of that name.
-    expect(c.threads.get(`${e.pid}/${e.tid}`)!.name).toBe(rec.track);
+    // The record's track is a thread of that name (a device's under both of its names).
+    expect(c.threads.get(`${e.pid}/${e.tid}`)!.name).toBe(trackNamer(run.devices)(rec.track));
   });
   if (run.steps === undefined) return;
   const steps = run.steps.filter((s) => !s.section);
@@ -480,12 +483,21 @@ describe("Chrome / Perfetto JSON", () => {
           section: fc.boolean(),
           records: fc.nat({ max: 4 }),
           wait: fc.constantFrom(0, 0, 1, 999, 1000, 1_000_000),
-          track: fc.constantFrom("iommu0", "domain 3", "group10", "group2", "mm1", "0000:00:01.0"),
+          track: fc.constantFrom(
+            "iommu0",
+            "domain 3",
+            "group10",
+            "group2",
+            "mm1",
+            "0000:00:01.0",
+            "nic0",
+          ),
         }),
         { maxLength: 12 },
       ),
+      named: fc.boolean(),
     })
-    .map(({ boot, steps }): TraceRun => {
+    .map(({ boot, steps, named }): TraceRun => {
       let now = 0;
       const records: TraceRecord[] = [];
       const add = (track: string) =>
@@ -514,7 +526,8 @@ describe("Chrome / Perfetto JSON", () => {
           endNs: now,
         });
       }
-      return { label: "r", records, steps: out };
+      const devices = new Map([["0000:00:01.0", "nic0"]]);
+      return { label: "r", records, steps: out, ...(named ? { devices } : {}) };
     });
 
   test.prop([arbRun])(
@@ -523,6 +536,175 @@ describe("Chrome / Perfetto JSON", () => {
       const c = checkChrome(traceToChromeJSON([r]));
       checkTimeline(c, r);
       expect(JSON.stringify(traceToChromeJSON([r]))).toBe(JSON.stringify(traceToChromeJSON([r])));
+      // With the names, the device is one thread under both; without, as emitted.
+      const names = [...c.threads.values()].map((t) => t.name);
+      const used = new Set(r.records.map((x) => x.track));
+      const both = used.has("nic0") || used.has("0000:00:01.0");
+      expect(names.filter((n) => n === "nic0 (0000:00:01.0)")).toHaveLength(
+        r.devices !== undefined && both ? 1 : 0,
+      );
+      if (r.devices !== undefined) {
+        expect(names).not.toContain("nic0");
+        expect(names).not.toContain("0000:00:01.0");
+      }
     },
   );
+});
+
+/**
+ * acc0, a PCI function of the default machine, in the IOMMU core's tracepoints (by its kernel
+ * name) and in its IO bridge's and device model's events (by its description name); tb0 is
+ * plugged in and out, so its kernel name exists only between two steps.
+ */
+const DEVICE_SCENARIO = `
+machine: default
+drivers: [riscv]
+steps:
+  - iommu_paging_domain_alloc: {dev: acc0}
+    as: d
+  - iommu_group_claim_dma_owner: {group: acc0, owner: me}
+  - iommu_attach_group: {domain: d, group: acc0}
+  - iommu_map: {domain: d, iova: 0x10000, paddr: 0x80400000, size: 0x1000, prot: [IOMMU_READ]}
+  - device_dma_read: {dev: acc0, addr: 0x10000, len: 4}
+  - device_dma_read: {dev: acc0, addr: 0x20000, len: 4}
+    error: read_page_fault
+  - hot_add: {dev: tb0}
+  - hot_remove: {dev: tb0}
+`;
+
+/** Runs a scenario learning its devices' names as the CLI does: at boot and after every step. */
+function runNamed(text = DEVICE_SCENARIO): {
+  r: ScenarioResult;
+  devices: DeviceNames;
+  kernel: string;
+} {
+  const names = new Map<string, string>();
+  let machine: Machine | undefined;
+  const r = runScenario(loadScenario(text, "d.yaml", machineHost), machineHost, {
+    keepTrace: true,
+    onBoot: (m) => {
+      machine = m;
+      addDeviceNames(m, names);
+    },
+    onStep: () => addDeviceNames(machine!, names),
+  });
+  expect(r.status).toBe("pass");
+  return { r, devices: names, kernel: machine!.device("acc0")!.name };
+}
+
+const PCI_NAME = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+describe("one track per device", () => {
+  it("the machine's names: kernel name → description name, PCI functions and bridges", () => {
+    const { devices, kernel } = runNamed();
+    expect(kernel).toMatch(PCI_NAME);
+    expect(devices.get(kernel)).toBe("acc0");
+    for (const [k, d] of devices) {
+      expect(k).toMatch(PCI_NAME);
+      expect(d).not.toMatch(PCI_NAME);
+    }
+    // The root ports are there; tb0, though unplugged by the end, too.
+    expect([...devices.values()]).toEqual(expect.arrayContaining(["rp0", "nic0", "tb0"]));
+  });
+
+  it("Perfetto: the core's and the device's records are one thread named by both names", () => {
+    const { r, devices, kernel } = runNamed();
+    const own = r.trace!.filter((x) => x.track === kernel || x.track === "acc0");
+    // Both kinds are there: the core's tracepoints by kernel name, the bridge's by description.
+    const kernelEvents = new Set(own.filter((x) => x.track === kernel).map((x) => x.event));
+    const modelEvents = new Set(own.filter((x) => x.track === "acc0").map((x) => x.event));
+    expect([...kernelEvents]).toEqual(
+      expect.arrayContaining(["iommu:add_device_to_group", "iommu:attach_device_to_domain"]),
+    );
+    expect([...modelEvents]).toContain("device:dma");
+
+    const run = traceRunOf(r, "d", devices);
+    const c = checkChrome(traceToChromeJSON([run]));
+    checkTimeline(c, run);
+    const name = `acc0 (${kernel})`;
+    const threads = [...c.threads].filter(
+      ([, t]) => t.name.includes("acc0") || t.name.includes(kernel),
+    );
+    expect(threads.map(([, t]) => t.name)).toEqual([name]);
+    expect(tracksOf(c, "devices")).toContain(name);
+    // On it, every record of either name, in order, events and fields as emitted.
+    const key = threads[0]![0];
+    const on = c.events.filter((e) => e.ph === "i" && `${e.pid}/${e.tid}` === key);
+    expect(on.map((e) => e.name)).toEqual(own.map((x) => x.event));
+    for (const e of on.filter((x) => x.name.startsWith("iommu:"))) {
+      expect(e.args.device).toBe(kernel);
+    }
+    // tb0's kernel name was only known between hot_add and hot_remove.
+    const tb0 = [...devices].find(([, d]) => d === "tb0")![0];
+    expect(tracksOf(c, "devices")).toContain(`tb0 (${tb0})`);
+    // Without the names the same run shows acc0 twice, as two unrelated threads.
+    const plain = checkChrome(traceToChromeJSON([traceRunOf(r, "d")]));
+    expect(tracksOf(plain, "devices")).toEqual(expect.arrayContaining(["acc0", kernel]));
+    expect(tracksOf(plain, "devices")).not.toContain(name);
+  });
+
+  it("ftrace text: one task and pid per device; the lines are otherwise unchanged", () => {
+    const { r, devices, kernel } = runNamed();
+    const named = formatTraceText(r.trace!, devices).trimEnd().split("\n");
+    const plain = formatTraceText(r.trace!).trimEnd().split("\n");
+    const tasks = new Set<string>();
+    const pidOf = new Map<string, string>();
+    const taskOf = new Map<string, string>();
+    named.forEach((line, i) => {
+      const m = TRACE_CMD_LINE.exec(line);
+      expect(m, line).not.toBeNull();
+      const [, task, pid] = m!;
+      expect(pidOf.get(task!) ?? pid).toBe(pid);
+      expect(taskOf.get(pid!) ?? task).toBe(task);
+      pidOf.set(task!, pid!);
+      taskOf.set(pid!, task!);
+      const rec = r.trace![i]!;
+      if (rec.track === kernel || rec.track === "acc0") tasks.add(task!);
+      // Past the task column, the line is the one without names (kernel's device name kept).
+      expect(line.slice(line.indexOf(" [000] "))).toBe(
+        plain[i]!.slice(plain[i]!.indexOf(" [000] ")),
+      );
+    });
+    expect([...tasks]).toEqual([ftraceComm(`acc0 (${kernel})`)]);
+    expect(named.join("\n")).toContain(`attach_device_to_domain: IOMMU: device=${kernel}\n`);
+  });
+
+  it("the same run with its names gives the same bytes", () => {
+    const a = runNamed();
+    const b = runNamed();
+    expect(JSON.stringify(traceToChromeJSON([traceRunOf(a.r, "a", a.devices)]))).toBe(
+      JSON.stringify(traceToChromeJSON([traceRunOf(b.r, "a", b.devices)])),
+    );
+    expect(formatTraceText(a.r.trace!, a.devices)).toBe(formatTraceText(b.r.trace!, b.devices));
+  });
+
+  it("names a track by either of a device's names; other tracks as they are", () => {
+    const name = trackNamer(
+      new Map([
+        ["0000:04:00.0", "nic0"],
+        ["0000:05:00.0", "tb0"],
+        ["0000:06:00.0", "tb0"],
+        ["legacy0", "legacy0"],
+      ]),
+    );
+    expect(name("0000:04:00.0")).toBe("nic0 (0000:04:00.0)");
+    expect(name("nic0")).toBe("nic0 (0000:04:00.0)");
+    // Plugged in again below another port: both kernel names.
+    expect(name("tb0")).toBe("tb0 (0000:05:00.0, 0000:06:00.0)");
+    expect(name("0000:06:00.0")).toBe("tb0 (0000:05:00.0, 0000:06:00.0)");
+    expect(name("legacy0")).toBe("legacy0");
+    expect(name("core")).toBe("core");
+    expect(name("0000:07:00.0")).toBe("0000:07:00.0");
+    expect(trackNamer()("nic0")).toBe("nic0");
+    expect(trackNamer(new Map())("0000:04:00.0")).toBe("0000:04:00.0");
+  });
+
+  it("the machines of other hosts teach no names", () => {
+    const names = new Map<string, string>();
+    addDeviceNames(
+      { ctx: undefined as never, bootLog: [], checkInvariants: () => [], toJSON: () => null },
+      names,
+    );
+    expect(names.size).toBe(0);
+  });
 });
