@@ -9,8 +9,13 @@ import type { PciFunctionOptions } from "../pci/options.js";
 export const DSA_MMIO_BAR = 0;
 export const DSA_PORTAL_BAR = 1;
 export const DSA_MMIO_BAR_SIZE = 0x1_0000;
-/** Each WQ owns four 4-KiB portal pages (idxd: unlimited/limited, MSI-X/IMS); all submit alike. */
+/**
+ * Each WQ owns four 4-KiB portal pages (idxd_get_wq_portal_offset: limited at +0x1000, IMS at
+ * +0x2000). A limited portal of a shared WQ takes submissions only below WQCFG.wq_thresh; the
+ * interrupt type only selects how a completion interrupt is sent (not modelled).
+ */
 export const DSA_PORTAL_STRIDE = 0x4000;
+export const DSA_PORTAL_LIMITED = 0x1000;
 
 export const DSA_REG = {
   VER: 0x00,

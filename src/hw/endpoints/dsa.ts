@@ -4,7 +4,9 @@
 // Submission: a dedicated WQ takes 64-byte posted writes to its portal (MOVDIR64B) and runs them
 // with the PASID and privilege its WQCFG holds (or without a PASID: the DMA API path); a shared
 // WQ takes Deferrable Memory Writes (ENQCMD/ENQCMDS) and runs each with the PASID the submission
-// carried, answering Retry when it is full or not enabled. A posted write to a shared WQ, a
+// carried, answering Retry when it is full or not enabled; through a limited portal (the one idxd
+// maps for user space and uses itself) a shared WQ is full at WQCFG.wq_thresh entries, through an
+// unlimited one at its size. A posted write to a shared WQ, a
 // deferrable one to a dedicated WQ, or any write to a full dedicated WQ is dropped (counted).
 //
 // Commands (CMD/CMDSTS, idxd command codes) take effect when written; drain-type commands
@@ -34,6 +36,7 @@ import {
   DSA_MMIO_BAR,
   DSA_MMIO_BAR_SIZE,
   DSA_PORTAL_BAR,
+  DSA_PORTAL_LIMITED,
   DSA_PORTAL_STRIDE,
   DSA_REG,
   DSA_STATE,
@@ -408,12 +411,13 @@ export class DsaDevice extends Endpoint {
   ): boolean {
     const wq = this.wqs[Math.floor(offset / DSA_PORTAL_STRIDE)];
     if (!wq || data.length !== DESC_SIZE || offset % DESC_SIZE !== 0) return false;
+    const limited = !wq.dedicated && (offset & DSA_PORTAL_LIMITED) !== 0;
     const ok =
       this.#enabled &&
       wq.enabled &&
       wq.accepting &&
       wq.dedicated !== deferrable &&
-      wq.queue.length < wq.size;
+      wq.queue.length < (limited ? Math.min(wq.threshold, wq.size) : wq.size);
     if (!ok) {
       if (deferrable) wq.retries++;
       else wq.dropped++;

@@ -10,6 +10,7 @@ import {
   DSA_CMD,
   DSA_COMP,
   DSA_OPCODE,
+  DSA_PORTAL_LIMITED,
   DSA_REG,
   IDXD_OP_FLAG,
 } from "../../../src/hw/endpoints/dsa-regs.js";
@@ -389,6 +390,24 @@ describe("submission", () => {
     expect(enqueue(r, d)).toBe(true);
     expect(r.dsa.wqs[0]!.toJSON()).toMatchObject({ submitted: 2, retries: 1, dropped: 1 });
     expect(r.dsa.wqs[1]!.toJSON()).toMatchObject({ retries: 1 });
+  });
+
+  it("a shared WQ's limited portal takes ENQCMD only below WQCFG.wq_thresh, the unlimited one up to its size", () => {
+    const r = dsaMachine();
+    enableDevice(r);
+    w32(r, DSA_REG.WQCFG + 4, 2); // wq_thresh, written while the WQ is disabled
+    setupWq(r, 0, { size: 4 });
+    const d = descriptor({ opcode: DSA_OPCODE.NOOP });
+    const limited = r.dsa.portalAddress(0) + BigInt(DSA_PORTAL_LIMITED);
+    expect(r.bridge.mmioEnqueue(limited, d, PASID)).toBe(true);
+    expect(r.bridge.mmioEnqueue(limited, d, PASID)).toBe(true);
+    expect(r.bridge.mmioEnqueue(limited, d, PASID)).toBe(false); // Retry at the threshold
+    expect(enqueue(r, d)).toBe(true); // the unlimited portal fills the WQ
+    expect(enqueue(r, d)).toBe(true);
+    expect(enqueue(r, d)).toBe(false);
+    r.dsa.run();
+    expect(r.bridge.mmioEnqueue(limited, d, PASID)).toBe(true);
+    expect(r.dsa.wqs[0]!.toJSON()).toMatchObject({ submitted: 5, retries: 2 });
   });
 
   it("the descriptor runs with the submission's PASID: another PASID's space is not reachable", () => {
