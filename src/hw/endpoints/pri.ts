@@ -194,7 +194,8 @@ export class PageRequestInterface {
         outstanding = true;
       }
     }
-    if (!outstanding || !this.fn.priEnabled) return false;
+    // A Stop Marker is a Page Request message: not sent once Response Failure disabled PRI.
+    if (!outstanding || !this.usable) return false;
     this.stopMarkers++;
     const trace = this.fn.host.ctx.trace;
     if (trace.enabled) {

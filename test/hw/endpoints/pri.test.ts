@@ -99,6 +99,18 @@ describe("the Page Request Interface", () => {
     expect(dev.pri!.outstanding).toBe(0);
   });
 
+  it("no Stop Marker once a Response Failure has disabled PRI", () => {
+    const { m, dev, ask, respond } = rig();
+    enablePri(dev.fn);
+    ask(0x10, 1);
+    ask(0x20, 2);
+    respond(1, 0xf);
+    const before = pageRequests(m).length;
+    expect(dev.pri!.stopPasid(1)).toBe(false);
+    expect(pageRequests(m)).toHaveLength(before);
+    expect(dev.pri!.stopMarkers).toBe(0);
+  });
+
   it("a Stop Marker follows only when the PASID has requests outstanding", () => {
     const { m, dev, outcomes, ask, respond } = rig();
     enablePri(dev.fn);
