@@ -197,4 +197,11 @@ export { loadScenario, type Scenario } from "./scenario/load.js";
 export { machineHost } from "./scenario/machine-host.js";
 export { formatScenarioResult, scenarioResultJSON } from "./scenario/report.js";
 export { applicableDrivers, runScenario, type ScenarioResult } from "./scenario/run.js";
-export { formatTraceText, traceToChromeJSON } from "./scenario/trace-format.js";
+export {
+  formatTraceText,
+  type TraceRun,
+  type TraceStep,
+  traceRunOf,
+  traceToChromeJSON,
+} from "./scenario/trace-format.js";
+export { addDeviceNames, type DeviceNames } from "./scenario/trace-tracks.js";

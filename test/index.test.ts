@@ -28,6 +28,39 @@ describe("public surface", () => {
     expect(r.status, api.formatScenarioResult(r)).toBe("pass");
   });
 
+  it("writes a Perfetto trace of a scenario run, one track per device", () => {
+    const yaml = [
+      "machine: default",
+      "drivers: [riscv]",
+      "steps:",
+      "  - dma_set_mask_and_coherent: {dev: acc0, mask: 0xffffffffffffffff}",
+      "  - dma_map_single: {dev: acc0, ptr: 0x80000000, size: 0x1000, dir: DMA_TO_DEVICE}",
+      "    as: iova",
+      "  - device_dma_read: {dev: acc0, addr: iova, len: 4}",
+    ].join("\n");
+    const scenario = api.loadScenario(yaml, "inline.yaml", api.machineHost);
+    const names = new Map<string, string>();
+    const r = api.runScenario(scenario, api.machineHost, {
+      driver: "riscv",
+      keepTrace: true,
+      onBoot: (m) => api.addDeviceNames(m, names),
+    });
+    expect(r.status, api.formatScenarioResult(r)).toBe("pass");
+    const json = api.traceToChromeJSON([api.traceRunOf(r, "inline", names)]) as {
+      traceEvents: { ph: string; name: string; args: { name?: string } }[];
+    };
+    const threads = json.traceEvents
+      .filter((e) => e.ph === "M" && e.name === "thread_name")
+      .map((e) => e.args.name!);
+    // acc0's kernel name (its PCI address) and its description name make one track.
+    const kernel = [...names].find(([, described]) => described === "acc0")?.[0];
+    expect(kernel).toMatch(/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.\d$/);
+    expect(threads.filter((t) => t.includes("acc0") || t.includes(kernel!))).toEqual([
+      `acc0 (${kernel})`,
+    ]);
+    expect(api.formatTraceText(r.trace ?? [], names)).toContain(`acc0_(${kernel})-`);
+  });
+
   it("lists only defined names", () => {
     for (const [name, value] of Object.entries(api)) expect(value, name).toBeDefined();
   });
