@@ -47,7 +47,7 @@ import { IOMMU_PASID_INVALID } from "../../iommu/constants.js";
 import type { IommuCore } from "../../iommu/core.js";
 import type { IommuDomain } from "../../iommu/domain.js";
 import { IOMMU_SVA_BIND_SUPERVISOR, type IommuSva } from "../../iommu/sva.js";
-import { IdxdRegs } from "./idxd-regs.js";
+import { IDXD_PORTAL_LIMITED, IdxdRegs } from "./idxd-regs.js";
 
 /** What the idxd driver reaches in the machine: the IOMMU core, the DMA API, memory, MMIO. */
 export interface IdxdEnv {
@@ -69,12 +69,17 @@ export interface IdxdWqConfig {
   readonly size: number;
   /** `block_on_fault`: descriptors with BOF wait for page requests instead of failing. */
   readonly blockOnFault?: boolean;
+  /**
+   * `threshold` (shared WQs, 1..size): the entries the WQ takes through its limited portal, the
+   * one idxd submits through and maps for user space. A shared WQ without one is refused.
+   */
+  readonly threshold?: number;
 }
 
 /** The default configuration: a dedicated WQ for the kernel, a shared WQ for user SVA. */
 export const IDXD_DEFAULT_WQS: readonly IdxdWqConfig[] = [
   { type: "kernel", mode: "dedicated", size: 16 },
-  { type: "user", mode: "shared", size: 16, blockOnFault: true },
+  { type: "user", mode: "shared", size: 16, threshold: 16, blockOnFault: true },
 ];
 
 export interface IdxdOptions {
@@ -105,6 +110,8 @@ export class IdxdWq {
   type: IdxdWqType | "none" = "none";
   mode: IdxdWqMode = "dedicated";
   size = 0;
+  /** WQCFG.wq_thresh of a shared WQ; 0 for a dedicated one. */
+  threshold = 0;
   blockOnFault = false;
   enabled = false;
   /** Kernel WQ: one completion record per descriptor slot (`wq->compls`, dma_alloc_coherent). */
@@ -125,9 +132,9 @@ export class IdxdWq {
     return this.users.length;
   }
 
-  /** Physical address of the WQ's submission portal. */
+  /** Physical address of the WQ's submission portal: its limited one (`idxd_wq_map_portal`). */
   get portal(): bigint {
-    return this.idxd.regs.portal(this.id);
+    return this.idxd.regs.portal(this.id, IDXD_PORTAL_LIMITED);
   }
 
   /** DMA address of completion record `slot` (kernel WQs). */
@@ -141,6 +148,7 @@ export class IdxdWq {
       type: this.type,
       mode: this.mode,
       size: this.size,
+      threshold: this.threshold,
       block_on_fault: this.blockOnFault,
       enabled: this.enabled,
       compls: this.compls === null ? null : jsonAddr(this.compls.dmaHandle),
@@ -289,9 +297,21 @@ export class IdxdDevice {
       this.log("warn", "No shared wq support but configured.");
       return err("EINVAL");
     }
+    const threshold = cfg.mode === "shared" ? (cfg.threshold ?? 0) : 0;
+    if (!Number.isInteger(threshold) || threshold < 0 || threshold > cfg.size) {
+      // The sysfs store refuses it (EINVAL) before the driver ever sees it: a misuse here.
+      throw new SimError(`WQ threshold ${cfg.threshold} is not within 1..${cfg.size}`);
+    }
+    if (cfg.mode === "shared" && threshold === 0) {
+      // __drv_enable_wq: IDXD_SCMD_WQ_NO_THRESH, -ENXIO; a threshold of 0 would shut the limited
+      // portal the driver and user space submit through.
+      this.log("err", `wq${id}: Shared wq and threshold 0.`);
+      return err("ENXIO");
+    }
     wq.type = cfg.type;
     wq.mode = cfg.mode;
     wq.size = cfg.size;
+    wq.threshold = threshold;
     wq.blockOnFault = cfg.blockOnFault ?? false;
     this.#writeWqcfg(wq);
     const status = this.regs.exec(DSA_CMD.ENABLE_WQ, id);
@@ -431,7 +451,7 @@ export class IdxdDevice {
       if (wq.type === "kernel" && this.supervisorSva !== null) d2 |= WQCFG_PRIV;
     }
     this.regs.writel(base, wq.size);
-    this.regs.writel(base + 4, wq.mode === "shared" ? wq.size : 0);
+    this.regs.writel(base + 4, wq.threshold);
     this.regs.writel(base + 8, d2 >>> 0);
     this.regs.writel(base + 12, this.maxXferShift | (this.maxBatchShift << 5));
   }

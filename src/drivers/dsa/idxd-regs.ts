@@ -24,7 +24,7 @@ const CMD_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(DSA_CMD).map(([name, code]) => [code, name]),
 );
 
-/** `enum idxd_portal_prot`: each WQ has four portal pages; the driver submits through the first. */
+/** `enum idxd_portal_prot`: each WQ has four portal pages; the driver submits through the limited one. */
 export const IDXD_PORTAL_UNLIMITED = 0;
 export const IDXD_PORTAL_LIMITED = 1;
 

@@ -151,7 +151,7 @@ describe("the PASID attachment is what makes kernel DMA reach memory", () => {
   });
 
   it("a shared kernel WQ needs the system PASID (EINVAL without it); with it, ENQCMDS carries the PASID", () => {
-    const wqs = [{ type: "kernel", mode: "shared", size: 8 }] as const;
+    const wqs = [{ type: "kernel", mode: "shared", size: 8, threshold: 8 }] as const;
     const off = dsaMachine({ idxd: { sva: false, wqs } });
     expect(off.idxd.logs).toContainEqual({
       level: "err",
@@ -173,7 +173,9 @@ describe("the PASID attachment is what makes kernel DMA reach memory", () => {
       ok: false,
       errno: "EINVAL",
     });
-    const u = dsaMachine({ idxd: { wqs: [{ type: "user", mode: "shared", size: 4 }] } });
+    const u = dsaMachine({
+      idxd: { wqs: [{ type: "user", mode: "shared", size: 4, threshold: 4 }] },
+    });
     expect(idxdKernelWq(u.idxd)).toBeNull();
     expect(idxdDmaMemcpy(u.idxd, buf, buf, 16)).toEqual({ ok: false, errno: "ENXIO" });
   });

@@ -10,6 +10,7 @@ import { unwrap } from "../../../src/base/result.js";
 import type { TraceRecord } from "../../../src/base/trace.js";
 import { decodeCompletionRecord, dsaHwDesc } from "../../../src/drivers/dsa/dsa-desc.js";
 import { idxdCdevOpen } from "../../../src/drivers/dsa/idxd-cdev.js";
+import { IDXD_PORTAL_LIMITED } from "../../../src/drivers/dsa/idxd-regs.js";
 import {
   CR_SIZE,
   DSA_COMP,
@@ -67,6 +68,42 @@ function pasidsOf(trace: readonly TraceRecord[], event: string): Set<number | nu
       }),
   );
 }
+
+describe("the shared WQ's limited portal", () => {
+  it("idxd submits and maps user space through the limited portal, which takes threshold entries", () => {
+    const r = dsaMachine({
+      idxd: { wqs: [{ type: "user", mode: "shared", size: 4, threshold: 2, blockOnFault: true }] },
+    });
+    const wq = userWq(r);
+    expect(wq.toJSON()).toMatchObject({ mode: "shared", size: 4, threshold: 2 });
+    expect(wq.portal).toBe(r.idxd.regs.portal(wq.id, IDXD_PORTAL_LIMITED));
+    const p = spawnWithBuffer(r, "app", VA, 8);
+    const ctx = unwrap(idxdCdevOpen(wq, p)).ctx;
+    prepare(r, p, pattern(64, 3));
+    // Nothing runs until the machine settles: the third ENQCMD finds the WQ at its threshold.
+    expect(ctx.enqcmd(p, r.m.cpu, DESC_VA).status).toBe("accepted");
+    expect(ctx.enqcmd(p, r.m.cpu, DESC_VA).status).toBe("accepted");
+    expect(ctx.enqcmd(p, r.m.cpu, DESC_VA).status).toBe("retry");
+    r.m.settle();
+    expect(completion(r, p).status).toBe(DSA_COMP.SUCCESS);
+    expect(ctx.enqcmd(p, r.m.cpu, DESC_VA).status).toBe("accepted");
+    r.m.settle();
+    r.invariants();
+  });
+
+  it("a shared WQ without a threshold is not enabled (ENXIO, IDXD_SCMD_WQ_NO_THRESH)", () => {
+    const r = dsaMachine({ idxd: { wqs: [{ type: "user", mode: "shared", size: 4 }] } });
+    expect(r.idxd.logs).toContainEqual({
+      level: "err",
+      message: "wq0: Shared wq and threshold 0.",
+    });
+    expect(r.idxd.logs).toContainEqual({ level: "err", message: "wq0: enabling failed: -ENXIO" });
+    expect(userWq(r)).toBeUndefined();
+    expect(() =>
+      dsaMachine({ idxd: { wqs: [{ type: "user", mode: "shared", size: 4, threshold: 5 }] } }),
+    ).toThrow("WQ threshold 5 is not within 1..4");
+  });
+});
 
 describe("two processes share the engine, each with its own PASID", () => {
   it("both copies land in the right address space; the destination pages came over PRI", () => {
