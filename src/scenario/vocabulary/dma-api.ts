@@ -98,6 +98,16 @@ function getFreePages(m: Machine, order: number): bigint {
   return BigInt(ppn) << 12n;
 }
 
+/** The parameters of every streaming unmap: the DMA address and what was mapped. */
+const UNMAP_PARAMS = {
+  dev: DEV,
+  addr: param(U64, { doc: "dma_addr_t" }),
+  size: SIZE,
+  dir: DIR,
+  attrs: ATTRS,
+  cpu: CPU,
+};
+
 const SGT: ParamSpec = param(object("sg_table"), { doc: "struct sg_table *sgt" });
 const SGL: ParamSpec = param(object("sg_table"), {
   doc: "struct scatterlist *sg: the list of an sg_table (sgt->sgl)",
@@ -174,14 +184,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
   {
     name: "dma_unmap_single",
     area: "dma",
-    params: {
-      dev: DEV,
-      addr: param(U64, { doc: "dma_addr_t" }),
-      size: SIZE,
-      dir: DIR,
-      attrs: ATTRS,
-      cpu: CPU,
-    },
+    params: UNMAP_PARAMS,
     returns: VOID,
     ts: "machine.dma.unmapSingle(dev, addr, size, dir, attrs, cpu)",
     doc: "Unmaps: the page table is cleared, then strict domains invalidate the IOTLB before the IOVA is freed; lazy (DMA_FQ) domains queue the IOVA until a flush, and the device may still reach the old page until then. WARNs for an address the domain does not know.",
@@ -259,14 +262,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
   {
     name: "dma_unmap_page",
     area: "dma",
-    params: {
-      dev: DEV,
-      addr: param(U64, { doc: "dma_addr_t" }),
-      size: SIZE,
-      dir: DIR,
-      attrs: ATTRS,
-      cpu: CPU,
-    },
+    params: UNMAP_PARAMS,
     returns: VOID,
     ts: "machine.dma.unmapPage(dev, addr, size, dir, attrs, cpu)",
     doc: "dma_unmap_page_attrs: as dma_unmap_single.",
@@ -321,14 +317,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
   {
     name: "dma_unmap_resource",
     area: "dma",
-    params: {
-      dev: DEV,
-      addr: param(U64, { doc: "dma_addr_t" }),
-      size: SIZE,
-      dir: DIR,
-      attrs: ATTRS,
-      cpu: CPU,
-    },
+    params: UNMAP_PARAMS,
     returns: VOID,
     ts: "machine.dma.unmapResource(dev, addr, size, dir, attrs, cpu)",
     doc: "Unmaps what dma_map_resource mapped.",
