@@ -98,6 +98,11 @@ function getFreePages(m: Machine, order: number): bigint {
   return BigInt(ppn) << 12n;
 }
 
+/** An entry of an sg_table (for_each_sg's i). */
+const ENTRY: ParamSpec = param(int(0, 1 << 16, "an entry index"), {
+  doc: "the entry (for_each_sg's i)",
+});
+
 /** The parameters of every streaming unmap: the DMA address and what was mapped. */
 const UNMAP_PARAMS = {
   dev: DEV,
@@ -362,7 +367,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
     area: "dma",
     params: {
       sgt: SGT,
-      i: param(int(0, 1 << 16, "an entry index"), { doc: "the entry (for_each_sg's i)" }),
+      i: ENTRY,
       buf: param(U64, { doc: "the buffer (its physical address stands for the kernel pointer)" }),
       buflen: param(U32, { doc: "unsigned int buflen" }),
     },
@@ -431,7 +436,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
   {
     name: "sg_dma_address",
     area: "dma",
-    params: { sgt: SGT, i: param(int(0, 1 << 16, "an entry index"), { doc: "the entry" }) },
+    params: { sgt: SGT, i: ENTRY },
     returns: returnsValue(U64),
     ts: "sgt.sgl[i].dmaAddress",
     doc: "The DMA address of segment i (valid for i < sgt.nents after mapping).",
@@ -440,7 +445,7 @@ export const DMA_API: readonly FunctionSpec<Machine>[] = [
   {
     name: "sg_dma_len",
     area: "dma",
-    params: { sgt: SGT, i: param(int(0, 1 << 16, "an entry index"), { doc: "the entry" }) },
+    params: { sgt: SGT, i: ENTRY },
     returns: returnsValue(U32),
     ts: "sgt.sgl[i].dmaLength",
     doc: "The length of DMA segment i (0 past the last segment).",
